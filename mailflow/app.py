@@ -1,0 +1,181 @@
+"""The composition root: builds every part from Settings, and runs them.
+
+``build`` wires the parts for any command; ``Service`` is `mailflow run`:
+the SMTP/LMTP ingress, worker threads draining the spool, and a sender
+thread draining the outbox. Workers and sender wake as soon as there is
+work and otherwise poll, so a message spooled by another process
+(``mailflow ingest``) is picked up too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from mailflow.clock import Clock, SystemClock
+from mailflow.config import Settings
+from mailflow.documents import ACCEPTED
+from mailflow.economies import Economies
+from mailflow.ingress.smtp import IngressController, IngressHandler
+from mailflow.notify.outbox import Outbox
+from mailflow.notify.render import Renderer, mailto
+from mailflow.notify.transports import MaildirTransport, SmtpTransport, Transport
+from mailflow.routing import Route, Router
+from mailflow.runner import Result, Runner
+from mailflow.spool import Spool
+from mailflow.store.db import Database
+from mailflow.tokens import Tokens, load_or_create_key
+from mailflow.vocab import AREAS
+from mailflow.workflow.context import Workflow
+from mailflow.workflow.dispatch import HANDLERS
+from mailflow.workflow.engine import Engine
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+DATABASE_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class App:
+    settings: Settings
+    database: Database
+    spool: Spool
+    runner: Runner
+    workflow: Workflow
+    transport: Transport
+
+    def drain_outbox(self) -> int:
+        return self.workflow.outbox.drain(self.database, self.transport)
+
+
+def build(settings: Settings, clock: Clock | None = None) -> App:
+    clock = clock or SystemClock()
+    database = Database(settings.database.url)
+    database.ensure_schema(settings.source)
+    router = Router(
+        settings.site.domain, settings.addresses, HANDLERS, own_senders=[settings.outbound.from_]
+    )
+    economies = Economies.with_overrides(settings.economy_overrides())
+    renderer = Renderer(
+        site=settings.site,
+        addresses={route.value: router.address(route) for route in Route},
+        economies=list(economies),
+        areas=AREAS,
+        accepted_formats=ACCEPTED,
+        max_attachment_mb=settings.limits.max_attachment_bytes // 1_048_576,
+        mailto=mailto,
+    )
+    outbox = Outbox(
+        renderer,
+        router,
+        clock,
+        sender=settings.outbound.from_,
+        return_path=router.address(Route.BOUNCES),
+    )
+    tokens = Tokens(
+        load_or_create_key(settings.security.token_key_file),
+        clock,
+        timedelta(days=settings.workflow.token_days),
+        settings.security.token_only,
+    )
+    workflow = Workflow(settings, router, economies, Engine(clock), tokens, outbox, clock)
+    spool = Spool(settings.spool.dir, settings.spool.max_tries)
+    return App(
+        settings, database, spool, Runner(spool, database, workflow), workflow, _transport(settings)
+    )
+
+
+def _transport(settings: Settings) -> Transport:
+    outbound = settings.outbound
+    if outbound.transport == "maildir":
+        return MaildirTransport(outbound.maildir)
+    return SmtpTransport(
+        outbound.host,
+        outbound.port,
+        starttls=outbound.starttls,
+        username=outbound.username,
+        password=os.environ.get(outbound.password_env, ""),
+    )
+
+
+class Service:
+    """Everything `mailflow run` starts, and stops again."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._stopping = threading.Event()
+        self._mail_waiting = threading.Event()
+        self._outbox_waiting = threading.Event()
+        self._threads: list[threading.Thread] = []
+        settings = app.settings
+        handler = IngressHandler(
+            app.spool, app.workflow.router, self._mail_waiting.set, lmtp=settings.smtp.lmtp
+        )
+        self.ingress = IngressController(
+            handler,
+            settings.smtp.host,
+            settings.smtp.port,
+            lmtp=settings.smtp.lmtp,
+            max_message_bytes=settings.limits.max_message_bytes,
+        )
+
+    def start(self) -> None:
+        recovered = self.app.spool.recover()
+        if recovered:
+            log.info("recovered %d message(s) claimed before a crash", recovered)
+        for number in range(self.app.settings.spool.workers):
+            self._spawn(f"worker-{number}", self._work)
+        self._spawn("outbox", self._send)
+        self.ingress.start()
+        log.info(
+            "listening for %s on %s:%d",
+            "LMTP" if self.app.settings.smtp.lmtp else "SMTP",
+            self.app.settings.smtp.host,
+            self.app.settings.smtp.port,
+        )
+
+    def stop(self) -> None:
+        self.ingress.stop()
+        self._stopping.set()
+        self._mail_waiting.set()
+        self._outbox_waiting.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.app.database.dispose()
+
+    def wait(self) -> None:
+        self._stopping.wait()
+
+    def _spawn(self, name: str, target: object) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            self._mail_waiting.clear()
+            try:
+                results = self.app.runner.run_pending()
+            except Exception:  # keep the worker alive whatever happens
+                log.exception("worker pass failed")
+                results = [Result.DATABASE_DOWN]
+            if results:
+                self._outbox_waiting.set()
+            pause = DATABASE_BACKOFF_SECONDS if Result.DATABASE_DOWN in results else POLL_SECONDS
+            if not results or Result.DATABASE_DOWN in results:
+                self._mail_waiting.wait(pause)
+
+    def _send(self) -> None:
+        while not self._stopping.is_set():
+            self._outbox_waiting.clear()
+            try:
+                sent = self.app.drain_outbox()
+            except Exception:
+                log.exception("outbox pass failed")
+                sent = 0
+            if not sent:
+                self._outbox_waiting.wait(POLL_SECONDS)

@@ -1,0 +1,233 @@
+"""The `mailflow` command: parse arguments, load settings, call the app.
+
+Every command accepts ``--config PATH`` after its name. Errors a person
+can act on are printed as one line naming what is wrong and exit non-zero;
+nothing here holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from mailflow import casefile
+from mailflow.app import Service, build
+from mailflow.config import Settings, config_path, load_settings
+from mailflow.economies import Economies
+from mailflow.errors import ConfigError, MailflowError
+from mailflow.spool import Envelope, Spool
+from mailflow.store.db import Database
+from mailflow.workflow.states import State
+
+# sysexits.h: what an MTA's pipe transport understands.
+EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 65, 75, 78
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's chatter
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return int(args.command(args))
+    except ConfigError as exc:
+        print(f"mailflow: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except MailflowError as exc:
+        print(f"mailflow: {exc}", file=sys.stderr)
+        return 1
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(config_path(args.config))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    app = build(_settings(args))
+    service = Service(app)
+    service.start()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger(__name__).info("stopping (%s)", signal.Signals(signum).name)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    settings = app.settings
+    print(
+        f"mailflow is running: {'LMTP' if settings.smtp.lmtp else 'SMTP'} on "
+        f"{settings.smtp.host}:{settings.smtp.port}, outgoing mail "
+        + (
+            f"in {settings.outbound.maildir}/new"
+            if settings.outbound.transport == "maildir"
+            else f"via {settings.outbound.host}:{settings.outbound.port}"
+        )
+        + ". Press Ctrl-C to stop.",
+        flush=True,
+    )
+    service.wait()
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    raw = Path(args.file).read_bytes() if args.file not in (None, "-") else sys.stdin.buffer.read()
+    if len(raw) > settings.limits.max_message_bytes:
+        print(
+            f"mailflow: message refused: {len(raw)} bytes is more than "
+            f"[limits].max_message_bytes = {settings.limits.max_message_bytes}",
+            file=sys.stderr,
+        )
+        return EX_DATAERR
+    envelope = Envelope(
+        sender=args.sender or "",
+        recipients=tuple(args.recipient or ()),
+        received_at=datetime.now(UTC),
+        source="ingest",
+    )
+    try:
+        stem = Spool(settings.spool.dir, settings.spool.max_tries).put(envelope, raw)
+    except OSError as exc:
+        print(f"mailflow: could not store the message, try again: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    print(f"accepted: {stem}")
+    try:
+        app = build(settings)
+        entry = app.spool.claim_by_id(stem)
+        if entry is not None:
+            print(f"processed: {app.runner.process(entry)}")
+            app.drain_outbox()
+    except MailflowError as exc:
+        # Accepted all the same: `mailflow run` will process it from the spool.
+        print(f"mailflow: kept in the spool for later: {exc}", file=sys.stderr)
+    return 0
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    app = build(_settings(args))
+    with app.database.transaction() as session:
+        print(casefile.format_list(casefile.list_cases(session, args.state)))
+    return 0
+
+
+def cmd_case(args: argparse.Namespace) -> int:
+    app = build(_settings(args))
+    with app.database.transaction() as session:
+        data = casefile.case_file(session, args.case_id, app.workflow.economies)
+    print(
+        json.dumps(data, indent=2, ensure_ascii=False) if args.json else casefile.format_case(data)
+    )
+    return 0
+
+
+def cmd_economies(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    economies = Economies.with_overrides(settings.economy_overrides())
+    print(f"{'CODE':<5} {'ECONOMY':<28} {'TRAVEL':<7} FOCAL POINTS")
+    for economy in economies:
+        focal = ", ".join(economy.focal_points) or (
+            f"none: cases go to the administrator ({settings.workflow.no_focal_point})"
+        )
+        travel = "yes" if economy.travel_eligible else "no"
+        print(f"{economy.code:<5} {economy.name:<28} {travel:<7} {focal}")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    database = Database(settings.database.url)
+    before, after = database.upgrade()
+    print(
+        f"database schema: {before or 'empty'} -> {after}"
+        if before != after
+        else f"database schema is up to date ({after})"
+    )
+    return 0
+
+
+def cmd_requeue(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    spool = Spool(settings.spool.dir, settings.spool.max_tries)
+    if not args.ids:
+        shunted = spool.shunted()
+        print("\n".join(shunted) if shunted else "No shunted messages.")
+        return 0
+    for stem in args.ids:
+        try:
+            spool.requeue(stem)
+        except FileNotFoundError:
+            print(
+                f"mailflow: no shunted message {stem}; `mailflow requeue` lists them",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"requeued {stem}; `mailflow run` will process it")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailflow",
+        description=("An editorial workflow run over email: submit, review, endorse, publish."),
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $MAILFLOW_CONFIG, else ./config.toml)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+
+    def add(
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        text: str,
+        into: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
+    ) -> argparse.ArgumentParser:
+        sub = into.add_parser(name, parents=[common], help=text, description=text)
+        sub.set_defaults(command=handler)
+        return sub
+
+    add("run", cmd_run, "run SMTP ingress, workers and the outbox sender in one process")
+    ingest = add(
+        "ingest",
+        cmd_ingest,
+        "accept one message from FILE or standard input (for an MTA pipe transport)",
+    )
+    ingest.add_argument("file", nargs="?", metavar="FILE", help="the message; '-' or none: stdin")
+    ingest.add_argument(
+        "--recipient",
+        action="append",
+        metavar="ADDRESS",
+        help="envelope recipient (repeatable); default: from the headers",
+    )
+    ingest.add_argument("--sender", metavar="ADDRESS", help="envelope sender")
+    cases = add("cases", cmd_cases, "list cases")
+    cases.add_argument("--state", choices=[s.value for s in State], help="only this state")
+    case = add("case", cmd_case, "show one case with its full history")
+    case.add_argument("case_id", metavar="ID", help="e.g. BP-2026-0001")
+    case.add_argument("--json", action="store_true", help="print JSON")
+    add("economies", cmd_economies, "list economies, focal points and travel eligibility")
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        title="db commands", required=True, metavar="COMMAND"
+    )
+    add("upgrade", cmd_db_upgrade, "apply schema migrations", into=db)
+    requeue = add(
+        "requeue",
+        cmd_requeue,
+        "list shunted messages, or send the named ones through processing again",
+    )
+    requeue.add_argument("ids", nargs="*", metavar="ID", help="shunted message ids")
+    return parser

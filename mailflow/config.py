@@ -1,0 +1,355 @@
+"""Typed, frozen settings from ``config.toml`` and ``MAILFLOW_<SECTION>_<KEY>``.
+
+The file is read with tomllib and validated by pydantic models that forbid
+unknown keys and coercion, so a typo or a wrong type stops the program with
+a ConfigError naming the file, the key and what is allowed. Relative paths
+are resolved against the config file's folder, once, here: nothing else in
+mailflow ever sees a relative path.
+
+This module never opens a database, a socket or a mailbox.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from mailflow.cron import parse_cron
+from mailflow.economies import builtin_economies
+from mailflow.errors import ConfigError
+
+CONFIG_ENV = "MAILFLOW_CONFIG"
+ENV_PREFIX = "MAILFLOW_"
+
+_EMAIL = re.compile(r"^[^@\s<>]+@[A-Za-z0-9.-]+$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+_LOCAL_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("must be an email address like name@example.org")
+    return value.lower()
+
+
+def _domain(value: str) -> str:
+    if not _DOMAIN.match(value):
+        raise ValueError("must be a domain name like mail.example.org")
+    return value.lower()
+
+
+def _local_part(value: str) -> str:
+    if not _LOCAL_PART.match(value) or "+" in value:
+        raise ValueError("must be a local part of letters, digits, '.', '_' or '-' (no '+')")
+    return value.lower()
+
+
+def _cron(value: str) -> str:
+    parse_cron(value)
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
+Domain = Annotated[str, AfterValidator(_domain)]
+LocalPart = Annotated[str, AfterValidator(_local_part)]
+Cron = Annotated[str, AfterValidator(_cron)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Days = Annotated[int, Field(ge=1, le=3650)]
+# Paths are written as TOML strings; strict mode would want Path objects.
+ConfigPath = Annotated[Path, Field(strict=False)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+
+class SiteSettings(Section):
+    name: str = "APEC MSE Best Practices"
+    domain: Domain = "mailflow.localhost"
+    base_url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:8080"
+
+
+class DatabaseSettings(Section):
+    url: Annotated[str, Field(pattern=r"^(sqlite|postgresql)(\+\w+)?://")] = (
+        "sqlite:///var/mailflow.db"
+    )
+
+
+class SmtpSettings(Section):
+    host: str = "127.0.0.1"
+    port: Port = 8025
+    lmtp: bool = False
+
+
+class ImapSettings(Section):
+    host: str
+    port: Port = 993
+    ssl: bool = True
+    username: str
+    password_env: str = "MAILFLOW_IMAP_PASSWORD"
+    folder: str = "INBOX"
+    processed_folder: str = "mailflow/processed"
+
+
+class SpoolSettings(Section):
+    dir: ConfigPath = Path("var/spool")
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    max_tries: Annotated[int, Field(ge=1, le=100)] = 5
+
+
+class OutboundSettings(Section):
+    transport: Literal["maildir", "smtp"] = "maildir"
+    maildir: ConfigPath = Path("var/outbox")
+    host: str = "127.0.0.1"
+    port: Port = 25
+    starttls: bool = False
+    username: str = ""
+    password_env: str = "MAILFLOW_SMTP_PASSWORD"
+    from_: Annotated[str, Field(alias="from")] = (
+        "APEC MSE Best Practices <noreply@mailflow.localhost>"
+    )
+
+
+class ArchiveSettings(Section):
+    output_dir: ConfigPath = Path("var/archive")
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+
+
+class AdminSettings(Section):
+    addresses: Annotated[list[Email], Field(min_length=1)] = ["admin@mailflow.localhost"]
+
+
+class AddressSettings(Section):
+    submit: LocalPart = "submit"
+    register_: Annotated[LocalPart, Field(alias="register")] = "register"
+    subscribe: LocalPart = "subscribe"
+    unsubscribe: LocalPart = "unsubscribe"
+    internship: LocalPart = "internship"
+    comment: LocalPart = "comment"
+    help: LocalPart = "help"
+    actions: LocalPart = "actions"
+    bounces: LocalPart = "bounces"
+
+
+class EconomySettings(Section):
+    name: str | None = None
+    aliases: list[str] | None = None
+    focal_points: list[Email] | None = None
+    travel_eligible: bool | None = None
+
+
+class WorkflowSettings(Section):
+    confirm_days: Days = 14
+    token_days: Days = 30
+    reminder_days: Days = 7
+    max_reminders: Annotated[int, Field(ge=0, le=50)] = 3
+    escalate_days: Days = 21
+    no_focal_point: Literal["admin", "hold"] = "admin"
+    daily_summary: Cron = "0 8 * * *"
+
+
+class SecuritySettings(Section):
+    token_key_file: ConfigPath = Path("var/token.key")
+    token_only: bool = False
+    authserv_id: str = ""
+
+
+class LimitSettings(Section):
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 26_214_400
+    max_attachment_bytes: Annotated[int, Field(ge=1024)] = 20_971_520
+
+
+class DigestSettings(Section):
+    schedule: Cron = "0 8 * * MON"
+
+
+class InternshipSettings(Section):
+    funded_cap: Annotated[int, Field(ge=0)] = 20
+
+
+class CommentSettings(Section):
+    moderation: bool = True
+
+
+class Settings(Section):
+    """Everything mailflow reads from its configuration."""
+
+    site: SiteSettings = SiteSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    imap: ImapSettings | None = None
+    spool: SpoolSettings = SpoolSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    archive: ArchiveSettings = ArchiveSettings()
+    admin: AdminSettings = AdminSettings()
+    addresses: AddressSettings = AddressSettings()
+    economies: dict[str, EconomySettings] = {}
+    workflow: WorkflowSettings = WorkflowSettings()
+    security: SecuritySettings = SecuritySettings()
+    limits: LimitSettings = LimitSettings()
+    digest: DigestSettings = DigestSettings()
+    internships: InternshipSettings = InternshipSettings()
+    comments: CommentSettings = CommentSettings()
+
+    source: Path = Path("config.toml")
+
+    def economy_overrides(self) -> dict[str, dict[str, Any]]:
+        return {
+            code: {k: tuple(v) if isinstance(v, list) else v for k, v in e if v is not None}
+            for code, e in self.economies.items()
+        }
+
+
+_PATH_KEYS = (
+    ("spool", "dir"),
+    ("outbound", "maildir"),
+    ("archive", "output_dir"),
+    ("security", "token_key_file"),
+)
+
+
+def config_path(explicit: str | None) -> Path:
+    """--config wins, then $MAILFLOW_CONFIG, then ./config.toml."""
+    return Path(explicit or os.environ.get(CONFIG_ENV) or "config.toml")
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, override from the environment, validate and resolve paths."""
+    environ = os.environ if environ is None else environ
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{path}: no such config file; pass --config PATH or set {CONFIG_ENV}"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    _apply_environment(raw, environ, path)
+    _check_economy_codes(raw, path)
+    try:
+        settings = Settings.model_validate({**raw, "source": path.resolve()})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+    return _resolve_paths(settings, path.resolve().parent)
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], path: Path) -> None:
+    """MAILFLOW_<SECTION>_<KEY>=value overrides [section].key. A variable for
+    a known section but an unknown key is an error, so a typo is not ignored.
+    The variables that *_env keys name (passwords) are not overrides."""
+    secret_names = {CONFIG_ENV, "MAILFLOW_IMAP_PASSWORD", "MAILFLOW_SMTP_PASSWORD"}
+    for section in ("imap", "outbound"):
+        secret_names.add(str(raw.get(section, {}).get("password_env", "")))
+    sections = {name for name in Settings.model_fields if name != "source"}
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in secret_names:
+            continue
+        section, _, key = variable[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in sections:
+            continue
+        target = raw.setdefault(section, {})
+        if section == "economies":
+            code, _, key = key.partition("_")
+            target = target.setdefault(code.upper(), {})
+            model: type[BaseModel] = EconomySettings
+        else:
+            model = _section_model(section)
+        allowed = {f.alias or name for name, f in model.model_fields.items()}
+        if key not in allowed:
+            raise ConfigError(
+                f"{variable}: [{section}] has no key {key!r} (overriding {path}); "
+                f"allowed keys: {', '.join(sorted(allowed))}"
+            )
+        target[key] = _env_value(environ[variable], model, key)
+
+
+def _section_model(section: str) -> type[BaseModel]:
+    annotation = Settings.model_fields[section].annotation
+    if section == "imap":
+        return ImapSettings
+    assert isinstance(annotation, type)
+    return annotation
+
+
+def _env_value(text: str, model: type[BaseModel], key: str) -> Any:
+    """Read a variable as its key expects: lists as TOML arrays or
+    comma-separated, numbers and booleans as TOML values, the rest as text."""
+    field = next(f for name, f in model.model_fields.items() if key in (name, f.alias))
+    shape = str(field.annotation)
+    if "list" in shape:
+        parsed = _toml_value(text)
+        if isinstance(parsed, list):
+            return parsed
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if "int" in shape or "bool" in shape:
+        return _toml_value(text)
+    return text
+
+
+def _toml_value(text: str) -> Any:
+    """The value TOML reads from text, or the text itself (pydantic then
+    reports the wrong type against the key's name)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _check_economy_codes(raw: dict[str, Any], path: Path) -> None:
+    known = builtin_economies()
+    for code in raw.get("economies", {}):
+        if code not in known:
+            raise ConfigError(
+                f"{path}: [economies.{code}] is not an APEC economy code; "
+                f"allowed: {', '.join(sorted(known))}"
+            )
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    lines = []
+    for problem in error.errors():
+        location = [str(part) for part in problem["loc"]]
+        section = ".".join(location[:-1]) or location[0]
+        key = location[-1] if len(location) > 1 else ""
+        where = f"[{section}] {key}".strip() if key else f"[{section}]"
+        if problem["type"] == "extra_forbidden":
+            noun = "key" if key else "section"
+            allowed = _allowed_keys(location[:-1])
+            message = f"unknown {noun}; allowed {noun}s: {', '.join(allowed)}"
+        elif problem["type"] == "missing":
+            message = "is required"
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
+            message += f" (got {problem['input']!r})"
+        lines.append(f"{path}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(location: list[str]) -> list[str]:
+    if not location:
+        return sorted(n for n in Settings.model_fields if n != "source")
+    if location[0] == "economies":
+        return sorted(EconomySettings.model_fields)
+    model = _section_model(location[0])
+    return sorted(f.alias or name for name, f in model.model_fields.items())
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    changes: dict[str, Any] = {}
+    for section, key in _PATH_KEYS:
+        current = getattr(settings, section)
+        value = getattr(current, key)
+        if not value.is_absolute():
+            changes[section] = current.model_copy(update={key: base / value})
+    url = settings.database.url
+    if url.startswith("sqlite") and ":///" in url and not url.endswith(":memory:"):
+        prefix, _, file = url.partition(":///")
+        if file and not file.startswith("/"):
+            changes["database"] = DatabaseSettings(url=f"{prefix}:///{base / file}")
+    return settings.model_copy(update=changes)

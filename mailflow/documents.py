@@ -1,0 +1,107 @@
+"""The attached document: which file is it, what is it really, what may it
+be called. Types are decided by content, never by the name or the declared
+MIME type, and names are sanitised before they reach a disk or a page.
+
+Only six formats are accepted (SPEC section 3), so the check is a short
+table of signatures plus a look inside ZIP containers, which is what tells
+DOCX from ODT; libmagic would add a system dependency for no gain here.
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
+
+from pathvalidate import sanitize_filename
+
+from mailflow.parse import Attachment
+
+FORMATS = {
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "doc": "application/msword",
+    "odt": "application/vnd.oasis.opendocument.text",
+    "rtf": "application/rtf",
+    "txt": "text/plain",
+}
+ACCEPTED = "PDF, DOCX, DOC, ODT, RTF or TXT"
+_OLE2 = bytes.fromhex("d0cf11e0a1b11ae1")
+_MAX_NAME = 120
+
+
+@dataclass(frozen=True)
+class Document:
+    filename: str
+    extension: str
+    content_type: str
+    content: bytes
+
+
+def detect_format(content: bytes) -> str | None:
+    """The extension of the format the bytes really are, or None."""
+    if content.startswith(b"%PDF-"):
+        return "pdf"
+    if content.startswith(b"{\\rtf"):
+        return "rtf"
+    if content.startswith(_OLE2):
+        return "doc"
+    if content.startswith(b"PK\x03\x04"):
+        return _zip_format(content)
+    if _is_text(content):
+        return "txt"
+    return None
+
+
+def _zip_format(content: bytes) -> str | None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            names = set(archive.namelist())
+            if "word/document.xml" in names:
+                return "docx"
+            if "mimetype" in names:
+                mimetype = archive.read("mimetype")[:100]
+                if mimetype.strip() == FORMATS["odt"].encode():
+                    return "odt"
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return None
+    return None
+
+
+def _is_text(content: bytes) -> bool:
+    if not content or b"\x00" in content[:65536]:
+        return False
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def safe_filename(written: str, extension: str) -> str:
+    """A name that is safe on any disk and URL path: no folders, no control
+    characters, no leading dots, bounded length, and the extension of the
+    real format (``report.exe`` that is a PDF becomes ``report.pdf``)."""
+    base = PureWindowsPath(PurePosixPath(written).name).name
+    base = unicodedata.normalize("NFC", base)
+    stem = base.rsplit(".", 1)[0] if "." in base else base
+    stem = sanitize_filename(stem, replacement_text="_").strip(" ._")
+    stem = "_".join(stem.split())[:_MAX_NAME] or "document"
+    return f"{stem}.{extension}"
+
+
+def pick_document(attachments: tuple[Attachment, ...]) -> tuple[Document | None, list[str]]:
+    """The first attachment in an accepted format, and a note for each one
+    that was not accepted (to tell the author why)."""
+    refused: list[str] = []
+    for attachment in attachments:
+        extension = detect_format(attachment.content)
+        if extension is None:
+            name = safe_filename(attachment.filename or "attachment", "bin")
+            refused.append(f"{name.removesuffix('.bin')} is not a {ACCEPTED} file")
+            continue
+        filename = safe_filename(attachment.filename or "document", extension)
+        return Document(filename, extension, FORMATS[extension], attachment.content), refused
+    return None, refused

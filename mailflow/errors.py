@@ -1,0 +1,40 @@
+"""The exceptions mailflow raises, in one tree.
+
+    MailflowError                  anything mailflow itself refuses or cannot do
+     +-- ConfigError (ValueError)  a config file or MAILFLOW_* variable is wrong;
+     |                             the message names the key, the file and what is allowed
+     +-- SchemaError               the database is not at the schema this code needs;
+     |                             the message names the command that fixes it
+     +-- SpoolError (OSError)      a message could not be made durable; the sender must retry
+     +-- NotFound (LookupError)    a case, token or message named by a person does not exist
+     +-- ActionRefused             a command or action is not allowed in the case's state
+
+Foreign exceptions (tomllib, pydantic, SQLAlchemy, OSError from the disk) are
+converted at the module that talks to the library, with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+
+class MailflowError(Exception):
+    """Base of every error mailflow raises on purpose."""
+
+
+class ConfigError(MailflowError, ValueError):
+    """The configuration cannot be used as it is."""
+
+
+class SchemaError(MailflowError):
+    """The database schema is missing or behind this version of mailflow."""
+
+
+class SpoolError(MailflowError, OSError):
+    """A message could not be stored durably; nothing was accepted."""
+
+
+class NotFound(MailflowError, LookupError):
+    """Something a person named does not exist."""
+
+
+class ActionRefused(MailflowError):
+    """An action that the case's current state does not allow."""

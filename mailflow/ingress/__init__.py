@@ -1,0 +1,1 @@
+"""Ways mail comes in; each only accepts and spools raw bytes."""

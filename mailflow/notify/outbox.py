@@ -1,0 +1,208 @@
+"""The transactional outbox.
+
+``Outbox.enqueue`` renders and composes an email and adds it to the
+caller's session: the email exists exactly when the change that caused it
+commits. ``Outbox.drain`` hands due emails to the transport afterwards;
+each row is leased before sending, so two drainers never send the same row
+at once, and retried with backoff when the transport fails for a while.
+
+Two guards live here because every email passes here: nothing is ever
+sent in answer to a message that must not be answered, and nothing is ever
+sent to one of our own addresses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from mailflow.clock import Clock
+from mailflow.notify.render import Renderer
+from mailflow.notify.transports import PermanentFailure, Transport
+from mailflow.routing import Router
+from mailflow.store.db import Database
+from mailflow.store.models import Case, OutboxMessage
+from mailflow.triage import Incoming
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class FileAttachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One email to write: which template, to whom, about what."""
+
+    template: str
+    to: str
+    context: dict[str, Any] = field(default_factory=dict)
+    case: Case | None = None
+    answering: Incoming | None = None
+    reply_to: str = ""
+    attachments: tuple[FileAttachment, ...] = ()
+
+
+class Outbox:
+    def __init__(
+        self, renderer: Renderer, router: Router, clock: Clock, sender: str, return_path: str
+    ) -> None:
+        self._renderer = renderer
+        self._router = router
+        self._clock = clock
+        self._sender = sender
+        self._return_path = return_path
+
+    def enqueue(self, session: Session, outgoing: Outgoing) -> OutboxMessage | None:
+        if self._router.is_ours(outgoing.to):
+            log.warning("not sending %s to our own address %s", outgoing.template, outgoing.to)
+            return None
+        message = self.compose(outgoing)
+        now = self._clock.now()
+        row = OutboxMessage(
+            created_at=now,
+            recipient=outgoing.to,
+            envelope_sender=self._return_path,
+            message_id=str(message["Message-ID"]),
+            subject=str(message["Subject"]),
+            template=outgoing.template,
+            case_id=outgoing.case.id if outgoing.case else None,
+            raw=message.as_bytes(policy=SMTP),
+            next_attempt_at=now,
+        )
+        session.add(row)
+        return row
+
+    def compose(self, outgoing: Outgoing) -> EmailMessage:
+        case = outgoing.case
+        rendered = self._renderer.mail(outgoing.template, case=case, **outgoing.context)
+        subject = rendered.subject
+        if case is not None and f"[{case.public_id}]" not in subject:
+            subject = f"[{case.public_id}] {subject}"
+        message = EmailMessage()
+        message["From"] = self._sender
+        message["To"] = _address(outgoing.to)
+        message["Subject"] = subject
+        message["Date"] = format_datetime(self._clock.now())
+        message["Message-ID"] = make_msgid(domain=self._router.domain)
+        message["Auto-Submitted"] = "auto-replied" if outgoing.answering else "auto-generated"
+        # Asks Exchange and similar servers not to send out-of-office replies.
+        message["X-Auto-Response-Suppress"] = "All"
+        if outgoing.reply_to:
+            message["Reply-To"] = outgoing.reply_to
+        _thread(message, case, outgoing.answering)
+        message.set_content(rendered.text)
+        message.add_alternative(rendered.html, subtype="html")
+        for attachment in outgoing.attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            message.add_attachment(
+                attachment.content,
+                maintype=maintype,
+                subtype=subtype,
+                filename=attachment.filename,
+            )
+        return message
+
+    # -- sending ---------------------------------------------------------
+
+    def drain(self, database: Database, transport: Transport, batch: int = 50) -> int:
+        """Send what is due now; returns how many were sent."""
+        sent = 0
+        for row_id in self._lease(database, batch):
+            with database.transaction() as session:
+                row = session.get(OutboxMessage, row_id)
+                assert row is not None
+                try:
+                    transport.deliver(row.recipient, row.envelope_sender, row.raw, row.id)
+                except PermanentFailure as exc:
+                    self._give_up(row, str(exc))
+                except OSError as exc:
+                    self._retry_later(row, str(exc))
+                else:
+                    row.sent_at, row.lease_until = self._clock.now(), None
+                    sent += 1
+        return sent
+
+    def _lease(self, database: Database, batch: int) -> list[int]:
+        now = self._clock.now()
+        with database.transaction() as session:
+            candidates = session.scalars(
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.sent_at.is_(None),
+                    OutboxMessage.failed_at.is_(None),
+                    OutboxMessage.next_attempt_at <= now,
+                    or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
+                )
+                .order_by(OutboxMessage.id)
+                .limit(batch)
+            ).all()
+            leased = []
+            for row_id in candidates:
+                result = session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.id == row_id,
+                        or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
+                    )
+                    .values(lease_until=now + LEASE)
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(result, "rowcount", 0):
+                    leased.append(row_id)
+        return leased
+
+    def _retry_later(self, row: OutboxMessage, error: str) -> None:
+        row.attempts += 1
+        row.last_error = error[:2000]
+        row.lease_until = None
+        if row.attempts >= MAX_ATTEMPTS:
+            self._give_up(row, error)
+            return
+        delay = timedelta(seconds=min(30 * 2 ** (row.attempts - 1), 3600))
+        row.next_attempt_at = self._clock.now() + delay
+        log.warning("outbox %s to %s: %s; retry in %s", row.id, row.recipient, error, delay)
+
+    def _give_up(self, row: OutboxMessage, error: str) -> None:
+        row.failed_at, row.last_error, row.lease_until = self._clock.now(), error[:2000], None
+        log.error("outbox %s to %s failed for good: %s", row.id, row.recipient, error)
+
+
+def _address(text: str) -> str:
+    """A plain address as a header value; refuses header injection."""
+    if any(c in text for c in "\r\n"):
+        raise ValueError(f"line break in an address: {text!r}")
+    username, _, domain = text.rpartition("@")
+    return str(Address(addr_spec=f"{username}@{domain}")) if username else text
+
+
+def _thread(message: EmailMessage, case: Case | None, answering: Incoming | None) -> None:
+    """In-Reply-To and References, so that every email about a case, and
+    every answer, sits in the reader's thread."""
+    references: list[str] = []
+    if case is not None and case.thread_id:
+        references.append(case.thread_id)
+    if answering is not None:
+        references.extend(answering.parsed.references)
+        if answering.parsed.message_id:
+            references.append(answering.parsed.message_id)
+    references = list(dict.fromkeys(r for r in references if r))[-10:]
+    if references:
+        message["In-Reply-To"] = references[-1]
+        message["References"] = " ".join(references)

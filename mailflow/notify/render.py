@@ -1,0 +1,59 @@
+"""Render the wording of every email from ``templates/mail``. The only
+importer of jinja2 for mail.
+
+Each email is a pair ``<name>.txt.j2`` / ``<name>.html.j2``. The text
+template's first line is ``Subject: ...``. HTML templates autoescape
+everything; text templates do not need to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def mailto(address: str, subject: str = "", body: str = "") -> str:
+    """A mailto: URL per RFC 6068: every reserved character of the subject
+    and body percent-encoded, line breaks as CRLF."""
+    query = []
+    if subject:
+        query.append("subject=" + quote(subject, safe=""))
+    if body:
+        query.append("body=" + quote(body.replace("\r\n", "\n").replace("\n", "\r\n"), safe=""))
+    return f"mailto:{quote(address, safe='@+')}" + ("?" + "&".join(query) if query else "")
+
+
+class Renderer:
+    def __init__(self, templates: Path = TEMPLATES, **globals_: Any) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(templates),
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self._env.globals.update(globals_)
+
+    def mail(self, name: str, **context: Any) -> Rendered:
+        text = self._env.get_template(f"mail/{name}.txt.j2").render(**context)
+        first, _, body = text.partition("\n")
+        if not first.startswith("Subject: "):
+            raise ValueError(f"templates/mail/{name}.txt.j2 must start with 'Subject: '")
+        html = self._env.get_template(f"mail/{name}.html.j2").render(**context)
+        return Rendered(
+            " ".join(first.removeprefix("Subject: ").split()), body.strip() + "\n", html
+        )

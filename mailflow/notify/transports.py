@@ -1,0 +1,96 @@
+"""Where finished emails go: a maildir (the default, and what tests read)
+or an SMTP relay. The only importer of aiosmtplib.
+
+A transport raises ``PermanentFailure`` when retrying cannot help (the
+relay answered 5xx) and ``OSError`` for anything that may pass (network,
+4xx, disk); the outbox decides what to do with either. Delivering the same
+outbox row twice must be harmless: the maildir file name is derived from
+the row, so a second delivery after a crash replaces the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+
+class PermanentFailure(Exception):
+    """The message can never be delivered as it is."""
+
+
+class Transport(Protocol):
+    def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None: ...
+
+
+class MaildirTransport:
+    """One file per recipient in ``<maildir>/new``, with the ``Delivered-To``
+    and ``Return-Path`` headers a local delivery agent would add."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for folder in ("tmp", "new", "cur"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+
+    def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None:
+        digest = hashlib.sha256(recipient.encode()).hexdigest()[:12]
+        name = f"{row_id:010d}.{digest}.{socket.gethostname()}"
+        headers = f"Return-Path: <{envelope_sender}>\r\nDelivered-To: {recipient}\r\n".encode()
+        temporary = self.root / "tmp" / name
+        with open(temporary, "wb") as file:
+            file.write(headers + raw)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.root / "new" / name)
+        descriptor = os.open(self.root / "new", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+class SmtpTransport:
+    """Relay through an SMTP server, with optional STARTTLS and login. The
+    password comes from the environment variable the config names."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        starttls: bool,
+        username: str,
+        password: str,
+        timeout: float = 60,
+    ) -> None:
+        self._host, self._port = host, port
+        self._starttls, self._username, self._password = starttls, username, password
+        self._timeout = timeout
+
+    def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None:
+        try:
+            asyncio.run(self._send(recipient, envelope_sender, raw))
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
+            raise OSError(f"{exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPException as exc:
+            raise OSError(str(exc)) from exc
+
+    async def _send(self, recipient: str, envelope_sender: str, raw: bytes) -> None:
+        await aiosmtplib.send(
+            raw,
+            sender=envelope_sender,
+            recipients=[recipient],
+            hostname=self._host,
+            port=self._port,
+            start_tls=self._starttls,
+            username=self._username or None,
+            password=self._password or None,
+            timeout=self._timeout,
+        )

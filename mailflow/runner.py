@@ -1,0 +1,170 @@
+"""Claim -> parse -> triage -> workflow -> commit -> ack, one message at a time.
+
+Each spooled message is handled in one database transaction: the record of
+the message, the case change and the emails it causes commit together, and
+only then is the spool file deleted. A crash anywhere leaves the file in the
+spool and the transaction undone, so the message is simply handled again;
+the delivery key (SHA-256 of envelope recipients and raw bytes) makes a
+second pass over a committed message a no-op. A message that keeps failing
+is shunted, with its bytes, after ``[spool].max_tries`` tries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from mailflow.notify.outbox import Outgoing
+from mailflow.parse import ParsedMessage, UnparseableMessage, parse_message
+from mailflow.spool import Envelope, Spool, SpoolEntry
+from mailflow.store.db import Database
+from mailflow.store.models import InboundMessage
+from mailflow.triage import Incoming, destination, must_stay_silent
+from mailflow.workflow.context import Workflow
+from mailflow.workflow.dispatch import HANDLERS
+
+log = logging.getLogger(__name__)
+
+
+class Result(StrEnum):
+    DONE = "done"
+    DUPLICATE = "duplicate"
+    RETRY = "retry"  # a bug or a race: counts as a try
+    DATABASE_DOWN = "database_down"  # not the message's fault: does not count
+    SHUNTED = "shunted"
+
+
+def delivery_key(envelope: Envelope, raw: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update("\n".join(sorted(r.lower() for r in envelope.recipients)).encode())
+    digest.update(b"\0")
+    digest.update(raw)
+    return digest.hexdigest()
+
+
+class Runner:
+    def __init__(self, spool: Spool, database: Database, workflow: Workflow) -> None:
+        self.spool = spool
+        self.database = database
+        self.workflow = workflow
+
+    def run_pending(self) -> list[Result]:
+        """Handle everything waiting in the spool now (what `ingest` and
+        each worker pass do)."""
+        results = []
+        for name in self.spool.pending():
+            entry = self.spool.claim(name)
+            if entry is not None:
+                results.append(self.process(entry))
+                if results[-1] is Result.DATABASE_DOWN:
+                    break
+        return results
+
+    def process(self, entry: SpoolEntry) -> Result:
+        envelope, raw = entry.read()
+        if entry.tries > self.spool.max_tries:
+            return self._shunt(entry, envelope)
+        key = delivery_key(envelope, raw)
+        try:
+            with self.database.transaction() as session:
+                result = self._handle(session, key, envelope, raw)
+        except IntegrityError:
+            if self._already_recorded(key):
+                self.spool.ack(entry)
+                return Result.DUPLICATE
+            log.exception("spool %s: integrity error", entry.stem)
+            self.spool.release(entry)
+            return Result.RETRY
+        except (OperationalError, InterfaceError) as exc:
+            log.warning("spool %s: database unavailable (%s); will retry", entry.stem, exc.orig)
+            self.spool.release(entry, count_try=False)
+            return Result.DATABASE_DOWN
+        except Exception:
+            log.exception("spool %s: processing failed (try %d)", entry.stem, entry.tries)
+            self.spool.release(entry)
+            return Result.RETRY
+        self.spool.ack(entry)
+        return result
+
+    def _handle(self, session: Session, key: str, envelope: Envelope, raw: bytes) -> Result:
+        if session.scalar(select(InboundMessage.id).where(InboundMessage.delivery_key == key)):
+            return Result.DUPLICATE
+        record = InboundMessage(
+            delivery_key=key,
+            received_at=envelope.received_at,
+            envelope_sender=envelope.sender[:320],
+            envelope_recipients=", ".join(envelope.recipients),
+            outcome="processing",
+            raw=raw,
+        )
+        session.add(record)
+        session.flush()
+        try:
+            parsed = parse_message(raw)
+        except UnparseableMessage as exc:
+            record.outcome, record.detail = "unparseable", exc.reason
+            self._tell_admins(
+                session,
+                "admin_bad_message",
+                {"record": record, "reason": exc.reason, "envelope": envelope},
+            )
+            return Result.DONE
+        _describe(record, parsed)
+        record.outcome, record.detail = self._dispatch(session, parsed, envelope, record)
+        return Result.DONE
+
+    def _dispatch(
+        self, session: Session, parsed: ParsedMessage, envelope: Envelope, record: InboundMessage
+    ) -> tuple[str, str]:
+        router = self.workflow.router
+        silent = must_stay_silent(parsed, envelope, router)
+        if silent is not None:
+            return "ignored", silent
+        target = destination(parsed, envelope, router)
+        if target is None:
+            recipients = ", ".join(envelope.recipients or parsed.recipients)
+            return "unroutable", f"none of our addresses: {recipients}"[:2000]
+        handler = HANDLERS[target.route]
+        detail = handler(session, Incoming(parsed, envelope, record, target), self.workflow)
+        return f"handled: {target.route}", detail
+
+    def _shunt(self, entry: SpoolEntry, envelope: Envelope) -> Result:
+        path = self.spool.shunt_entry(entry)
+        log.error("spool %s: failed %d times; shunted to %s", entry.stem, entry.tries - 1, path)
+        try:
+            with self.database.transaction() as session:
+                self._tell_admins(
+                    session,
+                    "admin_shunted",
+                    {
+                        "stem": entry.stem,
+                        "path": str(path),
+                        "envelope": envelope,
+                        "tries": entry.tries - 1,
+                    },
+                )
+        except DBAPIError:
+            log.exception("could not tell the administrators about shunted %s", entry.stem)
+        return Result.SHUNTED
+
+    def _tell_admins(self, session: Session, template: str, context: dict[str, object]) -> None:
+        for admin in self.workflow.admins:
+            self.workflow.send(session, Outgoing(template, admin, context))
+
+    def _already_recorded(self, key: str) -> bool:
+        with self.database.transaction() as session:
+            found = session.scalar(
+                select(InboundMessage.id).where(InboundMessage.delivery_key == key)
+            )
+        return found is not None
+
+
+def _describe(record: InboundMessage, parsed: ParsedMessage) -> None:
+    record.message_id = parsed.message_id[:998]
+    record.sender = parsed.sender[:320]
+    record.subject = parsed.subject[:2000]

@@ -1,0 +1,174 @@
+"""The durable inbound queue between ingress and processing.
+
+Every accepted message becomes one file, written to ``tmp/``, fsynced,
+renamed into ``new/`` and made permanent by an fsync of ``new/`` itself;
+only then does the sender hear 250 (or ``mailflow ingest`` exit 0). The file
+holds one JSON line with the envelope, then the raw message exactly as
+received, so envelope and message can never be separated by a crash.
+
+A worker claims a file by renaming it into ``cur/`` (atomic, so two workers
+never both get it), and the new name counts the tries. A file is deleted
+only after its processing has committed; a claimed file left behind by a
+crash goes back to ``new/`` at the next start. A message claimed more than
+``max_tries`` times (one that crashes the code, even with kill -9) is moved to
+``shunt/`` with its bytes intact, for the administrator.
+
+This module never parses a message and never touches the database.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailflow.errors import SpoolError
+
+_NAME = re.compile(r"^(?P<stem>\d+-[0-9a-f]{32})\.t(?P<tries>\d+)$")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipients: tuple[str, ...]
+    received_at: datetime
+    source: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "sender": self.sender,
+                "recipients": list(self.recipients),
+                "received_at": self.received_at.isoformat(),
+                "source": self.source,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, line: bytes) -> Envelope:
+        data = json.loads(line)
+        return cls(
+            sender=data["sender"],
+            recipients=tuple(data["recipients"]),
+            received_at=datetime.fromisoformat(data["received_at"]),
+            source=data["source"],
+        )
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    """A claimed message: its file in ``cur/`` and how often it was claimed."""
+
+    path: Path
+    stem: str
+    tries: int
+
+    def read(self) -> tuple[Envelope, bytes]:
+        data = self.path.read_bytes()
+        line, _, raw = data.partition(b"\n")
+        return Envelope.from_json(line), raw
+
+
+class Spool:
+    def __init__(self, root: Path, max_tries: int) -> None:
+        self.root = root
+        self.max_tries = max_tries
+        self.tmp, self.new, self.cur, self.shunt = (
+            root / d for d in ("tmp", "new", "cur", "shunt")
+        )
+        for folder in (self.tmp, self.new, self.cur, self.shunt):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def put(self, envelope: Envelope, raw: bytes) -> str:
+        """Store a message durably and return its spool id. Raise SpoolError
+        (disk full, I/O error) when it is not certainly on disk."""
+        stem = f"{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex}"
+        temporary = self.tmp / stem
+        try:
+            with open(temporary, "wb") as file:
+                file.write(envelope.to_json() + b"\n")
+                file.write(raw)
+                file.flush()
+                os.fsync(file.fileno())
+            os.rename(temporary, self.new / f"{stem}.t0")
+            _fsync_dir(self.new)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise SpoolError(
+                exc.errno, "spool disk full" if full else f"spool write: {exc}"
+            ) from exc
+        return stem
+
+    def pending(self) -> list[str]:
+        """Names waiting in ``new/``, oldest first."""
+        return sorted(os.listdir(self.new))
+
+    def claim(self, name: str) -> SpoolEntry | None:
+        """Take one waiting message, or None if another worker was faster."""
+        match = _NAME.match(name)
+        if match is None:
+            return None
+        tries = int(match["tries"]) + 1
+        target = self.cur / f"{match['stem']}.t{tries}"
+        try:
+            os.rename(self.new / name, target)
+        except FileNotFoundError:
+            return None
+        return SpoolEntry(target, match["stem"], tries)
+
+    def claim_by_id(self, stem: str) -> SpoolEntry | None:
+        for name in self.pending():
+            if name.startswith(stem + "."):
+                return self.claim(name)
+        return None
+
+    def ack(self, entry: SpoolEntry) -> None:
+        """Processing committed: the file is no longer needed."""
+        entry.path.unlink(missing_ok=True)
+
+    def release(self, entry: SpoolEntry, *, count_try: bool = True) -> None:
+        """Put a claimed message back for a later try. A try that failed for
+        an outside reason (database down) does not count towards shunting."""
+        tries = entry.tries if count_try else entry.tries - 1
+        os.rename(entry.path, self.new / f"{entry.stem}.t{tries}")
+
+    def shunt_entry(self, entry: SpoolEntry) -> Path:
+        """Give up on a message, keeping its bytes in ``shunt/``."""
+        target = self.shunt / entry.stem
+        os.rename(entry.path, target)
+        _fsync_dir(self.shunt)
+        return target
+
+    def requeue(self, stem: str) -> None:
+        """Send a shunted message through processing again (after a fix)."""
+        os.rename(self.shunt / stem, self.new / f"{stem}.t0")
+        _fsync_dir(self.new)
+
+    def shunted(self) -> list[str]:
+        return sorted(os.listdir(self.shunt))
+
+    def recover(self) -> int:
+        """At start-up: claims of a crashed process go back to ``new/``;
+        half-written files (never acknowledged to anyone) are removed."""
+        for leftover in self.tmp.iterdir():
+            leftover.unlink(missing_ok=True)
+        recovered = 0
+        for claimed in self.cur.iterdir():
+            os.rename(claimed, self.new / claimed.name)
+            recovered += 1
+        _fsync_dir(self.new)
+        return recovered
+
+
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,121 @@
+"""The engine, the one place transactions are opened, and the schema check.
+
+Domain code receives a Session and never commits: ``Database.transaction``
+commits when the block ends and rolls back on any exception, so a case
+change and the emails it causes land together or not at all.
+
+SQLite is opened in WAL mode with every transaction started as
+``BEGIN IMMEDIATE``: writers queue on the lock up front instead of failing
+late with "database is locked" when a reader upgrades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailflow.errors import SchemaError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_MS = 30_000
+
+
+def create_db_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    if parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_db_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -----------------------------------------------------------
+
+    def _alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        return config
+
+    def head_revision(self) -> str:
+        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Apply every migration not yet applied; returns (before, after)."""
+        before = self.current_revision()
+        config = self._alembic_config()
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        return before, self.head_revision()
+
+    def ensure_schema(self, config_path: Path) -> None:
+        """Migrate a new, empty database; refuse one that is behind."""
+        try:
+            current = self.current_revision()
+            empty = not inspect(self.engine).get_table_names()
+        except OperationalError as exc:
+            raise SchemaError(f"cannot open the database {self._safe_url()}: {exc.orig}") from exc
+        if current is None and empty:
+            self.upgrade()
+            return
+        if current != self.head_revision():
+            raise SchemaError(
+                f"the database {self._safe_url()} is at schema {current or 'none'}, "
+                f"this mailflow needs {self.head_revision()}; run: "
+                f"mailflow db upgrade --config {config_path}"
+            )
+
+    def _safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)

@@ -1,0 +1,194 @@
+"""The tables, as typed SQLAlchemy 2 models.
+
+Raw messages and documents are kept in the database, so that every host
+sharing it sees the same source of truth and a case's history can always
+name the message that changed it. Derived values (what a case still lacks,
+what is due) are computed, never stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database
+    (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class InboundMessage(Base):
+    """One accepted message, exactly as received. ``delivery_key`` is a
+    SHA-256 of the raw bytes and the envelope recipients: a byte-identical
+    resend to the same address is the same delivery; a different message
+    that reuses a Message-ID is not."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_key: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime] = mapped_column(Timestamp)
+    envelope_sender: Mapped[str] = mapped_column(String(320), default="")
+    envelope_recipients: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(998), default="")
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    economy: Mapped[str] = mapped_column(String(2), default="")
+    organization: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(20), unique=True)
+    kind: Mapped[str | None] = mapped_column(String(20), default=None)
+    state: Mapped[str] = mapped_column(String(30), index=True)
+    state_since: Mapped[datetime] = mapped_column(Timestamp)
+    title: Mapped[str] = mapped_column(Text, default="")
+    economy: Mapped[str | None] = mapped_column(String(2), default=None)
+    area: Mapped[int | None] = mapped_column(Integer, default=None)
+    organization: Mapped[str] = mapped_column(String(300), default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    second_contact: Mapped[str] = mapped_column(String(400), default="")
+    author_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
+    thread_id: Mapped[str] = mapped_column(String(998), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    author: Mapped[Participant] = relationship()
+    documents: Mapped[list[Document]] = relationship(order_by="Document.id")
+    events: Mapped[list[CaseEvent]] = relationship(order_by="CaseEvent.id")
+
+    @property
+    def document(self) -> Document | None:
+        """The newest document: a revision may bring a new one."""
+        return self.documents[-1] if self.documents else None
+
+
+class Document(Base):
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class CaseEvent(Base):
+    """The history: every state change and every refused attempt at one,
+    with who, when, through which message and why."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    actor: Mapped[str] = mapped_column(String(320))
+    event: Mapped[str] = mapped_column(String(40))
+    from_state: Mapped[str | None] = mapped_column(String(30), default=None)
+    to_state: Mapped[str | None] = mapped_column(String(30), default=None)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"), default=None)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Token(Base):
+    """An action token. Only an HMAC of the secret is stored, so a leaked
+    database cannot be replayed as action links."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    action: Mapped[str] = mapped_column(String(30))
+    person: Mapped[str] = mapped_column(String(320))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), default=None)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), default=None)
+    stage: Mapped[str] = mapped_column(String(30), default="")
+    issued_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    used_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+
+
+class OutboxMessage(Base):
+    """An email to one recipient, written in the same transaction as the
+    change that caused it, and sent afterwards by the drainer."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    recipient: Mapped[str] = mapped_column(String(320))
+    envelope_sender: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[str] = mapped_column(String(998))
+    subject: Mapped[str] = mapped_column(Text)
+    template: Mapped[str] = mapped_column(String(60))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), default=None)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    failed_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Counter(Base):
+    """Yearly case numbers: BP-2026-0001, EX-2026-0002... share one sequence
+    per year, so a case whose kind is only learnt later keeps its number."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,83 @@
+"""Decide, before any workflow code runs, what kind of message this is.
+
+An ordered table of small named rules, first match wins (after Mailman's
+chains): mail from ourselves, bounces and machine-generated mail are kept
+and never answered, so no two robots can ever talk to each other; mail for
+none of our addresses is kept as unroutable. Whatever passes goes to the
+workflow handler of its route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailflow.parse import ParsedMessage
+from mailflow.routing import Destination, Router
+from mailflow.spool import Envelope
+from mailflow.store.models import InboundMessage
+
+_AUTOMATED_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
+_BOUNCE_SENDERS = ("mailer-daemon@", "postmaster@")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message on its way through the workflow."""
+
+    parsed: ParsedMessage
+    envelope: Envelope
+    record: InboundMessage
+    destination: Destination | None
+
+    @property
+    def sender(self) -> str:
+        return self.parsed.sender
+
+
+def is_from_ourselves(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool:
+    return router.is_ours(parsed.sender) or router.is_ours(envelope.sender)
+
+
+def is_bounce(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool:
+    content_type = parsed.header("content-type").lower()
+    return (
+        (envelope.source == "smtp" and envelope.sender in ("", "<>"))
+        or parsed.sender.startswith(_BOUNCE_SENDERS)
+        or ("multipart/report" in content_type and "delivery-status" in content_type)
+    )
+
+
+def is_auto_submitted(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool:
+    auto_submitted = parsed.header("auto-submitted").strip().lower()
+    precedence = parsed.header("precedence").strip().lower()
+    return (
+        (auto_submitted not in ("", "no"))
+        or precedence in _AUTOMATED_PRECEDENCE
+        or bool(parsed.header("x-autoreply") or parsed.header("x-autorespond"))
+        or bool(parsed.header("list-id"))
+    )
+
+
+Rule = Callable[[ParsedMessage, Envelope, Router], bool]
+
+# (outcome recorded on the message, rule): first match wins.
+SILENT_RULES: tuple[tuple[str, Rule], ...] = (
+    ("ignored: from ourselves", is_from_ourselves),
+    ("ignored: bounce", is_bounce),
+    ("ignored: auto-submitted", is_auto_submitted),
+)
+
+
+def must_stay_silent(parsed: ParsedMessage, envelope: Envelope, router: Router) -> str | None:
+    """The outcome for a message that must never be answered, else None."""
+    for outcome, rule in SILENT_RULES:
+        if rule(parsed, envelope, router):
+            return outcome
+    return None
+
+
+def destination(parsed: ParsedMessage, envelope: Envelope, router: Router) -> Destination | None:
+    """The envelope decides when there is one; otherwise the headers, in
+    the order of SPEC section 2."""
+    return router.first(envelope.recipients or parsed.recipients)

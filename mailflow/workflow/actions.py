@@ -1,0 +1,89 @@
+"""Mail to ``actions+TOKEN@``: every action link and every reply to one of
+our notifications arrives here.
+
+The token decides what the message means. A token that is unknown, used,
+expired, stale or sent from the wrong address changes nothing and does not
+spend the token of its rightful owner; the refusal is written to the case
+history, and the sender gets one short explanation (at most one per
+address per hour, and never with action links in it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailflow.notify.outbox import Outgoing
+from mailflow.store.models import Case, OutboxMessage, Token
+from mailflow.tokens import Refusal
+from mailflow.triage import Incoming
+from mailflow.workflow import registration, submissions
+from mailflow.workflow.context import Workflow
+
+TokenHandler = Callable[[Session, Incoming, Workflow, Token], str]
+
+# action -> (handler, whether acting uses the token up). A reply token of
+# an incomplete case stays valid while the case waits for its author: each
+# reply may bring one more missing piece.
+TOKEN_ACTIONS: dict[str, tuple[TokenHandler, bool]] = {
+    "confirm": (registration.confirm, True),
+    "revise": (submissions.revise_by_token, False),
+}
+
+EXPLANATION_INTERVAL = timedelta(hours=1)
+
+
+def handle_action(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    assert incoming.destination is not None
+    secret = incoming.destination.tag
+    verdict = workflow.tokens.verify(session, secret, incoming.sender)
+    token = verdict.token
+    if token is None or verdict.refusal is not None:
+        return refuse(session, incoming, workflow, token, verdict.refusal or Refusal.UNKNOWN)
+    handler, single_use = TOKEN_ACTIONS[token.action]
+    if single_use and not workflow.tokens.use(session, token):
+        return refuse(session, incoming, workflow, token, Refusal.USED)
+    return handler(session, incoming, workflow, token)
+
+
+def refuse(
+    session: Session, incoming: Incoming, workflow: Workflow, token: Token | None, refusal: Refusal
+) -> str:
+    case = session.get(Case, token.case_id) if token and token.case_id else None
+    if case is not None:
+        workflow.engine.record(
+            session,
+            case,
+            "action_refused",
+            incoming.sender,
+            incoming.record,
+            note=f"{token.action if token else '?'}: token {refusal}",
+        )
+    if _explained_recently(session, incoming.sender, workflow):
+        return f"action refused ({refusal}); explained within the hour already"
+    workflow.send(
+        session,
+        Outgoing(
+            "token_refused",
+            incoming.sender,
+            {"refusal": refusal.value, "action": token.action if token else ""},
+            case=case,
+            answering=incoming,
+        ),
+    )
+    return f"action refused ({refusal})"
+
+
+def _explained_recently(session: Session, address: str, workflow: Workflow) -> bool:
+    since = workflow.clock.now() - EXPLANATION_INTERVAL
+    count = session.scalar(
+        select(func.count(OutboxMessage.id)).where(
+            OutboxMessage.recipient == address,
+            OutboxMessage.template == "token_refused",
+            OutboxMessage.created_at > since,
+        )
+    )
+    return bool(count)

@@ -1,0 +1,125 @@
+"""The only writer of ``case.state``. Every change is a compare-and-set on
+the state the caller saw, so of two racing actions exactly one wins, and
+every change or refusal writes a history row saying who, when, through
+which message and why. The engine never commits: the caller's transaction
+does, together with the emails the change causes."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mailflow.clock import Clock
+from mailflow.errors import ActionRefused
+from mailflow.store.models import Case, CaseEvent, Counter, InboundMessage, Participant
+from mailflow.workflow.states import Event, State, next_state
+
+
+class Engine:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def open_case(
+        self,
+        session: Session,
+        *,
+        prefix: str,
+        author: Participant,
+        state: State,
+        message: InboundMessage | None,
+        thread_id: str,
+    ) -> Case:
+        now = self.clock.now()
+        case = Case(
+            public_id=f"{prefix}-{now.year}-{_next_number(session, str(now.year)):04d}",
+            state=state,
+            state_since=now,
+            author=author,
+            author_id=author.id,
+            thread_id=thread_id,
+            created_at=now,
+        )
+        session.add(case)
+        session.flush()
+        self.record(session, case, "submitted", author.email, message, to_state=state)
+        return case
+
+    def transition(
+        self,
+        session: Session,
+        case: Case,
+        event: Event,
+        *,
+        actor: str,
+        message: InboundMessage | None = None,
+        note: str = "",
+    ) -> State:
+        current = State(case.state)
+        target = next_state(current, event)
+        if target is None:
+            raise ActionRefused(f"{case.public_id} is {current}; '{event}' is not possible now")
+        now = self.clock.now()
+        changed = session.execute(
+            update(Case)
+            .where(Case.id == case.id, Case.state == current)
+            .values(state=target, state_since=now)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(changed, "rowcount", 0):
+            raise ActionRefused(f"{case.public_id} changed while '{event}' was being applied")
+        case.state, case.state_since = target, now
+        self.record(
+            session, case, event, actor, message, from_state=current, to_state=target, note=note
+        )
+        return target
+
+    def record(
+        self,
+        session: Session,
+        case: Case,
+        event: str,
+        actor: str,
+        message: InboundMessage | None,
+        *,
+        from_state: State | None = None,
+        to_state: State | None = None,
+        note: str = "",
+    ) -> None:
+        session.add(
+            CaseEvent(
+                case_id=case.id,
+                at=self.clock.now(),
+                actor=actor,
+                event=str(event),
+                from_state=from_state,
+                to_state=to_state,
+                message_id=message.id if message else None,
+                note=note,
+            )
+        )
+
+
+def _next_number(session: Session, name: str) -> int:
+    """Atomically take the next number of a yearly sequence."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    session.execute(module.insert(Counter).values(name=name, value=0).on_conflict_do_nothing())
+    return session.execute(
+        update(Counter)
+        .where(Counter.name == name)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    ).scalar_one()
+
+
+def find_case(session: Session, public_id: str) -> Case | None:
+    """By ID; a best practice renumbered as an experience (or back) is still
+    found under its first ID, since the number part is unique."""
+    wanted = public_id.strip().upper()
+    case = session.scalar(select(Case).where(Case.public_id == wanted))
+    if case is None and wanted[:3] in ("BP-", "EX-"):
+        case = session.scalar(
+            select(Case).where(Case.public_id.in_(["BP-" + wanted[3:], "EX-" + wanted[3:]]))
+        )
+    return case

@@ -1,0 +1,138 @@
+"""What a submission says and what it still lacks, as pure functions.
+
+``read_submission`` turns the form of one message into recognised values
+and problems (a value we could not match); ``missing`` names the required
+fields a case still lacks. Each problem carries the accepted values, so
+the one reply an author gets tells them exactly what to write.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from mailflow.documents import ACCEPTED
+from mailflow.economies import Economies
+from mailflow.store.models import Case
+from mailflow.vocab import AREAS, Kind, match_area, match_kind
+
+# "Best practice   (or: Experience)" copied from the form still matches.
+_TRAILING_HINT = re.compile(r"\s*\([^()]*\)\s*$")
+_SUBJECT_NOISE = re.compile(r"^\s*((re|fw|fwd|aw|tr)\s*:\s*)+", re.IGNORECASE)
+_CASE_TAG = re.compile(r"\[(?:BP|EX|IN|CM)-\d{4}-\d{4}\]\s*", re.IGNORECASE)
+
+KIND_VALUES = ("Best practice", "Experience")
+AREA_VALUES = tuple(f"{a.number} {a.name}" for a in AREAS)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing the author must fix: which field, what is wrong, and the
+    values that would be accepted (empty when any text will do)."""
+
+    field: str
+    text: str
+    accepted: tuple[str, ...] = ()
+
+
+@dataclass
+class Submission:
+    """The recognised values of one message; None means "not given"."""
+
+    title: str | None = None
+    kind: Kind | None = None
+    economy: str | None = None
+    area: int | None = None
+    organization: str | None = None
+    summary: str | None = None
+    second_contact: str | None = None
+    name: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def without_hint(value: str) -> str:
+    return _TRAILING_HINT.sub("", value).strip()
+
+
+def title_from_subject(subject: str) -> str:
+    return _CASE_TAG.sub("", _SUBJECT_NOISE.sub("", subject)).strip()
+
+
+def read_submission(form: dict[str, str], economies: Economies) -> Submission:
+    result = Submission(
+        title=form.get("title"),
+        organization=_text(form.get("organization")),
+        summary=form.get("summary"),
+        second_contact=_text(form.get("second_contact")),
+        name=_text(form.get("name")),
+    )
+    if "kind" in form:
+        result.kind = match_kind(form["kind"]) or match_kind(without_hint(form["kind"]))
+        if result.kind is None:
+            result.problems.append(_unrecognised("Kind", form["kind"], KIND_VALUES))
+    if "economy" in form:
+        economy = economies.match(form["economy"]) or economies.match(without_hint(form["economy"]))
+        result.economy = economy.code if economy else None
+        if economy is None:
+            result.problems.append(
+                _unrecognised("Economy", form["economy"], tuple(economies.names()))
+            )
+    if "area" in form:
+        area = match_area(form["area"]) or match_area(without_hint(form["area"]))
+        result.area = area.number if area else None
+        if area is None:
+            result.problems.append(_unrecognised("Priority area", form["area"], AREA_VALUES))
+    return result
+
+
+def apply(case: Case, submission: Submission) -> list[str]:
+    """Copy the given values onto the case; returns the names of the
+    fields that changed (shown to a reviewer of a revision)."""
+    changed: list[str] = []
+    values = {
+        "title": submission.title,
+        "kind": submission.kind.value if submission.kind else None,
+        "economy": submission.economy,
+        "area": submission.area,
+        "organization": submission.organization,
+        "summary": submission.summary,
+        "second_contact": submission.second_contact,
+    }
+    for name, value in values.items():
+        if value is not None and getattr(case, name) != value:
+            setattr(case, name, value)
+            changed.append(name)
+    return changed
+
+
+def missing(case: Case, economies: Economies) -> list[Problem]:
+    """The required fields the case still lacks (the document aside)."""
+    problems = []
+    if not case.title:
+        problems.append(Problem("Title", "is missing: write it as the subject or a Title: line"))
+    if not case.kind:
+        problems.append(Problem("Kind", "is missing", KIND_VALUES))
+    if not case.economy:
+        problems.append(Problem("Economy", "is missing", tuple(economies.names())))
+    if not case.area:
+        problems.append(Problem("Priority area", "is missing", AREA_VALUES))
+    if not case.organization:
+        problems.append(Problem("Organization", "is missing: the name of your organization"))
+    if not case.summary:
+        problems.append(Problem("Summary", "is missing: a few sentences about the case"))
+    return problems
+
+
+def missing_document(refused: list[str], too_big: str | None) -> Problem:
+    if too_big:
+        return Problem("Document", too_big)
+    reason = "; ".join(refused) if refused else "no file was attached"
+    return Problem("Document", f"is missing ({reason}). Attach one {ACCEPTED} file")
+
+
+def _unrecognised(name: str, written: str, accepted: tuple[str, ...]) -> Problem:
+    return Problem(name, f'we could not recognise "{written[:80]}"', accepted)
+
+
+def _text(value: str | None) -> str | None:
+    return without_hint(value) if value else None

@@ -1,0 +1,44 @@
+"""Participants: found by their normalised address, registered only by a
+confirmed reply (double opt-in). Until then what they tell us about
+themselves may change with each message; afterwards it is theirs."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailflow.clock import Clock
+from mailflow.store.models import Case, Participant
+from mailflow.workflow.states import State
+
+
+def find_or_add(session: Session, email: str, clock: Clock) -> Participant:
+    address = email.strip().lower()
+    participant = session.scalar(select(Participant).where(Participant.email == address))
+    if participant is None:
+        participant = Participant(email=address, created_at=clock.now())
+        session.add(participant)
+        session.flush()
+    return participant
+
+
+def learn(
+    participant: Participant, *, name: str | None, economy: str | None, organization: str | None
+) -> None:
+    """Take what an unconfirmed sender says about themselves."""
+    if participant.confirmed_at is not None:
+        return
+    participant.name = (name or participant.name)[:200]
+    participant.economy = economy or participant.economy
+    participant.organization = (organization or participant.organization)[:300]
+
+
+def waiting_cases(session: Session, participant: Participant) -> list[Case]:
+    """Submissions kept until their author confirms the address."""
+    return list(
+        session.scalars(
+            select(Case)
+            .where(Case.author_id == participant.id, Case.state == State.PENDING_CONFIRMATION)
+            .order_by(Case.id)
+        )
+    )

@@ -1,0 +1,91 @@
+"""Mail to ``register@`` and the confirmation that completes it.
+
+Registration is double opt-in: a participant exists as registered only
+after a reply from the address itself. Confirming also releases every
+submission that waited for it, so contributing never needs a separate
+registration step.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from mailflow.forms import parse_form
+from mailflow.notify.outbox import Outgoing
+from mailflow.routing import Route
+from mailflow.store.models import Participant, Token
+from mailflow.triage import Incoming
+from mailflow.workflow import fields, participants, submissions
+from mailflow.workflow.context import Workflow
+from mailflow.workflow.fields import Problem
+from mailflow.workflow.states import Event
+
+
+def handle_register(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    parsed = incoming.parsed
+    participant = participants.find_or_add(session, parsed.sender, workflow.clock)
+    if participant.confirmed_at is not None:
+        workflow.send(
+            session,
+            Outgoing(
+                "already_registered",
+                participant.email,
+                {"participant": participant},
+                answering=incoming,
+            ),
+        )
+        return "register: already registered"
+    form = fields.read_submission(parse_form(parsed.text), workflow.economies)
+    participants.learn(
+        participant,
+        name=form.name or parsed.sender_name,
+        economy=form.economy,
+        organization=form.organization,
+    )
+    problems = [p for p in form.problems if p.field == "Economy"] + _missing(participant, workflow)
+    if problems:
+        workflow.send(
+            session,
+            Outgoing(
+                "register_incomplete",
+                participant.email,
+                {"participant": participant, "problems": problems},
+                answering=incoming,
+                reply_to=workflow.router.address(Route.REGISTER),
+            ),
+        )
+        return f"register: incomplete ({len(problems)} to fix)"
+    submissions.ask_to_confirm(session, participant.email, incoming, workflow, None)
+    return "register: waiting for the sender to confirm"
+
+
+def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
+    participant = session.get(Participant, token.participant_id)
+    assert participant is not None
+    participant.confirmed_at = workflow.clock.now()
+    waiting = participants.waiting_cases(session, participant)
+    if not waiting:
+        workflow.send(
+            session,
+            Outgoing(
+                "welcome", participant.email, {"participant": participant}, answering=incoming
+            ),
+        )
+        return f"confirmed {participant.email}"
+    for case in waiting:
+        workflow.engine.transition(
+            session, case, Event.CONFIRMED, actor=participant.email, message=incoming.record
+        )
+        submissions.advance(session, case, incoming, workflow, [], just_registered=True)
+    return f"confirmed {participant.email}; {len(waiting)} submission(s) went on"
+
+
+def _missing(participant: Participant, workflow: Workflow) -> list[Problem]:
+    problems = []
+    if not participant.name:
+        problems.append(Problem("Name", "is missing: your full name"))
+    if not participant.economy:
+        problems.append(Problem("Economy", "is missing", tuple(workflow.economies.names())))
+    if not participant.organization:
+        problems.append(Problem("Organization", "is missing: the name of your organization"))
+    return problems
