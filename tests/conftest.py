@@ -1,0 +1,206 @@
+"""Shared fixtures: a config per test, a database on SQLite and on the real
+PostgreSQL, the real service listening on a free port, and a reader for
+the outbound maildir.
+
+PostgreSQL: a fresh database is created for the run (and dropped after)
+on ``$MAILFLOW_TEST_POSTGRES_URL`` (default: the local server, user
+postgres). When the server cannot be reached the PostgreSQL half is
+skipped, unless ``MAILFLOW_TEST_REQUIRE_POSTGRES=1`` (CI sets it), which
+makes that a failure.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import smtplib
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from mailflow.app import App, Service, build
+from mailflow.config import Settings, load_settings
+from mailflow.store.db import Database
+from mailflow.store.models import Base
+
+DATA = Path(__file__).parent / "data"
+POSTGRES_URL = os.environ.get(
+    "MAILFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+# -- databases -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"mailflow_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        message = f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}"
+        if os.environ.get("MAILFLOW_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    database = Database(url)
+    database.upgrade()
+    database.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on both databases, each starting empty."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/mailflow.db"
+    url: str = request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+# -- configuration and the running service -----------------------------------
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a config.toml into the test's folder; relative paths in it
+    (var/...) land there too."""
+
+    def write(extra: str = "", database_url: str | None = None, port: int | None = None) -> Path:
+        path = tmp_path / "config.toml"
+        database = database_url or f"sqlite:///{tmp_path}/mailflow.db"
+        path.write_text(
+            f'[database]\nurl = "{database}"\n\n'
+            f"[smtp]\nhost = \"127.0.0.1\"\nport = {port or free_port()}\n\n"
+            f"[spool]\nworkers = 2\n\n" + extra
+        )
+        return path
+
+    return write
+
+
+@pytest.fixture
+def config_text() -> str:
+    """Extra TOML for the test's config; override in a test module."""
+    return ""
+
+
+@pytest.fixture
+def settings(write_config: Callable[..., Path], database_url: str, config_text: str) -> Settings:
+    return load_settings(write_config(config_text, database_url), environ={})
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[App]:
+    built = build(settings)
+    yield built
+    built.database.dispose()
+
+
+@pytest.fixture
+def service(app: App) -> Iterator[Service]:
+    running = Service(app)
+    running.start()
+    yield running
+    running.stop()
+
+
+class Mailbox:
+    """The outbound maildir, read as a person would: one file per email."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def messages(self) -> list[EmailMessage]:
+        folder = self.root / "new"
+        if not folder.exists():
+            return []
+        return [
+            email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+            for path in sorted(folder.iterdir())
+        ]
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages() if m["Delivered-To"] == address]
+
+    def wait_for(self, count: int, address: str | None = None, timeout: float = 15) -> list[EmailMessage]:
+        def enough() -> list[EmailMessage] | None:
+            found = self.to(address) if address else self.messages()
+            return found if len(found) >= count else None
+
+        return wait_until(enough, timeout, f"{count} email(s) to {address or 'anyone'}")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def outbox(settings: Settings) -> Mailbox:
+    return Mailbox(settings.outbound.maildir)
+
+
+class Client:
+    """Sends mail to the running service over a real SMTP connection."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.host, self.port = settings.smtp.host, settings.smtp.port
+
+    def send(
+        self, message: EmailMessage | bytes, sender: str | None = None, to: list[str] | None = None
+    ) -> dict[str, Any]:
+        """``sender=""`` sends with the null return path, as bounces do."""
+        with smtplib.SMTP(self.host, self.port, timeout=30) as smtp:
+            if isinstance(message, bytes):
+                assert to is not None
+                return smtp.sendmail(sender or "", to, message)
+            return smtp.send_message(message, from_addr=sender, to_addrs=to)
+
+
+@pytest.fixture
+def client(settings: Settings, service: Service) -> Client:
+    return Client(settings)
+
+
+def body_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def body_html(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None
+    return str(part.get_content())

@@ -1,0 +1,210 @@
+"""Submitting by email, end to end: real SMTP into the running service, the
+real outbound maildir, on SQLite and PostgreSQL (SPEC sections 3 and 7)."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+
+from conftest import Client, Mailbox, body_html, body_text, wait_until
+from mails import PDF, address, message, reply, submission
+from sqlalchemy import func, select
+
+from mailflow.app import App
+from mailflow.store.models import Case, InboundMessage, Participant
+
+ANA = "ana@example.org"
+ADMIN = "admin@mailflow.localhost"
+
+
+def states(app: App) -> dict[str, str]:
+    with app.database.transaction() as session:
+        return {c.public_id: c.state for c in session.scalars(select(Case))}
+
+
+def processed(app: App, count: int) -> None:
+    def done() -> bool:
+        with app.database.transaction() as session:
+            finished = session.scalar(
+                select(func.count(InboundMessage.id)).where(InboundMessage.outcome != "processing")
+            )
+        return finished == count and not app.spool.pending()
+
+    wait_until(done, what=f"{count} processed message(s)")
+
+
+def register(client: Client, outbox: Mailbox, sender: str = f"Ana Perez <{ANA}>") -> None:
+    client.send(message(sender, address("register"), "Register",
+                        "Economy: Chile\nOrganization: SERCOTEC\n"))
+    confirm = outbox.wait_for(1, ANA)[-1]
+    client.send(reply(confirm, sender, "yes"))
+    outbox.wait_for(2, ANA)
+
+
+def test_registration_is_double_opt_in(client: Client, outbox: Mailbox, app: App) -> None:
+    """register@ with the form gets a confirmation; replying to it registers
+    the From address and a welcome says so."""
+    client.send(message("Ana Perez <ana@example.org>", address("register"), "Register me",
+                        "Economy: Viet Nam\nOrganization: Hanoi SME Centre\n"))
+    [confirm] = outbox.wait_for(1, ANA)
+    assert confirm["Subject"] == "Please confirm your registration"
+    assert confirm["Reply-To"].startswith("actions+")
+    assert "mailto:actions+" in body_html(confirm)
+    with app.database.transaction() as session:
+        ana = session.scalar(select(Participant).where(Participant.email == ANA))
+        assert ana is not None and ana.confirmed_at is None
+        assert (ana.name, ana.economy) == ("Ana Perez", "VN")
+
+    client.send(reply(confirm, "Ana Perez <ana@example.org>", "yes"))
+    welcome = outbox.wait_for(2, ANA)[-1]
+    assert welcome["Subject"] == "You are registered"
+    assert "you are registered" in body_text(welcome)
+    with app.database.transaction() as session:
+        ana = session.scalar(select(Participant).where(Participant.email == ANA))
+        assert ana is not None and ana.confirmed_at is not None
+
+
+def test_registration_names_what_is_missing(client: Client, outbox: Mailbox) -> None:
+    """An unrecognised economy is named, with the accepted values."""
+    client.send(message(ANA, address("register"), "Register", "Economy: Atlantis\n"))
+    [answer] = outbox.wait_for(1, ANA)
+    text = body_text(answer)
+    assert 'Economy: we could not recognise "Atlantis"' in text
+    assert "Viet Nam" in text and "Organization: is missing" in text
+    assert answer["Reply-To"] == address("register")
+
+
+def test_unregistered_sender_confirms_then_case_goes_to_the_administrator(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """The README's walk-through: the submission waits for a confirmation;
+    confirming acknowledges it and sends the review email with the document."""
+    client.send(submission())
+    [confirm] = outbox.wait_for(1, ANA)
+    assert confirm["Subject"] == "[BP-2026-0001] Please confirm your email address"
+    assert confirm["Auto-Submitted"] == "auto-replied"
+    assert states(app) == {"BP-2026-0001": "pending_confirmation"}
+    assert not outbox.to(ADMIN)
+
+    client.send(reply(confirm, "Ana Perez <ana@example.org>"))
+    ack = outbox.wait_for(2, ANA)[-1]
+    [review] = outbox.wait_for(1, ADMIN)
+    assert ack["Subject"] == "[BP-2026-0001] We received your submission"
+    assert "BP-2026-0001" in body_text(ack) and "you are registered" in body_text(ack)
+    assert review["Subject"] == "[BP-2026-0001] Please review: Seed capital for micro entrepreneurs"
+    assert review["Auto-Submitted"] == "auto-generated"
+    [document] = list(review.iter_attachments())
+    assert document.get_filename() == "seed_capital.pdf"
+    assert document.get_content() == PDF
+    assert "Access to Financial Services" in body_text(review)
+    assert states(app) == {"BP-2026-0001": "admin_review"}
+
+
+def test_registered_sender_gets_the_acknowledgement_at_once(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """A registered participant needs no confirmation; economy and
+    organization default to what they registered with."""
+    register(client, outbox)
+    body = "Kind: experience\nPriority area: 2\nSummary: What we learnt.\n"
+    client.send(submission(subject="Mobile payments for market stalls", body=body))
+    ack = outbox.wait_for(3, ANA)[-1]
+    assert ack["Subject"] == "[EX-2026-0001] We received your submission"
+    assert ack["In-Reply-To"]
+    outbox.wait_for(1, ADMIN)
+    assert states(app) == {"EX-2026-0001": "admin_review"}
+
+
+def test_incomplete_submission_is_completed_by_a_reply(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """Missing and unrecognised values and the missing document are listed in
+    one reply; answering it with only the corrections completes the case."""
+    register(client, outbox)
+    client.send(submission(body="Kind: Best practice\nPriority area: Finance stuff\n"
+                                "Summary: Short.\n", attachment=("virus.exe", b"MZ\x90\x00\x03", "application/octet-stream")))
+    incomplete = outbox.wait_for(3, ANA)[-1]
+    text = body_text(incomplete)
+    assert incomplete["Subject"].startswith("[BP-2026-0001] Your submission: please add")
+    assert 'Priority area: we could not recognise "Finance stuff"' in text
+    assert "1 Access to Financial Services" in text
+    assert "virus is not a PDF, DOCX, DOC, ODT, RTF or TXT file" in text
+    assert "Economy" not in text  # taken from the registration
+    assert states(app) == {"BP-2026-0001": "incomplete"}
+
+    client.send(reply(incomplete, ANA, "Priority area: 1",
+                      attachment=("report.pdf", PDF, "application/pdf")))
+    ack = outbox.wait_for(4, ANA)[-1]
+    assert ack["Subject"] == "[BP-2026-0001] We received your submission"
+    outbox.wait_for(1, ADMIN)
+    assert states(app) == {"BP-2026-0001": "admin_review"}
+
+
+def test_reply_by_case_id_in_subject_also_revises(client: Client, outbox: Mailbox, app: App) -> None:
+    """Writing to submit@ again with [CASE-ID] in the subject completes the case."""
+    register(client, outbox)
+    client.send(submission(attachment=None))
+    outbox.wait_for(3, ANA)
+    client.send(submission(subject="Re: [BP-2026-0001] the document", body="Here it is."))
+    outbox.wait_for(4, ANA)
+    assert states(app) == {"BP-2026-0001": "admin_review"}
+
+
+def test_a_duplicate_message_changes_nothing(client: Client, outbox: Mailbox, app: App) -> None:
+    """A byte-identical resend is one delivery; a different message that
+    reuses the Message-ID is still processed."""
+    first = submission()
+    raw = first.as_bytes(policy=SMTP)
+    client.send(raw, "ana@example.org", [address("submit")])
+    client.send(raw, "ana@example.org", [address("submit")])
+    processed(app, 1)
+    outbox.wait_for(1, ANA)
+    assert len(outbox.to(ANA)) == 1
+
+    other = submission(subject="Another practice")
+    del other["Message-ID"]
+    other["Message-ID"] = first["Message-ID"]
+    client.send(other)
+    outbox.wait_for(2, ANA)
+    assert sorted(states(app)) == ["BP-2026-0001", "BP-2026-0002"]
+
+
+def test_no_reply_to_machines(client: Client, outbox: Mailbox, app: App) -> None:
+    """Auto-submitted mail, list mail, bounces and our own mail are kept and
+    never answered."""
+    machines: list[EmailMessage] = [
+        submission(headers={"Auto-Submitted": "auto-replied"}),
+        submission(headers={"Precedence": "bulk"}),
+        submission(sender="MAILER-DAEMON@example.org"),
+        message("noreply@mailflow.localhost", address("help"), "loop?", "hello"),
+    ]
+    for mail in machines:
+        client.send(mail)
+    client.send(submission(), sender="")  # null return path: a bounce
+    processed(app, 5)
+    assert outbox.messages() == []
+    with app.database.transaction() as session:
+        outcomes = session.scalars(select(InboundMessage.outcome)).all()
+    assert outcomes == ["ignored"] * 5
+    assert states(app) == {}
+
+
+def test_help_answers_with_the_form(client: Client, outbox: Mailbox) -> None:
+    """help@ explains how it works, with the form, the areas and the economies."""
+    client.send(message(ANA, address("help"), "how?", "Hello"))
+    [answer] = outbox.wait_for(1, ANA)
+    text = body_text(answer)
+    assert "submit@mailflow.localhost" in text
+    assert "Priority area: 1" in text and "Capacity Building" in text
+    assert "Papua New Guinea" in " ".join(text.split())
+    assert "Organization: Your organization" in text and "Kind: Best practice" in text
+
+
+def test_user_text_is_escaped_in_html(client: Client, outbox: Mailbox) -> None:
+    """A title with markup reaches the administrator as text, not as HTML."""
+    register(client, outbox)
+    client.send(submission(subject="<script>alert(1)</script> & more"))
+    [review] = outbox.wait_for(1, ADMIN)
+    html = body_html(review)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
