@@ -12,13 +12,14 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 from mailflow import casefile
-from mailflow.app import Service, build
+from mailflow.app import App, Service, build
 from mailflow.config import Settings, config_path, load_settings
 from mailflow.economies import Economies
 from mailflow.errors import ConfigError, MailflowError
@@ -51,6 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(config_path(args.config))
+
+
+@contextmanager
+def _app(settings: Settings) -> Iterator[App]:
+    app = build(settings)
+    try:
+        yield app
+    finally:
+        app.database.dispose()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -103,11 +113,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return EX_TEMPFAIL
     print(f"accepted: {stem}")
     try:
-        app = build(settings)
-        entry = app.spool.claim_by_id(stem)
-        if entry is not None:
-            print(f"processed: {app.runner.process(entry)}")
-            app.drain_outbox()
+        with _app(settings) as app:
+            entry = app.spool.claim_by_id(stem)
+            if entry is not None:
+                print(f"processed: {app.runner.process(entry)}")
+                app.drain_outbox()
     except MailflowError as exc:
         # Accepted all the same: `mailflow run` will process it from the spool.
         print(f"mailflow: kept in the spool for later: {exc}", file=sys.stderr)
@@ -115,15 +125,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    app = build(_settings(args))
-    with app.database.transaction() as session:
+    with _app(_settings(args)) as app, app.database.transaction() as session:
         print(casefile.format_list(casefile.list_cases(session, args.state)))
     return 0
 
 
 def cmd_case(args: argparse.Namespace) -> int:
-    app = build(_settings(args))
-    with app.database.transaction() as session:
+    with _app(_settings(args)) as app, app.database.transaction() as session:
         data = casefile.case_file(session, args.case_id, app.workflow.economies)
     print(
         json.dumps(data, indent=2, ensure_ascii=False) if args.json else casefile.format_case(data)
@@ -147,7 +155,10 @@ def cmd_economies(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
     database = Database(settings.database.url)
-    before, after = database.upgrade()
+    try:
+        before, after = database.upgrade()
+    finally:
+        database.dispose()
     print(
         f"database schema: {before or 'empty'} -> {after}"
         if before != after

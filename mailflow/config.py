@@ -230,19 +230,23 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    _apply_environment(raw, environ, path)
+    from_environment = _apply_environment(raw, environ, path)
     _check_economy_codes(raw, path)
     try:
         settings = Settings.model_validate({**raw, "source": path.resolve()})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from exc
+        raise ConfigError(_describe(exc, path, from_environment)) from exc
     return _resolve_paths(settings, path.resolve().parent)
 
 
-def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], path: Path) -> None:
+def _apply_environment(
+    raw: dict[str, Any], environ: Mapping[str, str], path: Path
+) -> dict[str, str]:
     """MAILFLOW_<SECTION>_<KEY>=value overrides [section].key. A variable for
     a known section but an unknown key is an error, so a typo is not ignored.
-    The variables that *_env keys name (passwords) are not overrides."""
+    The variables that *_env keys name (passwords) are not overrides.
+    Returns "[section] key" -> variable, to name the variable in errors."""
+    applied: dict[str, str] = {}
     secret_names = {CONFIG_ENV, "MAILFLOW_IMAP_PASSWORD", "MAILFLOW_SMTP_PASSWORD"}
     for section in ("imap", "outbound"):
         secret_names.add(str(raw.get(section, {}).get("password_env", "")))
@@ -267,6 +271,9 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], path: Pa
                 f"allowed keys: {', '.join(sorted(allowed))}"
             )
         target[key] = _env_value(environ[variable], model, key)
+        table = f"economies.{code.upper()}" if section == "economies" else section
+        applied[f"[{table}] {key}"] = variable
+    return applied
 
 
 def _section_model(section: str) -> type[BaseModel]:
@@ -311,13 +318,11 @@ def _check_economy_codes(raw: dict[str, Any], path: Path) -> None:
             )
 
 
-def _describe(error: ValidationError, path: Path) -> str:
+def _describe(error: ValidationError, path: Path, from_environment: dict[str, str]) -> str:
     lines = []
     for problem in error.errors():
         location = [str(part) for part in problem["loc"]]
-        section = ".".join(location[:-1]) or location[0]
-        key = location[-1] if len(location) > 1 else ""
-        where = f"[{section}] {key}".strip() if key else f"[{section}]"
+        where, key = _where(location)
         if problem["type"] == "extra_forbidden":
             noun = "key" if key else "section"
             allowed = _allowed_keys(location[:-1])
@@ -327,8 +332,21 @@ def _describe(error: ValidationError, path: Path) -> str:
         else:
             message = problem["msg"].removeprefix("Value error, ")
             message += f" (got {problem['input']!r})"
-        lines.append(f"{path}: {where}: {message}")
+        source = (
+            f"{from_environment[where]} (overriding {path})" if where in from_environment else path
+        )
+        lines.append(f"{source}: {where}: {message}")
     return "\n".join(lines)
+
+
+def _where(location: list[str]) -> tuple[str, str]:
+    """("[section] key (item N)", key) for a pydantic error location."""
+    width = 2 if location[0] == "economies" and len(location) > 1 else 1
+    section, rest = ".".join(location[:width]), location[width:]
+    if not rest:
+        return f"[{section}]", ""
+    items = "".join(f" (item {int(p) + 1})" for p in rest[1:] if p.isdigit())
+    return f"[{section}] {rest[0]}{items}", rest[0]
 
 
 def _allowed_keys(location: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ DOCX from ODT; libmagic would add a system dependency for no gain here.
 from __future__ import annotations
 
 import io
+import re
 import unicodedata
 import zipfile
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def safe_filename(written: str, extension: str) -> str:
     base = unicodedata.normalize("NFC", base)
     stem = base.rsplit(".", 1)[0] if "." in base else base
     stem = sanitize_filename(stem, replacement_text="_").strip(" ._")
-    stem = "_".join(stem.split())[:_MAX_NAME] or "document"
+    stem = re.sub(r"_+", "_", "_".join(stem.split()))[:_MAX_NAME] or "document"
     return f"{stem}.{extension}"
 
 

@@ -107,7 +107,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         database = database_url or f"sqlite:///{tmp_path}/mailflow.db"
         path.write_text(
             f'[database]\nurl = "{database}"\n\n'
-            f"[smtp]\nhost = \"127.0.0.1\"\nport = {port or free_port()}\n\n"
+            f'[smtp]\nhost = "127.0.0.1"\nport = {port or free_port()}\n\n'
             f"[spool]\nworkers = 2\n\n" + extra
         )
         return path
@@ -159,7 +159,9 @@ class Mailbox:
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages() if m["Delivered-To"] == address]
 
-    def wait_for(self, count: int, address: str | None = None, timeout: float = 15) -> list[EmailMessage]:
+    def wait_for(
+        self, count: int, address: str | None = None, timeout: float = 15
+    ) -> list[EmailMessage]:
         def enough() -> list[EmailMessage] | None:
             found = self.to(address) if address else self.messages()
             return found if len(found) >= count else None

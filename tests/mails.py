@@ -62,8 +62,13 @@ def reply(
     attachment: tuple[str, bytes, str] | None = None,
 ) -> EmailMessage:
     """What a mail client sends when a person presses Reply."""
-    mail = message(sender, str(original["Reply-To"] or original["From"]),
-                   "Re: " + str(original["Subject"]), body + "\n\n> quoted text\n", attachment)
+    mail = message(
+        sender,
+        str(original["Reply-To"] or original["From"]),
+        "Re: " + str(original["Subject"]),
+        body + "\n\n> quoted text\n",
+        attachment,
+    )
     mail["In-Reply-To"] = str(original["Message-ID"])
     mail["References"] = str(original["Message-ID"])
     return mail

@@ -70,9 +70,7 @@ def test_spool_failure_answers_451_and_nothing_is_accepted(
     assert refused.value.smtp_code == 452
 
 
-def test_a_bug_answers_451_without_details(
-    client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bug_answers_451_without_details(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected exception is a temporary failure, not aiosmtpd's 500
     with the exception text."""
 
@@ -96,9 +94,13 @@ def test_lmtp_answers_once_per_recipient(write_config) -> None:  # type: ignore[
         with socket.create_connection((settings.smtp.host, settings.smtp.port), 10) as raw:
             lines = raw.makefile("rb")
             assert lines.readline().startswith(b"220")
-            dialogue = [b"LHLO client.example.org", b"MAIL FROM:<ana@example.org>",
-                        b"RCPT TO:<" + address("help").encode() + b">",
-                        b"RCPT TO:<" + address("submit").encode() + b">", b"DATA"]
+            dialogue = [
+                b"LHLO client.example.org",
+                b"MAIL FROM:<ana@example.org>",
+                b"RCPT TO:<" + address("help").encode() + b">",
+                b"RCPT TO:<" + address("submit").encode() + b">",
+                b"DATA",
+            ]
             for command in dialogue:
                 raw.sendall(command + b"\r\n")
                 while (line := lines.readline())[3:4] == b"-":

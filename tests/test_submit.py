@@ -34,8 +34,9 @@ def processed(app: App, count: int) -> None:
 
 
 def register(client: Client, outbox: Mailbox, sender: str = f"Ana Perez <{ANA}>") -> None:
-    client.send(message(sender, address("register"), "Register",
-                        "Economy: Chile\nOrganization: SERCOTEC\n"))
+    client.send(
+        message(sender, address("register"), "Register", "Economy: Chile\nOrganization: SERCOTEC\n")
+    )
     confirm = outbox.wait_for(1, ANA)[-1]
     client.send(reply(confirm, sender, "yes"))
     outbox.wait_for(2, ANA)
@@ -44,8 +45,14 @@ def register(client: Client, outbox: Mailbox, sender: str = f"Ana Perez <{ANA}>"
 def test_registration_is_double_opt_in(client: Client, outbox: Mailbox, app: App) -> None:
     """register@ with the form gets a confirmation; replying to it registers
     the From address and a welcome says so."""
-    client.send(message("Ana Perez <ana@example.org>", address("register"), "Register me",
-                        "Economy: Viet Nam\nOrganization: Hanoi SME Centre\n"))
+    client.send(
+        message(
+            "Ana Perez <ana@example.org>",
+            address("register"),
+            "Register me",
+            "Economy: Viet Nam\nOrganization: Hanoi SME Centre\n",
+        )
+    )
     [confirm] = outbox.wait_for(1, ANA)
     assert confirm["Subject"] == "Please confirm your registration"
     assert confirm["Reply-To"].startswith("actions+")
@@ -121,8 +128,12 @@ def test_incomplete_submission_is_completed_by_a_reply(
     """Missing and unrecognised values and the missing document are listed in
     one reply; answering it with only the corrections completes the case."""
     register(client, outbox)
-    client.send(submission(body="Kind: Best practice\nPriority area: Finance stuff\n"
-                                "Summary: Short.\n", attachment=("virus.exe", b"MZ\x90\x00\x03", "application/octet-stream")))
+    client.send(
+        submission(
+            body="Kind: Best practice\nPriority area: Finance stuff\nSummary: Short.\n",
+            attachment=("virus.exe", b"MZ\x90\x00\x03", "application/octet-stream"),
+        )
+    )
     incomplete = outbox.wait_for(3, ANA)[-1]
     text = body_text(incomplete)
     assert incomplete["Subject"].startswith("[BP-2026-0001] Your submission: please add")
@@ -132,15 +143,20 @@ def test_incomplete_submission_is_completed_by_a_reply(
     assert "Economy" not in text  # taken from the registration
     assert states(app) == {"BP-2026-0001": "incomplete"}
 
-    client.send(reply(incomplete, ANA, "Priority area: 1",
-                      attachment=("report.pdf", PDF, "application/pdf")))
+    client.send(
+        reply(
+            incomplete, ANA, "Priority area: 1", attachment=("report.pdf", PDF, "application/pdf")
+        )
+    )
     ack = outbox.wait_for(4, ANA)[-1]
     assert ack["Subject"] == "[BP-2026-0001] We received your submission"
     outbox.wait_for(1, ADMIN)
     assert states(app) == {"BP-2026-0001": "admin_review"}
 
 
-def test_reply_by_case_id_in_subject_also_revises(client: Client, outbox: Mailbox, app: App) -> None:
+def test_reply_by_case_id_in_subject_also_revises(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
     """Writing to submit@ again with [CASE-ID] in the subject completes the case."""
     register(client, outbox)
     client.send(submission(attachment=None))

@@ -36,7 +36,6 @@ from mailflow.triage import Incoming
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
-LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -121,10 +120,16 @@ class Outbox:
 
     # -- sending ---------------------------------------------------------
 
-    def drain(self, database: Database, transport: Transport, batch: int = 50) -> int:
-        """Send what is due now; returns how many were sent."""
+    def drain(self, database: Database, transport: Transport, limit: int = 500) -> int:
+        """Send what is due now, one row at a time; returns how many were sent.
+
+        Each row is leased for as long as one delivery may take, so a
+        process killed mid-send only delays that row by its lease."""
         sent = 0
-        for row_id in self._lease(database, batch):
+        for _ in range(limit):
+            row_id = self._lease_next(database, transport.lease)
+            if row_id is None:
+                break
             with database.transaction() as session:
                 row = session.get(OutboxMessage, row_id)
                 assert row is not None
@@ -139,8 +144,9 @@ class Outbox:
                     sent += 1
         return sent
 
-    def _lease(self, database: Database, batch: int) -> list[int]:
+    def _lease_next(self, database: Database, lease: timedelta) -> int | None:
         now = self._clock.now()
+        free = or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now)
         with database.transaction() as session:
             candidates = session.scalars(
                 select(OutboxMessage.id)
@@ -148,25 +154,22 @@ class Outbox:
                     OutboxMessage.sent_at.is_(None),
                     OutboxMessage.failed_at.is_(None),
                     OutboxMessage.next_attempt_at <= now,
-                    or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
+                    free,
                 )
                 .order_by(OutboxMessage.id)
-                .limit(batch)
+                .limit(5)
             ).all()
-            leased = []
             for row_id in candidates:
+                # Compare-and-set: of two drainers, one gets the row.
                 result = session.execute(
                     update(OutboxMessage)
-                    .where(
-                        OutboxMessage.id == row_id,
-                        or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
-                    )
-                    .values(lease_until=now + LEASE)
+                    .where(OutboxMessage.id == row_id, OutboxMessage.sent_at.is_(None), free)
+                    .values(lease_until=now + lease)
                     .execution_options(synchronize_session=False)
                 )
                 if getattr(result, "rowcount", 0):
-                    leased.append(row_id)
-        return leased
+                    return row_id
+        return None
 
     def _retry_later(self, row: OutboxMessage, error: str) -> None:
         row.attempts += 1

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -25,12 +26,18 @@ class PermanentFailure(Exception):
 
 
 class Transport(Protocol):
+    # How long one delivery may take: a row is leased for that long, so a
+    # sender killed mid-delivery holds the row back no longer than this.
+    lease: timedelta
+
     def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None: ...
 
 
 class MaildirTransport:
     """One file per recipient in ``<maildir>/new``, with the ``Delivered-To``
     and ``Return-Path`` headers a local delivery agent would add."""
+
+    lease = timedelta(seconds=10)
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -71,6 +78,7 @@ class SmtpTransport:
         self._host, self._port = host, port
         self._starttls, self._username, self._password = starttls, username, password
         self._timeout = timeout
+        self.lease = timedelta(seconds=timeout + 30)
 
     def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None:
         try:

@@ -1,0 +1,109 @@
+"""kill -9 in the middle of processing loses and doubles nothing (SPEC
+section 10): the real `mailflow run` in a subprocess, real SMTP, then a
+restart that picks up where the dead process stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Mailbox, wait_until
+from mails import address, submission
+from sqlalchemy import func, select
+
+from mailflow.config import Settings, load_settings
+from mailflow.store.db import Database
+from mailflow.store.models import Case, InboundMessage
+
+MESSAGES = 60
+pytestmark = pytest.mark.slow
+
+
+def start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as output:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailflow", "run", "--config", str(settings.source)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def listening() -> bool:
+        assert process.poll() is None, log.read_text()
+        try:
+            smtplib.SMTP(settings.smtp.host, settings.smtp.port, timeout=1).quit()
+        except OSError:
+            return False
+        return True
+
+    wait_until(listening, 30, "mailflow run to listen")
+    return process
+
+
+@pytest.fixture
+def crash_settings(write_config, database_url: str) -> Settings:  # type: ignore[no-untyped-def]
+    return load_settings(write_config("", database_url), environ={})
+
+
+@pytest.fixture
+def running(crash_settings: Settings, tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def test_sigkill_mid_processing_loses_and_doubles_nothing(
+    crash_settings: Settings, running: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    settings, log = crash_settings, tmp_path / "run.log"
+    outbox = Mailbox(settings.outbound.maildir)
+    running.append(start(settings, log))
+    senders = [f"person{n}@example.org" for n in range(MESSAGES)]
+    with smtplib.SMTP(settings.smtp.host, settings.smtp.port, timeout=30) as smtp:
+        for sender in senders:
+            smtp.send_message(submission(sender=sender, subject=f"Practice of {sender}"))
+            if len(outbox.messages()) >= 3:
+                break  # processing is under way: kill it now
+    sent = senders.index(sender) + 1
+    running[0].send_signal(signal.SIGKILL)
+    running[0].wait(10)
+    spool = settings.spool.dir
+    left = [p.name for folder in ("new", "cur") for p in (spool / folder).iterdir()]
+    assert left, "the kill came too late to interrupt anything"
+
+    running.append(start(settings, log))
+    wait_until(lambda: len(outbox.messages()) >= sent, 60, f"{sent} confirmation emails")
+    database = Database(settings.database.url)
+    try:
+
+        def settled() -> bool:
+            with database.transaction() as session:
+                return session.scalar(select(func.count(InboundMessage.id))) == sent
+
+        wait_until(settled, 30, "every message recorded")
+        with database.transaction() as session:
+            authors = Counter(c.author.email for c in session.scalars(select(Case)))
+    finally:
+        database.dispose()
+    assert authors == Counter(senders[:sent])  # one case per accepted message
+    confirmations = Counter(str(m["Delivered-To"]) for m in outbox.messages())
+    assert confirmations == Counter(senders[:sent])  # one email each, none doubled
+    for folder in (
+        spool / "tmp",
+        spool / "new",
+        spool / "cur",
+        spool / "shunt",
+        settings.outbound.maildir / "tmp",
+    ):
+        assert list(folder.iterdir()) == [], folder
+    assert address("submit") not in confirmations

@@ -1,0 +1,128 @@
+"""`mailflow ingest` and hostile input: every message is kept, the worker
+never crashes, unreadable mail is reported to the administrator once, and
+mail for none of our addresses is kept as unroutable, never answered."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA, Mailbox, body_text
+from mails import PDF, address, message, submission
+from sqlalchemy import select
+
+from mailflow.app import App
+from mailflow.cli import EX_DATAERR, main
+from mailflow.config import Settings
+from mailflow.store.models import Document, InboundMessage
+
+ADMIN = "admin@mailflow.localhost"
+
+
+def ingest(settings: Settings, path: Path, *extra: str) -> int:
+    return main(["ingest", str(path), "--config", str(settings.source), *extra])
+
+
+def inbound(app: App) -> list[InboundMessage]:
+    with app.database.transaction() as session:
+        return list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
+
+
+def test_ingest_accepts_and_processes_a_file(
+    settings: Settings,
+    app: App,
+    outbox: Mailbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The pipe-transport entry point: exit 0 once durable, then processed."""
+    path = tmp_path / "mail.eml"
+    path.write_bytes(submission().as_bytes())
+    assert ingest(settings, path) == 0
+    assert "accepted:" in capsys.readouterr().out
+    [confirm] = outbox.wait_for(1, "ana@example.org")
+    assert "Please confirm" in confirm["Subject"]
+    assert app.spool.pending() == []
+
+
+def test_ingest_reads_standard_input(settings: Settings, outbox: Mailbox) -> None:
+    """`mailflow ingest -` in a real process, as an MTA would run it."""
+    mail = message("ana@example.org", address("help"), "how?", "Hello").as_bytes()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mailflow",
+            "ingest",
+            "-",
+            "--config",
+            str(settings.source),
+            "--recipient",
+            address("help"),
+        ],
+        input=mail,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    outbox.wait_for(1, "ana@example.org")
+
+
+def test_oversize_ingest_is_refused(settings: Settings, tmp_path: Path) -> None:
+    """Too big: a data error the MTA turns into a bounce, naming the limit."""
+    path = tmp_path / "big.eml"
+    path.write_bytes(b"x" * (settings.limits.max_message_bytes + 1))
+    assert ingest(settings, path) == EX_DATAERR
+
+
+def test_mail_for_none_of_our_addresses_is_kept_unanswered(
+    settings: Settings, app: App, outbox: Mailbox, tmp_path: Path
+) -> None:
+    """Unroutable: kept with its bytes, no reply."""
+    path = tmp_path / "lost.eml"
+    path.write_bytes(message("ana@example.org", "someone@example.com", "hi", "hello").as_bytes())
+    assert ingest(settings, path) == 0
+    [record] = inbound(app)
+    assert record.outcome == "unroutable"
+    assert b"hello" in record.raw
+    assert outbox.messages() == []
+
+
+@pytest.mark.parametrize("name", ["deep_nesting", "many_parts", "garbage", "no_from", "bad_base64"])
+def test_unreadable_mail_is_kept_and_reported_once(
+    settings: Settings, app: App, outbox: Mailbox, name: str
+) -> None:
+    """MIME bombs and garbage: kept, the administrator told once, nobody else."""
+    path = DATA / f"{name}.eml"
+    assert ingest(settings, path) == 0
+    assert ingest(settings, path, "--recipient", address("submit")) == 0  # another delivery
+    records = inbound(app)
+    assert [r.outcome for r in records] == ["unparseable", "unparseable"]
+    assert records[0].raw == path.read_bytes()
+    reports = outbox.wait_for(2, ADMIN)
+    assert len(outbox.messages()) == 2  # one per delivery, none to the sender
+    assert "could not be read" in reports[0]["Subject"]
+    assert records[0].detail in body_text(reports[0])
+
+
+def test_broken_charsets_are_read_forgivingly(
+    settings: Settings, app: App, outbox: Mailbox
+) -> None:
+    """Unknown charsets do not stop a submission: it waits for confirmation."""
+    assert ingest(settings, DATA / "broken_charset.eml") == 0
+    [record] = inbound(app)
+    assert record.outcome == "handled: submit", record.detail
+    outbox.wait_for(1, "ana@example.org")
+
+
+def test_path_like_attachment_names_are_sanitised(settings: Settings, app: App) -> None:
+    """A PDF called ../../../etc/cron.d/..\\evil name.exe is stored as a
+    plain .pdf name: no folders, no control characters, the real type."""
+    assert ingest(settings, DATA / "path_attachment.eml") == 0
+    with app.database.transaction() as session:
+        [document] = session.scalars(select(Document)).all()
+        assert document.filename == "evil_name.pdf"
+        assert document.content == PDF

@@ -1,0 +1,87 @@
+"""The durable spool and the action tokens, on their own."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mailflow.app import App
+from mailflow.clock import FixedClock
+from mailflow.spool import Envelope, Spool
+from mailflow.store.models import Participant
+from mailflow.tokens import Refusal, Tokens, load_or_create_key
+
+ENVELOPE = Envelope(
+    "ana@example.org", ("submit@mailflow.localhost",), datetime(2026, 11, 28, tzinfo=UTC), "smtp"
+)
+
+
+def test_spool_keeps_envelope_and_bytes_together(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_tries=3)
+    stem = spool.put(ENVELOPE, b"raw\r\nbytes\n")
+    entry = spool.claim_by_id(stem)
+    assert entry is not None and entry.tries == 1
+    assert entry.read() == (ENVELOPE, b"raw\r\nbytes\n")
+    assert spool.claim_by_id(stem) is None  # claimed once only
+
+
+def test_a_crashed_claim_goes_back_and_counts_its_tries(tmp_path: Path) -> None:
+    """After kill -9, claimed files return to new/; the try count survives,
+    so a message that kills the worker is shunted in the end."""
+    spool = Spool(tmp_path, max_tries=3)
+    stem = spool.put(ENVELOPE, b"poison")
+    (tmp_path / "tmp" / "half-written").write_bytes(b"never acknowledged")
+    for expected in (1, 2, 3):
+        entry = spool.claim_by_id(stem)
+        assert entry is not None and entry.tries == expected
+        assert spool.recover() == 1  # as if the process had died here
+    assert list((tmp_path / "tmp").iterdir()) == []
+    entry = spool.claim_by_id(stem)
+    assert entry is not None and entry.tries == 4 > spool.max_tries
+    spool.shunt_entry(entry)
+    assert spool.shunted() == [stem] and spool.pending() == []
+    spool.requeue(stem)
+    assert spool.pending() == [f"{stem}.t0"]
+
+
+def test_database_outage_does_not_count_as_a_try(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_tries=3)
+    stem = spool.put(ENVELOPE, b"fine")
+    entry = spool.claim_by_id(stem)
+    assert entry is not None
+    spool.release(entry, count_try=False)
+    assert spool.pending() == [f"{stem}.t0"]
+
+
+def test_token_key_is_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "token.key"
+    key = load_or_create_key(path)
+    assert len(key) == 32 and load_or_create_key(path) == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_tokens_are_single_use_bound_and_expiring(app: App) -> None:
+    """Checked on both databases: a wrong sender, an expired or used token
+    is refused, and a refusal does not spend the token."""
+    clock = FixedClock(datetime(2026, 11, 28, 12, tzinfo=UTC))
+    tokens = Tokens(b"k" * 32, clock, timedelta(days=30), token_only=False)
+    with app.database.transaction() as session:
+        ana = Participant(email="ana@example.org", created_at=clock.now())
+        session.add(ana)
+        session.flush()
+        secret = tokens.issue(session, "confirm", "Ana@Example.org", participant=ana)
+    assert len(secret) == 32  # 160 bits in base32
+    with app.database.transaction() as session:
+        assert tokens.verify(session, secret, "eve@example.org").refusal is Refusal.WRONG_SENDER
+        assert tokens.verify(session, "x" * 32, "ana@example.org").refusal is Refusal.UNKNOWN
+        verdict = tokens.verify(session, secret.upper(), "ana@example.org")
+        assert verdict.ok and verdict.token is not None
+        assert tokens.use(session, verdict.token)
+        assert not tokens.use(session, verdict.token)
+    with app.database.transaction() as session:
+        assert tokens.verify(session, secret, "ana@example.org").refusal is Refusal.USED
+        fresh = tokens.issue(session, "confirm", "ana@example.org")
+    clock.advance(timedelta(days=31))
+    with app.database.transaction() as session:
+        assert tokens.verify(session, fresh, "ana@example.org").refusal is Refusal.EXPIRED
