@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""The two commands of the README, for a fresh clone with only Python 3.11+:
+
+    python3 dev.py run     install into .venv, then `mailflow run` on ./config.toml
+    python3 dev.py test    install into .venv, then ruff, mypy and the whole test suite
+
+Extra arguments go to `mailflow run` or to pytest. The install is redone
+only when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+
+
+def ensure_environment() -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
+        sys.exit("mailflow needs Python 3.11 or newer")
+    if not PYTHON.exists():
+        print("creating .venv ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    stamp = VENV / ".installed"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    print("installing mailflow and its test tools into .venv ...", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-e", f"{ROOT}[test,postgres]"], check=True)
+    stamp.write_text(wanted)
+
+
+def run(arguments: list[str]) -> int:
+    return subprocess.call([str(PYTHON), "-m", "mailflow", "run", *arguments], cwd=ROOT)
+
+
+def test(arguments: list[str]) -> int:
+    steps = [
+        [str(VENV / "bin" / "ruff"), "check", "mailflow", "tests", "dev.py"],
+        [str(VENV / "bin" / "mypy"), "mailflow"],
+        [str(PYTHON), "-m", "pytest", *arguments],
+    ]
+    for step in steps:
+        print("$ " + " ".join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step)),
+              flush=True)
+        code = subprocess.call(step, cwd=ROOT)
+        if code:
+            return code
+    return 0
+
+
+def main() -> int:
+    commands = {"run": run, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    ensure_environment()
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    return commands[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
