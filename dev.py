@@ -49,8 +49,10 @@ def test(arguments: list[str]) -> int:
         [str(PYTHON), "-m", "pytest", *arguments],
     ]
     for step in steps:
-        print("$ " + " ".join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step)),
-              flush=True)
+        print(
+            "$ " + " ".join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step)),
+            flush=True,
+        )
         code = subprocess.call(step, cwd=ROOT)
         if code:
             return code

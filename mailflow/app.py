@@ -55,7 +55,11 @@ class App:
 def build(settings: Settings, clock: Clock | None = None) -> App:
     clock = clock or SystemClock()
     database = Database(settings.database.url)
-    database.ensure_schema(settings.source)
+    try:
+        database.ensure_schema(settings.source)
+    except Exception:
+        database.dispose()
+        raise
     router = Router(
         settings.site.domain, settings.addresses, HANDLERS, own_senders=[settings.outbound.from_]
     )
