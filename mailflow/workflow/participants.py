@@ -8,7 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
+from mailflow.economies import Economies
+from mailflow.forms import parse_form
+from mailflow.parse import ParsedMessage
 from mailflow.store.models import Case, Participant
+from mailflow.workflow.fields import Submission, read_submission
 from mailflow.workflow.states import State
 
 
@@ -20,6 +24,23 @@ def find_or_add(session: Session, email: str, clock: Clock) -> Participant:
         session.add(participant)
         session.flush()
     return participant
+
+
+def introduce(
+    session: Session, parsed: ParsedMessage, economies: Economies, clock: Clock
+) -> tuple[Participant, Submission]:
+    """The sender and what the form of their message says. An unconfirmed
+    sender's name (else the From display name), economy and organization
+    are taken from it."""
+    participant = find_or_add(session, parsed.sender, clock)
+    form = read_submission(parse_form(parsed.text), economies)
+    learn(
+        participant,
+        name=form.name or parsed.sender_name,
+        economy=form.economy,
+        organization=form.organization,
+    )
+    return participant, form
 
 
 def learn(

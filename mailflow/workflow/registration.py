@@ -10,20 +10,20 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from mailflow.forms import parse_form
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.store.models import Participant, Token
 from mailflow.triage import Incoming
-from mailflow.workflow import fields, participants, submissions
+from mailflow.workflow import participants, submissions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.states import Event
 
 
 def handle_register(session: Session, incoming: Incoming, workflow: Workflow) -> str:
-    parsed = incoming.parsed
-    participant = participants.find_or_add(session, parsed.sender, workflow.clock)
+    participant, form = participants.introduce(
+        session, incoming.parsed, workflow.economies, workflow.clock
+    )
     if participant.confirmed_at is not None:
         workflow.send(
             session,
@@ -35,13 +35,6 @@ def handle_register(session: Session, incoming: Incoming, workflow: Workflow) ->
             ),
         )
         return "register: already registered"
-    form = fields.read_submission(parse_form(parsed.text), workflow.economies)
-    participants.learn(
-        participant,
-        name=form.name or parsed.sender_name,
-        economy=form.economy,
-        organization=form.organization,
-    )
     problems = [p for p in form.problems if p.field == "Economy"] + _missing(participant, workflow)
     if problems:
         workflow.send(

@@ -46,14 +46,7 @@ def revise_by_token(session: Session, incoming: Incoming, workflow: Workflow, to
 
 def open_submission(session: Session, incoming: Incoming, workflow: Workflow) -> str:
     parsed = incoming.parsed
-    author = participants.find_or_add(session, parsed.sender, workflow.clock)
-    submission = fields.read_submission(parse_form(parsed.text), workflow.economies)
-    participants.learn(
-        author,
-        name=submission.name or parsed.sender_name,
-        economy=submission.economy,
-        organization=submission.organization,
-    )
+    author, submission = participants.introduce(session, parsed, workflow.economies, workflow.clock)
     registered = author.confirmed_at is not None
     case = workflow.engine.open_case(
         session,
