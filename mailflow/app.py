@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -169,9 +170,14 @@ class Service:
                 results = [Result.DATABASE_DOWN]
             if results:
                 self._outbox_waiting.set()
-            pause = DATABASE_BACKOFF_SECONDS if Result.DATABASE_DOWN in results else POLL_SECONDS
-            if not results or Result.DATABASE_DOWN in results:
-                self._mail_waiting.wait(pause)
+            if Result.DATABASE_DOWN in results:
+                self._mail_waiting.wait(DATABASE_BACKOFF_SECONDS)
+            elif Result.RETRY in results:
+                # A failed message is not retried in the same instant: its
+                # tries are meant to outlast a passing fault.
+                time.sleep(POLL_SECONDS)
+            elif not results:
+                self._mail_waiting.wait(POLL_SECONDS)
 
     def _send(self) -> None:
         while not self._stopping.is_set():

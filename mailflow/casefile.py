@@ -89,7 +89,8 @@ def format_case(data: dict[str, Any]) -> str:
     document = data["document"]
     lines = [
         f"Case: {data['id']}",
-        f"State: {data['state']} (since {data['since'][:16].replace('T', ' ')} UTC)",
+        f"State: {data['state']}",
+        f"Since: {data['since'][:16].replace('T', ' ')} UTC",
         f"Kind: {data['kind'] or '-'}",
         f"Title: {data['title'] or '-'}",
         f"Economy: {data['economy'] or '-'}",

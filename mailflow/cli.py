@@ -101,7 +101,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         return EX_DATAERR
     envelope = Envelope(
-        sender=args.sender or "",
+        sender="<>" if args.sender == "" else (args.sender or ""),
         recipients=tuple(args.recipient or ()),
         received_at=datetime.now(UTC),
         source="ingest",
@@ -118,8 +118,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if entry is not None:
                 print(f"processed: {app.runner.process(entry)}")
                 app.drain_outbox()
-    except MailflowError as exc:
-        # Accepted all the same: `mailflow run` will process it from the spool.
+    except Exception as exc:  # accepted all the same: exit 0 is the promise
+        # `mailflow run` will process it from the spool.
         print(f"mailflow: kept in the spool for later: {exc}", file=sys.stderr)
     return 0
 

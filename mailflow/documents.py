@@ -63,7 +63,9 @@ def _zip_format(content: bytes) -> str | None:
             if "word/document.xml" in names:
                 return "docx"
             if "mimetype" in names:
-                mimetype = archive.read("mimetype")[:100]
+                # Read only the first bytes: a zip bomb must not be unpacked.
+                with archive.open("mimetype") as entry:
+                    mimetype = entry.read(100)
                 if mimetype.strip() == FORMATS["odt"].encode():
                     return "odt"
     except (zipfile.BadZipFile, KeyError, OSError, ValueError):
@@ -94,9 +96,11 @@ def safe_filename(written: str, extension: str) -> str:
 
 
 def pick_document(attachments: tuple[Attachment, ...]) -> tuple[Document | None, list[str]]:
-    """The first attachment in an accepted format, and a note for each one
-    that was not accepted (to tell the author why)."""
+    """The attachment to keep, and a note for each one that was not accepted
+    (to tell the author why). A real document (PDF, DOCX...) wins over a
+    text file, which is often a calendar entry, a vCard or a signature."""
     refused: list[str] = []
+    found: list[Document] = []
     for attachment in attachments:
         extension = detect_format(attachment.content)
         if extension is None:
@@ -104,5 +108,6 @@ def pick_document(attachments: tuple[Attachment, ...]) -> tuple[Document | None,
             refused.append(f"{name.removesuffix('.bin')} is not a {ACCEPTED} file")
             continue
         filename = safe_filename(attachment.filename or "document", extension)
-        return Document(filename, extension, FORMATS[extension], attachment.content), refused
-    return None, refused
+        found.append(Document(filename, extension, FORMATS[extension], attachment.content))
+    found.sort(key=lambda document: document.extension == "txt")  # stable: order kept
+    return (found[0] if found else None), refused

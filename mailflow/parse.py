@@ -14,13 +14,18 @@ import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
-from email.utils import getaddresses, parseaddr
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
 from html.parser import HTMLParser
 
 import mailparser
 
 MAX_PARTS = 200
 MAX_DEPTH = 12
+# Addresses and ids we can safely put back into headers of our own mail.
+_ANSWERABLE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}$")
+_MESSAGE_ID = r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>"
 
 
 class UnparseableMessage(Exception):
@@ -60,7 +65,10 @@ def parse_message(raw: bytes) -> ParsedMessage:
         mail = mailparser.parse_from_bytes(raw)
         _check_structure(mail.message)
         headers = _headers(mail.message)
-        sender_name, sender = parseaddr(headers.get("from", ""))
+        # The address is read before RFC 2047 decoding: an encoded display
+        # name must never be able to pose as the address.
+        sender_name, sender = _single_address(_raw_header(raw, "From"))
+        sender_name = _decode_header(sender_name)
         attachments = tuple(_attachment(a) for a in mail.attachments)
         text = "\n".join(mail.text_plain) or _html_to_text("\n".join(mail.text_html))
     except UnparseableMessage:
@@ -69,15 +77,17 @@ def parse_message(raw: bytes) -> ParsedMessage:
         raise UnparseableMessage(f"the MIME structure could not be read ({exc})") from exc
     if not sender or "@" not in sender:
         raise UnparseableMessage("it has no readable From address")
+    if not _ANSWERABLE.match(sender):
+        raise UnparseableMessage(f"its From address cannot be answered: {sender[:200]!r}")
     return ParsedMessage(
-        message_id=headers.get("message-id", "").strip(),
-        in_reply_to=headers.get("in-reply-to", "").strip(),
-        references=tuple(re.findall(r"<[^<>\s]+>", headers.get("references", ""))),
+        message_id=_message_id(headers.get("message-id", "")),
+        in_reply_to=_message_id(headers.get("in-reply-to", "")),
+        references=tuple(re.findall(_MESSAGE_ID, headers.get("references", "")))[-20:],
         subject=" ".join(headers.get("subject", "").split()),
         sender=sender.lower(),
         sender_name=sender_name.strip(),
         recipients=_recipients(headers),
-        text=text.replace("\r\n", "\n"),
+        text=text.replace("\r\n", "\n").replace("\x00", ""),
         attachments=attachments,
         headers=headers,
     )
@@ -113,9 +123,31 @@ def _headers(message: Message) -> dict[str, str]:
 
 def _decode_header(value: object) -> str:
     try:
-        return str(make_header(decode_header(str(value))))
+        text = str(make_header(decode_header(str(value))))
     except (LookupError, ValueError, UnicodeError):
-        return str(value).encode("ascii", "replace").decode()
+        text = str(value).encode("ascii", "replace").decode()
+    return text.replace("\x00", "")
+
+
+def _single_address(header: str) -> tuple[str, str]:
+    """(display name, address) of a From header naming exactly one address;
+    ("", "") for one that names none or several (ambiguous: never guessed)."""
+    found = [(name, address) for name, address in getaddresses([header]) if address]
+    return found[0] if len(found) == 1 else ("", "")
+
+
+def _raw_header(raw: bytes, name: str) -> str:
+    """A header exactly as written, RFC 2047 words still encoded (mail-parser
+    hands back decoded values)."""
+    value = BytesHeaderParser(policy=compat32).parsebytes(raw).get(name, "")
+    return str(value).replace("\r", "").replace("\n", " ")
+
+
+def _message_id(value: str) -> str:
+    """The first well-formed <id> of a header, or "" (never raw text that
+    could carry line breaks into our own headers)."""
+    found = re.search(_MESSAGE_ID, value)
+    return found[0] if found else ""
 
 
 def _recipients(headers: dict[str, str]) -> tuple[str, ...]:

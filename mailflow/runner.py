@@ -24,7 +24,7 @@ from mailflow.parse import ParsedMessage, UnparseableMessage, parse_message
 from mailflow.spool import Envelope, Spool, SpoolEntry
 from mailflow.store.db import Database
 from mailflow.store.models import InboundMessage
-from mailflow.triage import Incoming, destination, must_stay_silent
+from mailflow.triage import Incoming, destinations, must_stay_silent
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 
@@ -74,12 +74,7 @@ class Runner:
             with self.database.transaction() as session:
                 result = self._handle(session, key, envelope, raw)
         except IntegrityError:
-            if self._already_recorded(key):
-                self.spool.ack(entry)
-                return Result.DUPLICATE
-            log.exception("spool %s: integrity error", entry.stem)
-            self.spool.release(entry)
-            return Result.RETRY
+            return self._after_integrity_error(entry, key)
         except (OperationalError, InterfaceError) as exc:
             log.warning("spool %s: database unavailable (%s); will retry", entry.stem, exc.orig)
             self.spool.release(entry, count_try=False)
@@ -125,13 +120,20 @@ class Runner:
         silent = must_stay_silent(parsed, envelope, router)
         if silent is not None:
             return "ignored", silent
-        target = destination(parsed, envelope, router)
-        if target is None:
+        targets = destinations(parsed, envelope, router)
+        if not targets:
             recipients = ", ".join(envelope.recipients or parsed.recipients)
             return "unroutable", f"none of our addresses: {recipients}"[:2000]
-        handler = HANDLERS[target.route]
-        detail = handler(session, Incoming(parsed, envelope, record, target), self.workflow)
-        return f"handled: {target.route}", detail
+        # Each of our addresses it was sent to gets its due: help@ and
+        # submit@ in one message means an answer and a submission.
+        details = [
+            HANDLERS[target.route](
+                session, Incoming(parsed, envelope, record, target), self.workflow
+            )
+            for target in targets
+        ]
+        routes = ", ".join(dict.fromkeys(str(t.route) for t in targets))
+        return f"handled: {routes}"[:40], "; ".join(details)
 
     def _shunt(self, entry: SpoolEntry, envelope: Envelope) -> Result:
         path = self.spool.shunt_entry(entry)
@@ -155,6 +157,20 @@ class Runner:
     def _tell_admins(self, session: Session, template: str, context: dict[str, object]) -> None:
         for admin in self.workflow.admins:
             self.workflow.send(session, Outgoing(template, admin, context))
+
+    def _after_integrity_error(self, entry: SpoolEntry, key: str) -> Result:
+        """Two deliveries of the same bytes raced: the loser is a duplicate.
+        Anything else is a bug, tried again (and shunted in the end)."""
+        try:
+            duplicate = self._already_recorded(key)
+        except DBAPIError:
+            duplicate = False
+        if duplicate:
+            self.spool.ack(entry)
+            return Result.DUPLICATE
+        log.exception("spool %s: integrity error", entry.stem)
+        self.spool.release(entry)
+        return Result.RETRY
 
     def _already_recorded(self, key: str) -> bool:
         with self.database.transaction() as session:

@@ -24,23 +24,34 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
+from mailflow.errors import ConfigError
 from mailflow.store.models import Case, Participant, Token
 
 TOKEN_BYTES = 20
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """The HMAC key, created (mode 0600) on first use."""
+    """The HMAC key, created (mode 0600) on first use. Written to a
+    temporary file and linked into place, so a process starting at the same
+    moment never reads a half-written key."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secrets.token_hex(32) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    return bytes.fromhex(path.read_text().strip())
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process was first: use its key
+        finally:
+            temporary.unlink()
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) != 32:
+        raise ConfigError(f"{path}: [security] token_key_file must hold 64 hex digits")
+    return key
 
 
 class Refusal(StrEnum):

@@ -41,8 +41,16 @@ def is_from_ourselves(parsed: ParsedMessage, envelope: Envelope, router: Router)
 
 def is_bounce(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool:
     content_type = parsed.header("content-type").lower()
+    # A null return path marks a bounce whichever way the message came in
+    # (SMTP, LMTP, or a pipe given --sender "" or MAILER-DAEMON by Postfix).
+    # (`mailflow ingest` without --sender knows no sender: "" is not null there.)
+    sender = envelope.sender.strip().lower()
+    null_sender = sender in ("<>", "mailer-daemon") or (
+        sender == "" and envelope.source != "ingest"
+    )
     return (
-        (envelope.source == "smtp" and envelope.sender in ("", "<>"))
+        null_sender
+        or parsed.header("return-path").strip() == "<>"
         or parsed.sender.startswith(_BOUNCE_SENDERS)
         or ("multipart/report" in content_type and "delivery-status" in content_type)
     )
@@ -77,7 +85,12 @@ def must_stay_silent(parsed: ParsedMessage, envelope: Envelope, router: Router) 
     return None
 
 
-def destination(parsed: ParsedMessage, envelope: Envelope, router: Router) -> Destination | None:
-    """The envelope decides when there is one; otherwise the headers, in
-    the order of SPEC section 2."""
-    return router.first(envelope.recipients or parsed.recipients)
+def destinations(parsed: ParsedMessage, envelope: Envelope, router: Router) -> list[Destination]:
+    """Every one of our addresses the message was delivered to. The envelope
+    decides when there is one; otherwise the first of ours in the headers,
+    in the order of SPEC section 2."""
+    if envelope.recipients:
+        found = [router.first([r]) for r in envelope.recipients]
+        return list(dict.fromkeys(d for d in found if d is not None))
+    first = router.first(parsed.recipients)
+    return [first] if first else []

@@ -4,8 +4,10 @@ mail for none of our addresses is kept as unroutable, never answered."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from mailflow.config import Settings
 from mailflow.store.models import Document, InboundMessage
 
 ADMIN = "admin@mailflow.localhost"
+ANA = "ana@example.org"
 
 
 def ingest(settings: Settings, path: Path, *extra: str) -> int:
@@ -126,3 +129,31 @@ def test_path_like_attachment_names_are_sanitised(settings: Settings, app: App) 
         [document] = session.scalars(select(Document)).all()
         assert document.filename == "evil_name.pdf"
         assert document.content == PDF
+
+
+def test_a_bounce_through_a_pipe_is_never_answered(
+    settings: Settings, app: App, outbox: Mailbox, tmp_path: Path
+) -> None:
+    """Postfix's pipe passes MAILER-DAEMON (or an empty sender) for bounces:
+    kept, ignored, unanswered."""
+    path = tmp_path / "bounce.eml"
+    path.write_bytes(message(ANA, address("help"), "Undelivered", "sorry").as_bytes())
+    assert ingest(settings, path, "--sender", "MAILER-DAEMON") == 0
+    assert ingest(settings, path, "--sender", "", "--recipient", address("help")) == 0
+    assert [(r.outcome, r.detail) for r in inbound(app)] == [("ignored", "ignored: bounce")] * 2
+    assert outbox.messages() == []
+
+
+def test_a_zip_bomb_is_not_unpacked(settings: Settings, app: App, tmp_path: Path) -> None:
+    """An ODT-looking zip whose mimetype entry unpacks to 200 MB is judged
+    from its first bytes, quickly and in little memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("mimetype", b"a" * 200_000_000)
+    bomb = buffer.getvalue()
+    assert len(bomb) < 1_000_000
+    path = tmp_path / "bomb.eml"
+    path.write_bytes(submission(attachment=("bomb.odt", bomb, "application/zip")).as_bytes())
+    assert ingest(settings, path) == 0
+    with app.database.transaction() as session:
+        assert session.scalars(select(Document)).all() == []

@@ -85,3 +85,29 @@ def test_tokens_are_single_use_bound_and_expiring(app: App) -> None:
     clock.advance(timedelta(days=31))
     with app.database.transaction() as session:
         assert tokens.verify(session, fresh, "ana@example.org").refusal is Refusal.EXPIRED
+
+
+def test_a_token_is_useless_once_its_case_has_left_the_stage(app: App) -> None:
+    """A token issued while the case was in admin_review is stale after it moved."""
+    from mailflow.store.models import Case
+
+    clock = FixedClock(datetime(2026, 11, 28, 12, tzinfo=UTC))
+    tokens = Tokens(b"k" * 32, clock, timedelta(days=30), token_only=True)
+    with app.database.transaction() as session:
+        ana = Participant(email="ana@example.org", created_at=clock.now())
+        session.add(ana)
+        session.flush()
+        case = Case(
+            public_id="BP-2026-0001",
+            state="admin_review",
+            state_since=clock.now(),
+            author_id=ana.id,
+            created_at=clock.now(),
+        )
+        session.add(case)
+        session.flush()
+        secret = tokens.issue(session, "approve", "admin@mailflow.localhost", case=case)
+        assert tokens.verify(session, secret, "anyone@example.org").ok  # token_only
+        case.state = "focal_review"
+        session.flush()
+        assert tokens.verify(session, secret, "admin@mailflow.localhost").refusal is Refusal.STALE

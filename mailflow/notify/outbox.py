@@ -133,12 +133,21 @@ class Outbox:
             with database.transaction() as session:
                 row = session.get(OutboxMessage, row_id)
                 assert row is not None
-                try:
-                    transport.deliver(row.recipient, row.envelope_sender, row.raw, row.id)
-                except PermanentFailure as exc:
-                    self._give_up(row, str(exc))
-                except OSError as exc:
-                    self._retry_later(row, str(exc))
+                recipient, envelope_sender, raw = row.recipient, row.envelope_sender, row.raw
+            # Delivered outside any transaction: on SQLite an open write
+            # transaction would hold every other writer for the whole send.
+            failure: Exception | None = None
+            try:
+                transport.deliver(recipient, envelope_sender, raw, row_id)
+            except (PermanentFailure, OSError) as exc:
+                failure = exc
+            with database.transaction() as session:
+                row = session.get(OutboxMessage, row_id)
+                assert row is not None
+                if isinstance(failure, PermanentFailure):
+                    self._give_up(row, str(failure))
+                elif failure is not None:
+                    self._retry_later(row, str(failure))
                 else:
                     row.sent_at, row.lease_until = self._clock.now(), None
                     sent += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from mailflow.notify.outbox import Outgoing
@@ -78,6 +78,13 @@ def refuse(
 
 
 def _explained_recently(session: Session, address: str, workflow: Workflow) -> bool:
+    if session.get_bind().dialect.name == "postgresql":
+        # Two refusals for one address in parallel transactions must not both
+        # see "none sent yet": they queue on a lock held until commit.
+        # (SQLite's BEGIN IMMEDIATE already runs writers one at a time.)
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:address))"), {"address": address}
+        )
     since = workflow.clock.now() - EXPLANATION_INTERVAL
     count = session.scalar(
         select(func.count(OutboxMessage.id)).where(

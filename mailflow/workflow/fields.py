@@ -22,6 +22,8 @@ _SUBJECT_NOISE = re.compile(r"^\s*((re|fw|fwd|aw|tr)\s*:\s*)+", re.IGNORECASE)
 _CASE_TAG = re.compile(r"\[(?:BP|EX|IN|CM)-\d{4}-\d{4}\]\s*", re.IGNORECASE)
 
 KIND_VALUES = ("Best practice", "Experience")
+# Bounds of the columns the values go to; longer text is cut, not refused.
+_LONGEST = {"title": 500, "organization": 300, "second_contact": 400}
 AREA_VALUES = tuple(f"{a.number} {a.name}" for a in AREAS)
 
 
@@ -99,6 +101,8 @@ def apply(case: Case, submission: Submission) -> list[str]:
         "second_contact": submission.second_contact,
     }
     for name, value in values.items():
+        if isinstance(value, str):
+            value = value[: _LONGEST.get(name, 100_000)]
         if value is not None and getattr(case, name) != value:
             setattr(case, name, value)
             changed.append(name)
@@ -109,7 +113,9 @@ def missing(case: Case, economies: Economies) -> list[Problem]:
     """The required fields the case still lacks (the document aside)."""
     problems = []
     if not case.title:
-        problems.append(Problem("Title", "is missing: write it as the subject or a Title: line"))
+        problems.append(
+            Problem("Title", "is missing (write it as the subject, or as a Title: line)")
+        )
     if not case.kind:
         problems.append(Problem("Kind", "is missing", KIND_VALUES))
     if not case.economy:
@@ -117,9 +123,9 @@ def missing(case: Case, economies: Economies) -> list[Problem]:
     if not case.area:
         problems.append(Problem("Priority area", "is missing", AREA_VALUES))
     if not case.organization:
-        problems.append(Problem("Organization", "is missing: the name of your organization"))
+        problems.append(Problem("Organization", "is missing (the name of your organization)"))
     if not case.summary:
-        problems.append(Problem("Summary", "is missing: a few sentences about the case"))
+        problems.append(Problem("Summary", "is missing (a few sentences about the case)"))
     return problems
 
 

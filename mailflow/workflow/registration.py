@@ -76,9 +76,9 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
 def _missing(participant: Participant, workflow: Workflow) -> list[Problem]:
     problems = []
     if not participant.name:
-        problems.append(Problem("Name", "is missing: your full name"))
+        problems.append(Problem("Name", "is missing (your full name)"))
     if not participant.economy:
         problems.append(Problem("Economy", "is missing", tuple(workflow.economies.names())))
     if not participant.organization:
-        problems.append(Problem("Organization", "is missing: the name of your organization"))
+        problems.append(Problem("Organization", "is missing (the name of your organization)"))
     return problems
