@@ -22,9 +22,11 @@ from mailflow import casefile
 from mailflow.app import App, Service, build
 from mailflow.config import Settings, config_path, load_settings
 from mailflow.economies import Economies
-from mailflow.errors import ConfigError, MailflowError
+from mailflow.errors import ConfigError, MailflowError, NotFound
 from mailflow.spool import Envelope, Spool
 from mailflow.store.db import Database
+from mailflow.workflow import review
+from mailflow.workflow.engine import find_case
 from mailflow.workflow.states import State
 
 # sysexits.h: what an MTA's pipe transport understands.
@@ -139,6 +141,28 @@ def cmd_case(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_act(args: argparse.Namespace) -> int:
+    """The administrator's decisions from the shell, through the same code
+    as the links in the review emails."""
+    with _app(_settings(args)) as app:
+        workflow = app.workflow
+        with app.database.transaction() as session:
+            case = find_case(session, args.case_id)
+            if case is None:
+                raise NotFound(f"no case {args.case_id.upper()}; `mailflow cases` lists them")
+            done = review.act(
+                session,
+                case,
+                workflow,
+                word=args.action,
+                actor=workflow.admins[0],
+                reason=args.reason or "",
+            )
+        app.drain_outbox()
+    print(done)
+    return 0
+
+
 def cmd_economies(args: argparse.Namespace) -> int:
     settings = _settings(args)
     economies = Economies.with_overrides(settings.economy_overrides())
@@ -230,6 +254,14 @@ def _parser() -> argparse.ArgumentParser:
     case = add("case", cmd_case, "show one case with its full history")
     case.add_argument("case_id", metavar="ID", help="e.g. BP-2026-0001")
     case.add_argument("--json", action="store_true", help="print JSON")
+    act = add("act", cmd_act, "act on a case as the administrator")
+    act.add_argument("case_id", metavar="ID", help="e.g. BP-2026-0001")
+    act.add_argument(
+        "action",
+        choices=["approve", "endorse", "changes", "reject"],
+        help="endorse = in the focal point's place",
+    )
+    act.add_argument("--reason", metavar="R", help="sent to the author")
     add("economies", cmd_economies, "list economies, focal points and travel eligibility")
     db = commands.add_parser("db", help="database schema").add_subparsers(
         title="db commands", required=True, metavar="COMMAND"

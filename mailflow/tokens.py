@@ -90,7 +90,10 @@ class Tokens:
         *,
         case: Case | None = None,
         participant: Participant | None = None,
+        stage: str | None = None,
     ) -> str:
+        """A new secret. ``stage`` defaults to the case's state; "" binds the
+        token to the case but not to a stage (the author's reply address)."""
         secret = base64.b32encode(secrets.token_bytes(TOKEN_BYTES)).decode().lower()
         now = self._clock.now()
         session.add(
@@ -100,7 +103,7 @@ class Tokens:
                 person=person.lower(),
                 case_id=case.id if case else None,
                 participant_id=participant.id if participant else None,
-                stage=case.state if case else "",
+                stage=stage if stage is not None else (case.state if case else ""),
                 issued_at=now,
                 expires_at=now + self._valid_for,
             )
@@ -117,7 +120,7 @@ class Tokens:
             return Verdict(token, Refusal.USED)
         if token.expires_at <= self._clock.now():
             return Verdict(token, Refusal.EXPIRED)
-        if token.case_id is not None:
+        if token.case_id is not None and token.stage:
             case = session.get(Case, token.case_id)
             if case is None or case.state != token.stage:
                 return Verdict(token, Refusal.STALE)

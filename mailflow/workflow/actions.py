@@ -17,10 +17,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import Case, OutboxMessage, Token
+from mailflow.store.models import Case, CaseEvent, OutboxMessage, Token
 from mailflow.tokens import Refusal
 from mailflow.triage import Incoming
-from mailflow.workflow import registration, submissions
+from mailflow.workflow import registration, review, submissions
 from mailflow.workflow.context import Workflow
 
 TokenHandler = Callable[[Session, Incoming, Workflow, Token], str]
@@ -30,7 +30,9 @@ TokenHandler = Callable[[Session, Incoming, Workflow, Token], str]
 # reply may bring one more missing piece.
 TOKEN_ACTIONS: dict[str, tuple[TokenHandler, bool]] = {
     "confirm": (registration.confirm, True),
-    "revise": (submissions.revise_by_token, False),
+    "author": (submissions.author_reply, False),
+    "review": (review.reply_action, False),  # used up only when it acts
+    **{word: (review.link_action, True) for word in ("approve", "endorse", "changes", "reject")},
 }
 
 EXPLANATION_INTERVAL = timedelta(hours=1)
@@ -69,12 +71,22 @@ def refuse(
         Outgoing(
             "token_refused",
             incoming.sender,
-            {"refusal": refusal.value, "action": token.action if token else ""},
+            {
+                "refusal": refusal.value,
+                "action": token.action if token else "",
+                "first": _last_decision(case),
+            },
             case=case,
             answering=incoming,
         ),
     )
     return f"action refused ({refusal})"
+
+
+def _last_decision(case: Case | None) -> CaseEvent | None:
+    """Who moved the case on: told to the one who came second."""
+    moves = [e for e in (case.events if case else []) if e.to_state]
+    return moves[-1] if moves else None
 
 
 def _explained_recently(session: Session, address: str, workflow: Workflow) -> bool:

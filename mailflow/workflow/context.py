@@ -18,6 +18,7 @@ from mailflow.config import Settings
 from mailflow.economies import Economies
 from mailflow.notify.outbox import Outbox, Outgoing
 from mailflow.routing import Route, Router
+from mailflow.store.models import Case
 from mailflow.tokens import Tokens
 from mailflow.triage import Incoming
 from mailflow.workflow.engine import Engine
@@ -42,6 +43,12 @@ class Workflow:
 
     def action_address(self, token: str) -> str:
         return self.router.address(Route.ACTIONS, token)
+
+    def author_reply_to(self, session: Session, case: Case) -> str:
+        """A Reply-To for the author: their replies revise or withdraw the
+        case for as long as it allows that (bound to case, not stage)."""
+        token = self.tokens.issue(session, "author", case.author.email, case=case, stage="")
+        return self.action_address(token)
 
 
 Handler = Callable[[Session, Incoming, Workflow], str]

@@ -18,15 +18,15 @@ from sqlalchemy.orm import Session
 
 from mailflow.documents import pick_document
 from mailflow.forms import parse_form
-from mailflow.notify.outbox import FileAttachment, Outgoing
+from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, Document, Token
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
-from mailflow.workflow import fields, participants
+from mailflow.workflow import fields, participants, review
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.engine import find_case
 from mailflow.workflow.fields import Problem
-from mailflow.workflow.states import EDITABLE, Event, State
+from mailflow.workflow.states import EDITABLE, Event, State, next_state
 
 _CASE_ID = re.compile(r"\b((?:BP|EX)-\d{4}-\d{4})\b", re.IGNORECASE)
 
@@ -38,10 +38,34 @@ def handle_submission(session: Session, incoming: Incoming, workflow: Workflow) 
     return open_submission(session, incoming, workflow)
 
 
-def revise_by_token(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
+def author_reply(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
+    """The author answered one of our emails about their case: "withdraw"
+    as the first word withdraws it; anything else revises it."""
     case = session.get(Case, token.case_id)
     assert case is not None
+    word, _ = review.split_reply(incoming.parsed.text)
+    if word.lower().strip(".,:;!") == "withdraw":
+        return withdraw(session, case, incoming, workflow)
     return revise(session, case, incoming, workflow)
+
+
+def withdraw(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
+    state = State(case.state)
+    if next_state(state, Event.WITHDRAWN) is None:
+        workflow.send(
+            session,
+            Outgoing("revision_not_editable", incoming.sender, case=case, answering=incoming),
+        )
+        return f"withdrawal of {case.public_id} refused: it is {state}"
+    workflow.engine.transition(
+        session, case, Event.WITHDRAWN, actor=incoming.sender, message=incoming.record
+    )
+    workflow.send(
+        session, Outgoing("case_withdrawn", case.author.email, case=case, answering=incoming)
+    )
+    if state in (State.ADMIN_REVIEW, State.FOCAL_REVIEW, State.CHANGES_REQUESTED):
+        review.tell_admins(session, case, workflow, "withdrawn", incoming.sender, "")
+    return f"{case.public_id}: withdrawn by its author"
 
 
 def open_submission(session: Session, incoming: Incoming, workflow: Workflow) -> str:
@@ -107,7 +131,6 @@ def advance(
         problems.append(fields.missing_document([], None))
     context = {"just_registered": just_registered}
     if problems:
-        secret = workflow.tokens.issue(session, "revise", case.author.email, case=case)
         workflow.send(
             session,
             Outgoing(
@@ -116,7 +139,7 @@ def advance(
                 {**context, "problems": problems},
                 case=case,
                 answering=incoming,
-                reply_to=workflow.action_address(secret),
+                reply_to=workflow.author_reply_to(session, case),
             ),
         )
         return f"submission {case.public_id}: incomplete ({len(problems)} to fix)"
@@ -125,9 +148,16 @@ def advance(
     )
     workflow.send(
         session,
-        Outgoing("submission_ack", case.author.email, context, case=case, answering=incoming),
+        Outgoing(
+            "submission_ack",
+            case.author.email,
+            context,
+            case=case,
+            answering=incoming,
+            reply_to=workflow.author_reply_to(session, case),
+        ),
     )
-    _ask_admins_to_review(session, case, workflow, changed=[])
+    review.request_review(session, case, workflow, workflow.admins, "admin_review", {"changed": []})
     return f"submission {case.public_id}: complete, waiting for the administrator"
 
 
@@ -176,39 +206,19 @@ def revise(session: Session, case: Case, incoming: Incoming, workflow: Workflow)
         note=", ".join(changed),
     )
     workflow.send(
-        session, Outgoing("revision_received", case.author.email, case=case, answering=incoming)
+        session,
+        Outgoing(
+            "revision_received",
+            case.author.email,
+            case=case,
+            answering=incoming,
+            reply_to=workflow.author_reply_to(session, case),
+        ),
     )
-    _ask_admins_to_review(session, case, workflow, changed=changed)
+    review.request_review(
+        session, case, workflow, workflow.admins, "admin_review", {"changed": changed}
+    )
     return f"revision of {case.public_id}: back with the administrator"
-
-
-def _ask_admins_to_review(
-    session: Session, case: Case, workflow: Workflow, changed: list[str]
-) -> None:
-    document = case.document
-    attachments = (
-        (FileAttachment(document.filename, document.content_type, document.content),)
-        if document
-        else ()
-    )
-    area = fields.AREAS[case.area - 1] if case.area else None
-    economy = workflow.economies.get(case.economy) if case.economy else None
-    for admin in workflow.admins:
-        workflow.send(
-            session,
-            Outgoing(
-                "admin_review",
-                admin,
-                {
-                    "changed": changed,
-                    "area": area,
-                    "economy": economy,
-                    "kind": Kind(case.kind) if case.kind else None,
-                },
-                case=case,
-                attachments=attachments,
-            ),
-        )
 
 
 def _attach_document(

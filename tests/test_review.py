@@ -1,0 +1,179 @@
+"""Reviewing by email (SPEC section 4), end to end over real SMTP: people
+click the mailto links of the review emails (parsed with urllib, exactly as
+a mail client would) or simply reply, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from conftest import Client, Mailbox, body_html, body_text, wait_until
+from mails import FORM, message, reply, submission
+from sqlalchemy import select
+
+from mailflow.app import App
+from mailflow.cli import main
+from mailflow.store.models import Case
+
+ANA, ADMIN = "ana@example.org", "admin@mailflow.localhost"
+FOCAL, FOCAL2 = "focal.cl@example.org", "focal2.cl@example.org"
+
+
+@pytest.fixture
+def config_text() -> str:
+    return f'[economies.CL]\nfocal_points = ["{FOCAL}", "{FOCAL2}"]\n'
+
+
+def state(app: App, public_id: str = "BP-2026-0001") -> str:
+    def settled() -> str | None:
+        with app.database.transaction() as session:
+            case = session.scalar(select(Case).where(Case.public_id == public_id))
+            busy = app.spool.pending() or any(app.spool.cur.iterdir())
+            return None if busy or case is None else case.state
+
+    return str(wait_until(settled, what="the case to settle"))
+
+
+def links(mail: EmailMessage) -> dict[str, str]:
+    """Button label -> mailto URL, from the HTML part."""
+    found = re.findall(r'<a href="(mailto:[^"]+)"[^>]*>([^<]+)</a>', body_html(mail))
+    return {label: url.replace("&amp;", "&") for url, label in found}
+
+
+def click(client: Client, mail: EmailMessage, label: str, sender: str, reason: str = "") -> None:
+    """Open the link in a mail client, type a reason, press Send."""
+    url = urlsplit(links(mail)[label])
+    query = parse_qs(url.query)
+    body = query["body"][0] + reason
+    client.send(message(sender, unquote(url.path), query["subject"][0], body))
+
+
+def submitted(client: Client, outbox: Mailbox, economy: str = "Chile") -> EmailMessage:
+    """A confirmed submission; returns the administrator's review email."""
+    client.send(submission(body=FORM.replace("Chile", economy)))
+    client.send(reply(outbox.wait_for(1, ANA)[-1], ANA))
+    return outbox.wait_for(1, ADMIN)[-1]
+
+
+def test_submit_approve_endorse_publish_by_clicking(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """The whole loop with links; the second focal point is told who was first."""
+    review = submitted(client, outbox)
+    assert {"Approve", "Request changes", "Reject"} <= set(links(review))
+    assert "mailto:actions+" in body_text(review)  # the links are in the text part too
+    assert review["Reply-To"].startswith("actions+")
+    click(client, review, "Approve", ADMIN, "Clear and complete.")
+    endorse = outbox.wait_for(1, FOCAL)[-1]
+    endorse2 = outbox.wait_for(1, FOCAL2)[-1]
+    assert (
+        endorse["Subject"] == "[BP-2026-0001] Please endorse: Seed capital for micro entrepreneurs"
+    )
+    assert outbox.wait_for(3, ANA)[-1]["Subject"] == "[BP-2026-0001] Approved by the administrator"
+    assert state(app) == "focal_review"
+
+    click(client, endorse, "Endorse", FOCAL)
+    published = outbox.wait_for(4, ANA)[-1]
+    assert published["Subject"] == "[BP-2026-0001] Your case is published"
+    assert state(app) == "published"
+    assert "Published" in outbox.wait_for(2, ADMIN)[-1]["Subject"]
+
+    click(client, endorse2, "Endorse", FOCAL2)
+    late = outbox.wait_for(1 + 1, FOCAL2)[-1]
+    assert late["Subject"] == "[BP-2026-0001] Your message changed nothing"
+    assert f"{FOCAL} already acted first (endorsed" in body_text(late)
+    assert "mailto:" not in body_text(late)
+    assert state(app) == "published"
+
+
+def test_changes_requested_by_plain_reply_then_revised(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """A reply starting with "changes": the reason reaches the author, whose
+    reply revises the case back to the administrator, who sees what changed."""
+    review = submitted(client, outbox)
+    client.send(reply(review, ADMIN, "changes Please shorten the summary."))
+    asked = outbox.wait_for(3, ANA)[-1]
+    assert asked["Subject"] == "[BP-2026-0001] Please change your submission"
+    assert "Please shorten the summary." in body_text(asked)
+    assert state(app) == "changes_requested"
+
+    client.send(reply(asked, ANA, "Summary: Seed capital with mentoring."))
+    again = outbox.wait_for(2, ADMIN)[-1]
+    assert "Changed: summary." in body_text(again)
+    assert state(app) == "admin_review"
+
+
+def test_rejection_at_the_focal_stage_tells_author_and_administrator(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    review = submitted(client, outbox)
+    click(client, review, "Approve", ADMIN)
+    click(client, outbox.wait_for(1, FOCAL)[-1], "Reject", FOCAL, "Not a real practice.")
+    rejected = outbox.wait_for(4, ANA)[-1]
+    assert rejected["Subject"] == "[BP-2026-0001] Your case was not accepted"
+    assert "Not a real practice." in body_text(rejected)
+    assert state(app) == "rejected"
+
+
+@pytest.mark.parametrize("attack", ["wrong sender", "forged", "flipped", "replay"])
+def test_attacks_change_nothing_and_spend_nothing(
+    client: Client, outbox: Mailbox, app: App, attack: str
+) -> None:
+    """A link used by someone else, a made-up or altered token, or a replay:
+    refused with one explanation; the rightful owner's link still works."""
+    review = submitted(client, outbox)
+    url = links(review)["Approve"]
+    token = re.search(r"actions\+([a-z2-7]+)@", url)[1]  # type: ignore[index]
+    if attack == "wrong sender":
+        click(client, review, "Approve", "eve@example.org")
+    elif attack == "forged":
+        client.send(message(ADMIN, f"actions+{'a' * 32}@mailflow.localhost", "Approve", ""))
+    elif attack == "flipped":
+        flipped = token[:-1] + ("a" if token[-1] != "a" else "b")
+        client.send(message(ADMIN, f"actions+{flipped}@mailflow.localhost", "Approve", ""))
+    else:
+        click(client, review, "Reject", ADMIN)
+        assert state(app) == "rejected"
+        click(client, review, "Reject", ADMIN)  # the same link again
+    refused = (
+        outbox.wait_for(1, "eve@example.org")
+        if attack == "wrong sender"
+        else outbox.wait_for(2, ADMIN)
+    )[-1]
+    assert str(refused["Subject"]).endswith("Your message changed nothing")
+    if attack != "replay":
+        assert state(app) == "admin_review"
+        click(client, review, "Approve", ADMIN)
+        outbox.wait_for(1, FOCAL)
+        assert state(app) == "focal_review"
+    else:
+        assert state(app) == "rejected"
+
+
+def test_no_focal_point_goes_to_the_administrator(
+    client: Client, outbox: Mailbox, app: App, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Peru has no focal point: after approval (here from the shell with
+    `mailflow act`) the administrator is asked to endorse in its place,
+    and the history says so."""
+    submitted(client, outbox, economy="Peru")
+    assert main(["act", "BP-2026-0001", "approve", "--config", str(app.settings.source)]) == 0
+    endorse = outbox.wait_for(2, ADMIN)[-1]
+    assert "Peru has no focal point" in body_text(endorse)
+    click(client, endorse, "Endorse", ADMIN)
+    assert state(app) == "published"
+    capsys.readouterr()
+    assert main(["case", "BP-2026-0001", "--config", str(app.settings.source)]) == 0
+    assert "endorsed by the administrator for Peru" in capsys.readouterr().out
+
+
+def test_the_author_withdraws_by_replying(client: Client, outbox: Mailbox, app: App) -> None:
+    submitted(client, outbox)
+    ack = outbox.to(ANA)[-1]
+    assert "We received your submission" in ack["Subject"]
+    client.send(reply(ack, ANA, "withdraw"))
+    assert outbox.wait_for(3, ANA)[-1]["Subject"] == "[BP-2026-0001] Your case is withdrawn"
+    assert state(app) == "withdrawn"
