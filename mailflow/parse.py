@@ -55,6 +55,7 @@ class ParsedMessage:
     text: str
     attachments: tuple[Attachment, ...]
     headers: dict[str, str]
+    authentication_results: tuple[str, ...] = ()
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
@@ -90,6 +91,9 @@ def parse_message(raw: bytes) -> ParsedMessage:
         text=text.replace("\r\n", "\n").replace("\x00", ""),
         attachments=attachments,
         headers=headers,
+        authentication_results=tuple(
+            _decode_header(v) for v in mail.message.get_all("Authentication-Results") or []
+        ),
     )
 
 

@@ -60,6 +60,7 @@ class Refusal(StrEnum):
     EXPIRED = "expired"
     STALE = "stale"
     WRONG_SENDER = "wrong_sender"
+    UNAUTHENTICATED = "unauthenticated"  # the front MTA says DMARC failed
 
 
 @dataclass(frozen=True)

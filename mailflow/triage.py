@@ -9,6 +9,7 @@ workflow handler of its route.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -94,3 +95,19 @@ def destinations(parsed: ParsedMessage, envelope: Envelope, router: Router) -> l
         return list(dict.fromkeys(d for d in found if d is not None))
     first = router.first(parsed.recipients)
     return [first] if first else []
+
+
+_DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
+
+
+def failed_dmarc(parsed: ParsedMessage, authserv_id: str) -> bool:
+    """Whether our own front MTA (``[security].authserv_id``) says DMARC
+    failed for the sender's domain. Authentication-Results written by
+    anyone else are ignored: a sender can add any header it likes."""
+    if not authserv_id:
+        return False
+    for result in parsed.authentication_results:
+        server = result.split(";", 1)[0].split()
+        if server and server[0].lower() == authserv_id.lower() and _DMARC_FAIL.search(result):
+            return True
+    return False

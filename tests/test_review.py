@@ -5,6 +5,7 @@ a mail client would) or simply reply, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -177,3 +178,111 @@ def test_the_author_withdraws_by_replying(client: Client, outbox: Mailbox, app: 
     client.send(reply(ack, ANA, "withdraw"))
     assert outbox.wait_for(3, ANA)[-1]["Subject"] == "[BP-2026-0001] Your case is withdrawn"
     assert state(app) == "withdrawn"
+
+
+def test_dmarc_failure_reported_by_our_front_mta_refuses_silently(
+    write_config,
+    database_url: str,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """With [security].authserv_id set, an action whose Authentication-Results
+    from that server say dmarc=fail is refused, unanswered (it may be
+    forged); the same header from anyone else is ignored."""
+    from mails import address
+
+    from mailflow.app import build
+    from mailflow.config import load_settings
+
+    settings = load_settings(
+        write_config('[security]\nauthserv_id = "mx.example.net"\n', database_url), environ={}
+    )
+    app = build(settings)
+    try:
+        outbox = Mailbox(settings.outbound.maildir)
+        ingest = tmp_path / "in.eml"
+
+        def deliver(mail: EmailMessage) -> None:
+            ingest.write_bytes(bytes(mail))
+            assert main(["ingest", str(ingest), "--config", str(settings.source)]) == 0
+
+        deliver(submission())
+        deliver(reply(outbox.to(ANA)[-1], ANA))
+        review = outbox.to(ADMIN)[-1]
+        url = urlsplit(links(review)["Approve"])
+        forged = message(ADMIN, unquote(url.path), "Approve", "")
+        forged["Authentication-Results"] = (
+            "mx.example.net; dmarc=fail header.from=mailflow.localhost"
+        )
+        deliver(forged)
+        assert len(outbox.to(ADMIN)) == 1  # no explanation to a forged address
+        assert state(app) == "admin_review"
+
+        fine = message(ADMIN, unquote(url.path), "Approve", "")
+        fine["Authentication-Results"] = "evil.example.org; dmarc=fail"  # not our MTA: ignored
+        deliver(fine)
+        assert state(app) == "focal_review"
+        assert address("submit") not in [str(m["Delivered-To"]) for m in outbox.messages()]
+    finally:
+        app.database.dispose()
+
+
+def test_two_focal_points_endorsing_at_once_make_one_transition(
+    write_config,
+    database_url: str,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two endorsements processed in parallel threads: exactly one moves the
+    case; the other, retried, is told who was first."""
+    import threading
+
+    from mailflow.app import build
+    from mailflow.config import load_settings
+    from mailflow.spool import Envelope
+    from mailflow.store.models import CaseEvent
+
+    settings = load_settings(
+        write_config(f'[economies.CL]\nfocal_points = ["{FOCAL}", "{FOCAL2}"]\n', database_url),
+        environ={},
+    )
+    app = build(settings)
+    try:
+        outbox = Mailbox(settings.outbound.maildir)
+        path = tmp_path / "in.eml"
+        for mail in (submission(),):
+            path.write_bytes(bytes(mail))
+            assert main(["ingest", str(path), "--config", str(settings.source)]) == 0
+        path.write_bytes(bytes(reply(outbox.to(ANA)[-1], ANA)))
+        assert main(["ingest", str(path), "--config", str(settings.source)]) == 0
+        assert main(["act", "BP-2026-0001", "approve", "--config", str(settings.source)]) == 0
+
+        stems = []
+        for person in (FOCAL, FOCAL2):
+            url = urlsplit(links(outbox.to(person)[-1])["Endorse"])
+            click = message(person, unquote(url.path), "Endorse", "")
+            envelope = Envelope(person, (unquote(url.path),), datetime.now(UTC), "smtp")
+            stems.append(app.spool.put(envelope, bytes(click)))
+        entries = [app.spool.claim_by_id(stem) for stem in stems]
+        barrier = threading.Barrier(2)
+
+        def process(entry) -> None:  # type: ignore[no-untyped-def]
+            barrier.wait()
+            app.runner.process(entry)
+
+        threads = [threading.Thread(target=process, args=(e,)) for e in entries]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        app.runner.run_pending()  # the loser, if it was released for a retry
+        app.drain_outbox()
+        with app.database.transaction() as session:
+            endorsed = session.scalars(select(CaseEvent).where(CaseEvent.event == "endorsed")).all()
+            assert len(endorsed) == 1
+            winner = endorsed[0].actor
+        assert state(app) == "published"
+        loser = FOCAL2 if winner == FOCAL else FOCAL
+        told = outbox.to(loser)[-1]
+        assert "changed nothing" in str(told["Subject"])
+        assert f"{winner} already acted first" in body_text(told)
+    finally:
+        app.database.dispose()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, CaseEvent, OutboxMessage, Token
 from mailflow.tokens import Refusal
-from mailflow.triage import Incoming
+from mailflow.triage import Incoming, failed_dmarc
 from mailflow.workflow import registration, review, submissions
 from mailflow.workflow.context import Workflow
 
@@ -43,6 +43,8 @@ def handle_action(session: Session, incoming: Incoming, workflow: Workflow) -> s
     secret = incoming.destination.tag
     verdict = workflow.tokens.verify(session, secret, incoming.sender)
     token = verdict.token
+    if failed_dmarc(incoming.parsed, workflow.settings.security.authserv_id):
+        return refuse(session, incoming, workflow, token, Refusal.UNAUTHENTICATED)
     if token is None or verdict.refusal is not None:
         return refuse(session, incoming, workflow, token, verdict.refusal or Refusal.UNKNOWN)
     handler, single_use = TOKEN_ACTIONS[token.action]
@@ -64,6 +66,8 @@ def refuse(
             incoming.record,
             note=f"{token.action if token else '?'}: token {refusal}",
         )
+    if refusal is Refusal.UNAUTHENTICATED:
+        return "action refused: DMARC failed for the sender (not answered: it may be forged)"
     if _explained_recently(session, incoming.sender, workflow):
         return f"action refused ({refusal}); explained within the hour already"
     workflow.send(
