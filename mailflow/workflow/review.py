@@ -178,7 +178,16 @@ def _consequences(
     author = case.author.email
     context = {**describe(case, workflow), "reason": reason, "actor": actor}
     if action is APPROVE:
-        workflow.send(session, Outgoing("case_approved", author, context, case=case))
+        workflow.send(
+            session,
+            Outgoing(
+                "case_approved",
+                author,
+                context,
+                case=case,
+                reply_to=workflow.author_reply_to(session, case),
+            ),
+        )
         send_to_focal_points(session, case, workflow)
     elif action is ENDORSE:
         workflow.send(session, Outgoing("case_published", author, context, case=case))
