@@ -44,7 +44,7 @@ def run(arguments: list[str]) -> int:
 
 def test(arguments: list[str]) -> int:
     steps = [
-        [str(VENV / "bin" / "ruff"), "check", "mailflow", "tests", "dev.py"],
+        [str(VENV / "bin" / "ruff"), "check", "mailflow", "tests", "bench", "dev.py"],
         [str(VENV / "bin" / "mypy"), "mailflow"],
         [str(PYTHON), "-m", "pytest", *arguments],
     ]

@@ -1,0 +1,183 @@
+"""``python -m bench accept [--quick]``: durable accept of mailflow's SMTP
+ingress against the bare aiosmtpd + fsync limit, written to
+docs/benchmarks.md. Servers run as subprocesses on 127.0.0.1 and stop by
+themselves."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+from bench.corpus import submission
+from bench.load import LoadResult, send_all
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the server under test exited early")
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the server under test did not start")
+
+
+def start_sink(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.sink", str(port), str(folder), "900"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    wait_listening(port, process)
+    return process, port
+
+
+def start_mailflow(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    config = folder / "config.toml"
+    config.write_text(f"[smtp]\nport = {port}\n\n[archive]\nhttp_port = 0\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailflow", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(port, process)
+    return process, port
+
+
+def measure(server: str, messages: list[bytes], connections: int) -> LoadResult:
+    with tempfile.TemporaryDirectory(prefix="mailflow-bench-") as folder:
+        start = start_sink if server == "limit" else start_mailflow
+        process, port = start(Path(folder))
+        try:
+            return send_all(port, messages, connections)
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def run_accept(count: int, sizes: list[int], repetitions: int) -> list[dict[str, object]]:
+    rows = []
+    for size in sizes:
+        messages = [submission(n, size) for n in range(count)]
+        for connections in (1, 8):
+            figures: dict[str, list[LoadResult]] = {"limit": [], "mailflow": []}
+            for _ in range(repetitions):
+                for server in ("limit", "mailflow"):  # interleaved: drift hits both
+                    figures[server].append(measure(server, messages, connections))
+                    print(
+                        f"{size // 1000} KB x{connections} {server}: "
+                        f"{figures[server][-1].per_second:.1f} msg/s",
+                        flush=True,
+                    )
+            rows.append(_row(size, connections, figures))
+    return rows
+
+
+def _row(size: int, connections: int, figures: dict[str, list[LoadResult]]) -> dict[str, object]:
+    def median(server: str, value: str) -> float:
+        return statistics.median(
+            getattr(r, value)
+            if value != "p50" and value != "p99"
+            else r.percentile(0.5 if value == "p50" else 0.99)
+            for r in figures[server]
+        )
+
+    def spread(server: str) -> str:
+        rates = [r.per_second for r in figures[server]]
+        return f"{min(rates):.1f}-{max(rates):.1f}"
+
+    return {
+        "size": size,
+        "connections": connections,
+        "limit": median("limit", "per_second"),
+        "limit_spread": spread("limit"),
+        "mailflow": median("mailflow", "per_second"),
+        "mailflow_spread": spread("mailflow"),
+        "mb": median("mailflow", "megabytes_per_second"),
+        "p50": median("mailflow", "p50") * 1000,
+        "p99": median("mailflow", "p99") * 1000,
+        "ratio": median("mailflow", "per_second") / median("limit", "per_second"),
+    }
+
+
+def write_report(rows: list[dict[str, object]], count: int, repetitions: int, path: Path) -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: "
+        f"{platform.processor() or platform.machine()}, {_cores()} cores, "
+        f"Python {platform.python_version()}, aiosmtpd {version('aiosmtpd')}, "
+        f"SQLAlchemy {version('sqlalchemy')}.",
+        "",
+        "## Durable accept (SMTP ingress to 250, message fsynced)",
+        "",
+        f"{count} submissions per run, connections reused, median of {repetitions} runs "
+        "(spread: slowest-fastest run). *Limit* is a bare aiosmtpd server that only "
+        "writes and fsyncs each message (`bench/sink.py`); *mailflow* is `mailflow run` on "
+        "the default configuration, its workers processing the spool at the same time. "
+        "Latency is the DATA phase (content sent until 250), measured by the client.",
+        "",
+        "| size | conns | limit msg/s (spread) | mailflow msg/s (spread) | mailflow MB/s "
+        "| p50 ms | p99 ms | ratio |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {int(r['size']) // 1000} KB | {r['connections']} | {r['limit']:.1f} "  # type: ignore[arg-type]
+            f"({r['limit_spread']}) | {r['mailflow']:.1f} ({r['mailflow_spread']}) "
+            f"| {r['mb']:.1f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['ratio']:.2f}x |"
+        )
+    lines += [
+        "",
+        "Reproduce: `.venv/bin/python -m bench accept` (`--quick` for a smoke run).",
+        "",
+        "Not yet measured (issue 8 is open): end to end, archive, memory, profile.",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("benchmark", choices=["accept", "all"])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    count, sizes, repetitions = (4, [2_000], 1) if args.quick else (100, [300_000, 2_000_000], 3)
+    rows = run_accept(count, sizes, repetitions)
+    write_report(rows, count, repetitions, args.output)
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
