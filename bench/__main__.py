@@ -6,6 +6,7 @@ themselves."""
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import socket
 import statistics
@@ -97,29 +98,21 @@ def run_accept(count: int, sizes: list[int], repetitions: int) -> list[dict[str,
 
 
 def _row(size: int, connections: int, figures: dict[str, list[LoadResult]]) -> dict[str, object]:
-    def median(server: str, value: str) -> float:
-        return statistics.median(
-            getattr(r, value)
-            if value != "p50" and value != "p99"
-            else r.percentile(0.5 if value == "p50" else 0.99)
-            for r in figures[server]
-        )
+    def rates(server: str) -> list[float]:
+        return [r.per_second for r in figures[server]]
 
-    def spread(server: str) -> str:
-        rates = [r.per_second for r in figures[server]]
-        return f"{min(rates):.1f}-{max(rates):.1f}"
-
+    mailflow = figures["mailflow"]
     return {
         "size": size,
         "connections": connections,
-        "limit": median("limit", "per_second"),
-        "limit_spread": spread("limit"),
-        "mailflow": median("mailflow", "per_second"),
-        "mailflow_spread": spread("mailflow"),
-        "mb": median("mailflow", "megabytes_per_second"),
-        "p50": median("mailflow", "p50") * 1000,
-        "p99": median("mailflow", "p99") * 1000,
-        "ratio": median("mailflow", "per_second") / median("limit", "per_second"),
+        "limit": statistics.median(rates("limit")),
+        "limit_spread": f"{min(rates('limit')):.1f}-{max(rates('limit')):.1f}",
+        "mailflow": statistics.median(rates("mailflow")),
+        "mailflow_spread": f"{min(rates('mailflow')):.1f}-{max(rates('mailflow')):.1f}",
+        "mb": statistics.median(r.megabytes_per_second for r in mailflow),
+        "p50": statistics.median(r.percentile(0.5) for r in mailflow) * 1000,
+        "p99": statistics.median(r.percentile(0.99) for r in mailflow) * 1000,
+        "ratio": statistics.median(rates("mailflow")) / statistics.median(rates("limit")),
     }
 
 
@@ -128,7 +121,7 @@ def write_report(rows: list[dict[str, object]], count: int, repetitions: int, pa
         "# Benchmarks",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: "
-        f"{platform.processor() or platform.machine()}, {_cores()} cores, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, aiosmtpd {version('aiosmtpd')}, "
         f"SQLAlchemy {version('sqlalchemy')}.",
         "",
@@ -158,12 +151,6 @@ def write_report(rows: list[dict[str, object]], count: int, repetitions: int, pa
         "",
     ]
     path.write_text("\n".join(lines))
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
 
 
 def main() -> int:

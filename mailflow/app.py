@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -175,7 +174,7 @@ class Service:
             elif Result.RETRY in results:
                 # A failed message is not retried in the same instant: its
                 # tries are meant to outlast a passing fault.
-                time.sleep(POLL_SECONDS)
+                self._stopping.wait(POLL_SECONDS)
             elif not results:
                 self._mail_waiting.wait(POLL_SECONDS)
 

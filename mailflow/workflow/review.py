@@ -67,7 +67,7 @@ _PREFILL = re.compile(r"^\s*(reason|comment)s?\b[^:\n]*:\s*", re.IGNORECASE)
 
 
 def action_for(state: State, word: str) -> Action | None:
-    meaning = _WORDS.get(word.lower().strip(".,:;!"), "")
+    meaning = _WORDS.get(word, "")
     if state is State.FOCAL_REVIEW:
         meaning = _SAME_AT_FOCAL_STAGE.get(meaning, meaning)
     return next((a for a in ACTIONS.get(state, ()) if a.word == meaning), None)
@@ -82,10 +82,10 @@ def reason_from_link(text: str) -> str:
 
 
 def split_reply(text: str) -> tuple[str, str]:
-    """The first word of a plain reply, and the rest as the reason."""
-    body = strip_reply(text).strip()
-    word, _, rest = body.partition(" ") if " " in body.split("\n", 1)[0] else body.partition("\n")
-    return word, rest.strip()
+    """The first word of a plain reply (lower case, without punctuation),
+    and the rest of the reply as the reason."""
+    parts = [*strip_reply(text).split(maxsplit=1), "", ""]
+    return parts[0].lower().strip(".,:;!"), parts[1].strip()
 
 
 def request_review(

@@ -44,7 +44,7 @@ def author_reply(session: Session, incoming: Incoming, workflow: Workflow, token
     case = session.get(Case, token.case_id)
     assert case is not None
     word, _ = review.split_reply(incoming.parsed.text)
-    if word.lower().strip(".,:;!") == "withdraw":
+    if word == "withdraw":
         return withdraw(session, case, incoming, workflow)
     return revise(session, case, incoming, workflow)
 
