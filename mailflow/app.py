@@ -1,10 +1,12 @@
 """The composition root: builds every part from Settings, and runs them.
 
 ``build`` wires the parts for any command; ``Service`` is `mailflow run`:
-the SMTP/LMTP ingress, worker threads draining the spool, and a sender
-thread draining the outbox. Workers and sender wake as soon as there is
-work and otherwise poll, so a message spooled by another process
-(``mailflow ingest``) is picked up too.
+the SMTP/LMTP ingress, worker threads draining the spool, a sender
+thread draining the outbox, and the archive: a thread rewriting the pages
+of changed cases and, on ``[archive].http_port``, a web server for them.
+The threads wake as soon as there is work and otherwise poll, so work
+queued by another process (``mailflow ingest``, ``mailflow act``) is
+picked up too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from mailflow.archive.server import ArchiveServer
+from mailflow.archive.site import Site
 from mailflow.clock import Clock, SystemClock
 from mailflow.config import Settings
 from mailflow.documents import ACCEPTED
@@ -47,9 +51,13 @@ class App:
     runner: Runner
     workflow: Workflow
     transport: Transport
+    site: Site
 
     def drain_outbox(self) -> int:
         return self.workflow.outbox.drain(self.database, self.transport)
+
+    def update_archive(self) -> int:
+        return self.site.catch_up(self.database)
 
 
 def build(settings: Settings, clock: Clock | None = None) -> App:
@@ -89,7 +97,13 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     workflow = Workflow(settings, router, economies, Engine(clock), tokens, outbox, clock)
     spool = Spool(settings.spool.dir, settings.spool.max_tries)
     return App(
-        settings, database, spool, Runner(spool, database, workflow), workflow, _transport(settings)
+        settings,
+        database,
+        spool,
+        Runner(spool, database, workflow),
+        workflow,
+        _transport(settings),
+        Site(settings, economies, clock),
     )
 
 
@@ -114,8 +128,15 @@ class Service:
         self._stopping = threading.Event()
         self._mail_waiting = threading.Event()
         self._outbox_waiting = threading.Event()
+        self._archive_waiting = threading.Event()
         self._threads: list[threading.Thread] = []
         settings = app.settings
+        archive = settings.archive
+        self.archive_server = (
+            ArchiveServer(archive.output_dir, archive.http_host, archive.http_port)
+            if archive.http_port
+            else None
+        )
         handler = IngressHandler(
             app.spool, app.workflow.router, self._mail_waiting.set, lmtp=settings.smtp.lmtp
         )
@@ -134,7 +155,10 @@ class Service:
         for number in range(self.app.settings.spool.workers):
             self._spawn(f"worker-{number}", self._work)
         self._spawn("outbox", self._send)
+        self._spawn("archive", self._publish)
         self.ingress.start()
+        if self.archive_server:
+            self.archive_server.start()
         log.info(
             "listening for %s on %s:%d",
             "LMTP" if self.app.settings.smtp.lmtp else "SMTP",
@@ -144,9 +168,12 @@ class Service:
 
     def stop(self) -> None:
         self.ingress.stop()
+        if self.archive_server:
+            self.archive_server.stop()
         self._stopping.set()
         self._mail_waiting.set()
         self._outbox_waiting.set()
+        self._archive_waiting.set()
         for thread in self._threads:
             thread.join(timeout=30)
         self.app.database.dispose()
@@ -169,6 +196,7 @@ class Service:
                 results = [Result.DATABASE_DOWN]
             if results:
                 self._outbox_waiting.set()
+                self._archive_waiting.set()
             if Result.DATABASE_DOWN in results:
                 self._mail_waiting.wait(DATABASE_BACKOFF_SECONDS)
             elif Result.RETRY in results:
@@ -188,3 +216,20 @@ class Service:
                 sent = 0
             if not sent:
                 self._outbox_waiting.wait(POLL_SECONDS)
+
+    def _publish(self) -> None:
+        try:
+            self.app.site.ensure(self.app.database)
+        except Exception:
+            log.exception(
+                "could not prepare the archive in %s", self.app.settings.archive.output_dir
+            )
+        while not self._stopping.is_set():
+            self._archive_waiting.clear()
+            try:
+                applied = self.app.update_archive()
+            except Exception:
+                log.exception("archive pass failed")
+                applied = 0
+            if not applied:
+                self._archive_waiting.wait(POLL_SECONDS)

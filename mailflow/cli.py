@@ -25,7 +25,7 @@ from mailflow.economies import Economies
 from mailflow.errors import ConfigError, MailflowError, NotFound
 from mailflow.spool import Envelope, Spool
 from mailflow.store.db import Database
-from mailflow.workflow import review
+from mailflow.workflow import publishing, review
 from mailflow.workflow.engine import find_case
 from mailflow.workflow.states import State
 
@@ -120,6 +120,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if entry is not None:
                 print(f"processed: {app.runner.process(entry)}")
                 app.drain_outbox()
+                app.update_archive()
     except Exception as exc:  # accepted all the same: exit 0 is the promise
         # `mailflow run` will process it from the spool.
         print(f"mailflow: kept in the spool for later: {exc}", file=sys.stderr)
@@ -150,16 +151,24 @@ def cmd_act(args: argparse.Namespace) -> int:
             case = find_case(session, args.case_id)
             if case is None:
                 raise NotFound(f"no case {args.case_id.upper()}; `mailflow cases` lists them")
-            done = review.act(
-                session,
-                case,
-                workflow,
-                word=args.action,
-                actor=workflow.admins[0],
-                reason=args.reason or "",
+            shell_action = publishing.SHELL_ACTIONS.get(args.action)
+            actor, reason = workflow.admins[0], args.reason or ""
+            done = (
+                shell_action(session, case, workflow, actor=actor, reason=reason)
+                if shell_action
+                else review.act(
+                    session, case, workflow, word=args.action, actor=actor, reason=reason
+                )
             )
         app.drain_outbox()
+        app.update_archive()
     print(done)
+    return 0
+
+
+def cmd_archive_build(args: argparse.Namespace) -> int:
+    with _app(_settings(args)) as app:
+        app.site.build(app.database, progress=lambda line: print(line, flush=True))
     return 0
 
 
@@ -235,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=handler)
         return sub
 
-    add("run", cmd_run, "run SMTP ingress, workers and the outbox sender in one process")
+    add("run", cmd_run, "run SMTP ingress, workers, outbox sender and archive in one process")
     ingest = add(
         "ingest",
         cmd_ingest,
@@ -258,11 +267,15 @@ def _parser() -> argparse.ArgumentParser:
     act.add_argument("case_id", metavar="ID", help="e.g. BP-2026-0001")
     act.add_argument(
         "action",
-        choices=["approve", "endorse", "changes", "reject"],
-        help="endorse = in the focal point's place",
+        choices=["approve", "endorse", "changes", "reject", "unpublish", "publish"],
+        help="endorse = in the focal point's place; publish = undo an unpublish",
     )
     act.add_argument("--reason", metavar="R", help="sent to the author")
     add("economies", cmd_economies, "list economies, focal points and travel eligibility")
+    archive = commands.add_parser("archive", help="the archive site").add_subparsers(
+        title="archive commands", required=True, metavar="COMMAND"
+    )
+    add("build", cmd_archive_build, "rewrite the whole archive site", into=archive)
     db = commands.add_parser("db", help="database schema").add_subparsers(
         title="db commands", required=True, metavar="COMMAND"
     )

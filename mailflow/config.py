@@ -119,6 +119,7 @@ class OutboundSettings(Section):
 class ArchiveSettings(Section):
     output_dir: ConfigPath = Path("var/archive")
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    http_host: str = "127.0.0.1"  # put nginx in front for the public (deploy/)
 
 
 class AdminSettings(Section):

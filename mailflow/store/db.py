@@ -29,6 +29,7 @@ from mailflow.errors import SchemaError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_MS = 30_000
+READ_ONLY = "mailflow_read_only"
 
 
 def create_db_engine(url: str) -> Engine:
@@ -52,7 +53,8 @@ def create_db_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -70,6 +72,17 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A consistent snapshot for long reads (rendering the archive):
+        on SQLite it takes no write lock, so the workers go on meanwhile.
+        Nothing read here is ever committed."""
+        with (
+            self.engine.connect().execution_options(**{READ_ONLY: True}) as connection,
+            Session(bind=connection) as session,  # closing it rolls back
+        ):
             yield session
 
     def dispose(self) -> None:

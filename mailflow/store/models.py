@@ -121,7 +121,7 @@ class Document(Base):
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # large: on demand
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
@@ -192,3 +192,40 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Publication(Base):
+    """A case's place in the archive. The ordinals are given once, when the
+    case is first published, and kept: pages are fixed runs of ordinals,
+    so publishing one case rewrites the one page it lands on and never
+    shifts every older page (SPEC section 5). Unpublishing sets
+    ``withdrawn_at`` and leaves a gap."""
+
+    __tablename__ = "publications"
+    __table_args__ = (
+        Index("ix_publications_area", "area", "area_seq"),
+        Index("ix_publications_economy", "economy", "economy_seq"),
+    )
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    area: Mapped[int] = mapped_column(Integer)
+    area_seq: Mapped[int] = mapped_column(Integer)
+    economy: Mapped[str] = mapped_column(String(2))
+    economy_seq: Mapped[int] = mapped_column(Integer)
+    published_at: Mapped[datetime] = mapped_column(Timestamp)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+
+    case: Mapped[Case] = relationship()
+
+
+class SiteChange(Base):
+    """A case whose archive pages must be rewritten, written in the same
+    transaction as the change: the site catches up after a crash."""
+
+    __tablename__ = "site_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    done_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None, index=True)

@@ -32,7 +32,7 @@ class Engine:
     ) -> Case:
         now = self.clock.now()
         case = Case(
-            public_id=f"{prefix}-{now.year}-{_next_number(session, str(now.year)):04d}",
+            public_id=f"{prefix}-{now.year}-{next_number(session, str(now.year)):04d}",
             state=state,
             state_since=now,
             author=author,
@@ -100,7 +100,7 @@ class Engine:
         )
 
 
-def _next_number(session: Session, name: str) -> int:
+def next_number(session: Session, name: str) -> int:
     """Atomically take the next number of a yearly sequence."""
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite

@@ -23,6 +23,7 @@ from mailflow.notify.render import mailto
 from mailflow.store.models import Case, InboundMessage, Token
 from mailflow.triage import Incoming
 from mailflow.vocab import AREAS, Kind
+from mailflow.workflow import publishing
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.states import Event, State
 
@@ -190,6 +191,7 @@ def _consequences(
         )
         send_to_focal_points(session, case, workflow)
     elif action is ENDORSE:
+        publishing.publish(session, case, workflow)
         workflow.send(session, Outgoing("case_published", author, context, case=case))
         tell_admins(session, case, workflow, "endorsed", actor, reason)
     elif action is CHANGES:

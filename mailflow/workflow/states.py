@@ -15,6 +15,7 @@ class State(StrEnum):
     PUBLISHED = "published"
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+    UNPUBLISHED = "unpublished"  # taken off the archive by the administrator
 
 
 class Event(StrEnum):
@@ -26,6 +27,8 @@ class Event(StrEnum):
     CHANGES_REQUESTED = "changes_requested"
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"  # the author
+    UNPUBLISHED = "unpublished"  # administrator, from the shell
+    REPUBLISHED = "republished"  # administrator, undoing an unpublish
 
 
 S, E = State, Event
@@ -40,6 +43,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.CHANGES_REQUESTED, E.REVISED): S.ADMIN_REVIEW,
     (S.ADMIN_REVIEW, E.REJECTED): S.REJECTED,
     (S.FOCAL_REVIEW, E.REJECTED): S.REJECTED,
+    (S.PUBLISHED, E.UNPUBLISHED): S.UNPUBLISHED,
+    (S.UNPUBLISHED, E.REPUBLISHED): S.PUBLISHED,
     **{
         (state, E.WITHDRAWN): S.WITHDRAWN
         for state in (

@@ -1,0 +1,86 @@
+"""Serve the archive folder over HTTP for `mailflow run` (``[archive].http_port``).
+
+The standard library's file server with the rules a public static site
+needs: no folder listings, no dot files (the lock, half-written pages),
+documents sent as downloads, and headers that keep a browser from running
+anything the site did not ship itself. The nginx snippet in ``deploy/``
+applies the same rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+}
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    extensions_map = {  # noqa: RUF012 (the library's own way to extend it)
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".atom": "application/atom+xml; charset=utf-8",
+        ".json": "application/json; charset=utf-8",
+        ".html": "text/html; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".js": "text/javascript; charset=utf-8",
+        ".txt": "text/plain; charset=utf-8",
+    }
+
+    def send_head(self) -> Any:
+        path = self.path.split("?", 1)[0].split("#", 1)[0]
+        if any(part.startswith(".") for part in path.split("/")):
+            self.send_error(404)
+            return None
+        return super().send_head()
+
+    def list_directory(self, path: Any) -> None:
+        self.send_error(404)
+        return None
+
+    def end_headers(self) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        if self._is_document():
+            self.send_header("Content-Disposition", "attachment")
+        super().end_headers()
+
+    def _is_document(self) -> bool:
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        return len(parts) == 3 and parts[0] == "cases" and parts[2] not in ("", "index.html")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class ArchiveServer:
+    def __init__(self, folder: Path, host: str, port: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._server = ThreadingHTTPServer((host, port), partial(_Handler, directory=str(folder)))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="archive-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)

@@ -1,0 +1,456 @@
+"""Render the archive from the database into ``[archive].output_dir``.
+
+``Site.catch_up`` applies queued ``SiteChange`` rows: it rewrites the pages
+that show the changed cases (``pages.pages_showing``) and marks the rows
+done. ``Site.build`` rewrites everything. Both hold a lock on the output
+folder, so only one writer renders at a time and a page never goes back to
+an older state; and every file is written to a temporary name and renamed,
+so a reader never sees half a page.
+
+Every piece of text that came from an email is escaped (jinja2 autoescape
+everywhere), links are made only for http(s) URLs, and email addresses are
+removed from it: no participant's address ever reaches the site.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from mailflow.archive import pages
+from mailflow.archive.pages import (
+    CasePage,
+    Feed,
+    Index,
+    Listing,
+    ListPage,
+    Page,
+    SearchIndex,
+    SearchShard,
+)
+from mailflow.clock import Clock
+from mailflow.config import Settings
+from mailflow.documents import FORMATS
+from mailflow.economies import Economies, Economy
+from mailflow.notify.render import TEMPLATES, mailto
+from mailflow.store.db import Database
+from mailflow.store.models import Case, Document, Publication, SiteChange
+from mailflow.vocab import AREAS, Kind, PriorityArea
+
+STATIC = ("style.css", "search.js")
+_BATCH = 200
+_URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
+_EMAIL = re.compile(r"[\w.!#$%&*+/=?^{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+_EXCERPT = 300
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """What the site shows of a published case."""
+
+    id: str
+    title: str
+    kind: Kind
+    area: PriorityArea
+    economy: Economy
+    organization: str
+    summary: str
+    published: datetime
+    seq: int
+
+    @property
+    def url(self) -> str:
+        return f"cases/{self.id}/"
+
+    def search_entry(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "kind": self.kind.value,
+            "area": self.area.slug,
+            "economy": self.economy.code.lower(),
+            "organization": self.organization,
+            "date": self.published.date().isoformat(),
+            "url": self.url,
+            "text": self.summary[:_EXCERPT],
+        }
+
+
+@dataclass(frozen=True)
+class Download:
+    name: str
+    size: int
+    format: str  # "PDF", "DOCX"...
+
+
+def without_addresses(text: str) -> str:
+    return _EMAIL.sub("[address removed]", text)
+
+
+def paragraphs(text: str) -> Markup:
+    """Plain text as escaped paragraphs, with http(s) URLs as links."""
+    blocks = [b.strip() for b in re.split(r"\n\s*\n", text.strip()) if b.strip()]
+    return Markup("\n").join(
+        Markup("<p>{}</p>").format(Markup(str(_linked(b)).replace("\n", "<br>\n"))) for b in blocks
+    )
+
+
+def _linked(text: str) -> Markup:
+    parts: list[Markup] = []
+    position = 0
+    for match in _URL.finditer(text):
+        url = match.group(0).rstrip(".,;:!?)]}")
+        parts += [
+            escape(text[position : match.start()]),
+            Markup('<a href="{0}" rel="nofollow ugc noopener">{0}</a>').format(url),
+        ]
+        position = match.start() + len(url)
+    parts.append(escape(text[position:]))
+    return Markup("").join(parts)
+
+
+def web_name(filename: str, content_type: str, fallback: str) -> str:
+    """A file name safe in a URL and on any disk, with the extension of
+    the format the document really is."""
+    extension = next((ext for ext, kind in FORMATS.items() if kind == content_type), "bin")
+    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:80] or fallback
+    return f"{stem}.{extension}"
+
+
+class Site:
+    def __init__(
+        self, settings: Settings, economies: Economies, clock: Clock, templates: Path = TEMPLATES
+    ) -> None:
+        self.root = settings.archive.output_dir
+        self.base_url = settings.site.base_url.rstrip("/") + "/"
+        self.economies = economies
+        self.clock = clock
+        self._static = templates / "site" / "static"
+        self._env = Environment(
+            loader=FileSystemLoader(templates),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        domain = settings.site.domain
+        addresses = settings.addresses
+        self._env.globals.update(
+            site=settings.site,
+            areas=AREAS,
+            economies=list(economies),
+            submit_address=f"{addresses.submit}@{domain}",
+            help_address=f"{addresses.help}@{domain}",
+            mailto=mailto,
+        )
+        self._env.filters.update(paragraphs=paragraphs, day=_day, size=_size)
+        self._comment_address = f"{addresses.comment}+{{}}@{domain}"
+        self._internship_address = f"{addresses.internship}@{domain}"
+
+    # -- what the rest of mailflow calls -------------------------------------
+
+    def catch_up(self, database: Database) -> int:
+        """Rewrite the pages of every case changed since the last pass;
+        returns how many changes were applied."""
+        with self._locked():
+            if not (self.root / "index.html").exists():
+                self._build_locked(database, lambda _: None)
+                return 0
+            with database.reading() as session:
+                changes = session.execute(
+                    select(SiteChange.id, Publication)
+                    .join(Publication, Publication.case_id == SiteChange.case_id)
+                    .where(SiteChange.done_at.is_(None))
+                    .order_by(SiteChange.id)
+                    .limit(_BATCH)
+                ).all()
+                if not changes:
+                    return 0
+                todo: set[Page] = set()
+                for _, publication in changes:
+                    todo |= pages.pages_showing(publication)
+                for page in todo:
+                    self._render(session, page, durable=True)
+            self._mark_done(database, [change_id for change_id, _ in changes])
+            return len(changes)
+
+    def build(self, database: Database, progress: Progress = lambda _: None) -> int:
+        """Rewrite the whole site; returns the number of cases on it."""
+        with self._locked():
+            return self._build_locked(database, progress)
+
+    def ensure(self, database: Database) -> None:
+        """At start: a first build, or fresh stylesheet and script after an
+        upgrade of mailflow."""
+        if not (self.root / "index.html").exists():
+            self.build(database)
+            return
+        with self._locked(), database.reading() as session:
+            self._write_fixed(session, durable=True)
+
+    # -- building --------------------------------------------------------------
+
+    def _build_locked(self, database: Database, progress: Progress) -> int:
+        with database.reading() as session:
+            last_change = session.scalar(select(SiteChange.id).order_by(SiteChange.id.desc()))
+            self._write_fixed(session, durable=False)
+            for stray in self.root.rglob(".*.tmp"):
+                stray.unlink(missing_ok=True)  # left by a crash mid-write
+            progress("writing case pages")
+            shown: set[str] = set()
+            for publication, case in session.execute(pages.live()).yield_per(_BATCH):
+                view = self._view(publication, case)
+                self._write_case(session, view, case, durable=False)
+                shown.add(view.id)
+                if len(shown) % 1000 == 0:
+                    progress(f"{len(shown)} case pages written")
+            self._remove_cases_not_in(shown)
+            progress("writing lists, feed and search index")
+            for listing in self._listings():
+                counter = listing.counter
+                for number in range(1, pages.last_run(session, counter, pages.PAGE_SIZE) + 1):
+                    self._render(session, ListPage(listing, number), durable=False)
+            last_shard = pages.last_run(session, "archive", pages.SHARD_SIZE)
+            for number in range(1, last_shard + 1):
+                self._render(session, SearchShard(number), durable=False)
+            for page in (Index(), Feed(), SearchIndex()):
+                self._render(session, page, durable=False)
+        os.sync()  # one flush for the whole build instead of one per file
+        if last_change is not None:
+            with database.transaction() as session:
+                session.execute(
+                    update(SiteChange)
+                    .where(SiteChange.id <= last_change, SiteChange.done_at.is_(None))
+                    .values(done_at=self.clock.now())
+                )
+        progress(f"done: {len(shown)} cases in {self.root}")
+        return len(shown)
+
+    def _listings(self) -> Iterator[Listing]:
+        for area in AREAS:
+            yield Listing("area", area.number)
+        for economy in self.economies:
+            yield Listing("economy", economy.code)
+
+    def _write_fixed(self, session: Session, *, durable: bool) -> None:
+        """The stylesheet, the script and the search page: they change
+        only with mailflow itself."""
+        for name in STATIC:
+            self._write(f"static/{name}", (self._static / name).read_bytes(), durable=durable)
+        self._page("search/index.html", "site/search.html.j2", durable=durable)
+
+    def _remove_cases_not_in(self, shown: set[str]) -> None:
+        folder = self.root / "cases"
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if entry.is_dir() and entry.name not in shown:
+                    shutil.rmtree(entry)
+
+    # -- one page ----------------------------------------------------------------
+
+    def _render(self, session: Session, page: Page, *, durable: bool) -> None:
+        if isinstance(page, CasePage):
+            row = session.execute(pages.live().where(Publication.case_id == page.case_id)).first()
+            if row is None:
+                self._remove_case(session, page.case_id)
+            else:
+                publication, case = row
+                self._write_case(session, self._view(publication, case), case, durable=durable)
+        elif isinstance(page, ListPage):
+            self._write_list(session, page, durable=durable)
+        elif isinstance(page, Index):
+            self._write_index(session, durable=durable)
+        elif isinstance(page, Feed):
+            self._write_feed(session, durable=durable)
+        elif isinstance(page, SearchIndex):
+            self._write_search_index(session, durable=durable)
+        else:
+            entries = [
+                self._view(p, c).search_entry()
+                for p, c in session.execute(pages.in_shard(page.number))
+            ]
+            self._write(f"search/{page.number}.json", _json({"cases": entries}), durable=durable)
+
+    def _write_case(self, session: Session, view: CaseView, case: Case, *, durable: bool) -> None:
+        document = session.scalars(
+            select(Document).where(Document.case_id == case.id).order_by(Document.id.desc())
+        ).first()
+        download = None
+        if document is not None:
+            download = Download(
+                web_name(document.filename, document.content_type, view.id),
+                document.size,
+                web_name("x", document.content_type, "x").rsplit(".", 1)[1].upper(),
+            )
+            target = self.root / view.url / download.name
+            if not target.exists() or target.stat().st_size != document.size:
+                self._write(f"{view.url}{download.name}", document.content, durable=durable)
+        self._page(
+            f"{view.url}index.html",
+            "site/case.html.j2",
+            durable=durable,
+            case=view,
+            download=download,
+            comments=[],
+            comment_url=mailto(
+                self._comment_address.format(view.id), f"Comment on {view.id}: {view.title}"
+            ),
+            internship_url=mailto(
+                self._internship_address,
+                f"Internship application: {view.id}",
+                f"Case: {view.id}\nMotivation: \nPreferred dates: \nOrganization: \n",
+            ),
+        )
+
+    def _remove_case(self, session: Session, case_id: int) -> None:
+        public_id = session.scalar(select(Case.public_id).where(Case.id == case_id))
+        if public_id:
+            shutil.rmtree(self.root / "cases" / public_id, ignore_errors=True)
+
+    def _write_list(self, session: Session, page: ListPage, *, durable: bool) -> None:
+        listing = page.listing
+        if listing.by == "area":
+            area = AREAS[int(listing.key) - 1]
+            folder, title, intro = f"areas/{area.slug}/", area.name, "Priority area"
+        else:
+            economy = self.economies.get(str(listing.key))
+            folder, title, intro = f"economies/{economy.code.lower()}/", economy.name, "Economy"
+        last = pages.last_run(session, listing.counter, pages.PAGE_SIZE)
+        cases = [self._view(p, c) for p, c in session.execute(pages.in_run(listing, page.number))]
+        context = {
+            "title": title,
+            "intro": intro,
+            "cases": cases,
+            "folder": folder,
+            "number": page.number,
+            "last": last,
+            "total": pages.counts(session, listing.by).get(listing.key, 0),
+        }
+        self._page(
+            f"{folder}page/{page.number}/index.html",
+            "site/list.html.j2",
+            durable=durable,
+            **context,
+        )
+        if page.number == last:
+            self._page(f"{folder}index.html", "site/list.html.j2", durable=durable, **context)
+
+    def _write_index(self, session: Session, *, durable: bool) -> None:
+        newest = [
+            self._view(p, c) for p, c in session.execute(pages.live().limit(pages.NEWEST_ON_INDEX))
+        ]
+        self._page(
+            "index.html",
+            "site/index.html.j2",
+            durable=durable,
+            newest=newest,
+            area_counts=pages.counts(session, "area"),
+            economy_counts=pages.counts(session, "economy"),
+        )
+
+    def _write_feed(self, session: Session, *, durable: bool) -> None:
+        entries = [
+            self._view(p, c) for p, c in session.execute(pages.live().limit(pages.FEED_SIZE))
+        ]
+        xml = self._env.get_template("site/feed.atom.j2").render(
+            entries=entries,
+            base=self.base_url,
+            updated=entries[0].published if entries else self.clock.now(),
+        )
+        self._write("feed.atom", xml.encode(), durable=durable)
+
+    def _write_search_index(self, session: Session, *, durable: bool) -> None:
+        """``search.json`` holds the newest shard's cases itself and names
+        the older shards, so it stays small however large the archive."""
+        last = pages.last_run(session, "archive", pages.SHARD_SIZE)
+        entries = [
+            self._view(p, c).search_entry() for p, c in session.execute(pages.in_shard(last))
+        ]
+        shards = [f"search/{number}.json" for number in range(1, last)]
+        self._write("search.json", _json({"cases": entries, "older": shards}), durable=durable)
+
+    # -- writing -----------------------------------------------------------------
+
+    def _view(self, publication: Publication, case: Case) -> CaseView:
+        return CaseView(
+            id=case.public_id,
+            title=without_addresses(case.title),
+            kind=Kind(case.kind or Kind.BEST_PRACTICE),
+            area=AREAS[publication.area - 1],
+            economy=self.economies.get(publication.economy),
+            organization=without_addresses(case.organization),
+            summary=without_addresses(case.summary),
+            published=publication.published_at,
+            seq=publication.seq,
+        )
+
+    def _page(self, path: str, template: str, *, durable: bool, **context: Any) -> None:
+        root = "../" * path.count("/")
+        html = self._env.get_template(template).render(root=root, **context)
+        self._write(path, html.encode(), durable=durable)
+
+    def _write(self, relative: str, data: bytes, *, durable: bool) -> None:
+        """Write to a temporary name, then rename over the old file."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                if durable:
+                    file.flush()
+                    os.fsync(file.fileno())
+            os.chmod(temporary, 0o644)  # mkstemp makes 0600; the web server reads it
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def _mark_done(self, database: Database, change_ids: list[int]) -> None:
+        with database.transaction() as session:
+            session.execute(
+                update(SiteChange)
+                .where(SiteChange.id.in_(change_ids))
+                .values(done_at=self.clock.now())
+            )
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment.day} {moment:%B %Y}"
+
+
+def _size(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{max(1, round(size / 1024))} KB"
+    return f"{size / 1024 / 1024:.1f} MB"
