@@ -165,5 +165,9 @@ def test_the_transition_table_is_the_spec() -> None:
         State.PUBLISHED,
         State.REJECTED,
         State.WITHDRAWN,
+        State.UNPUBLISHED,
     }
     assert State.ADMIN_REVIEW not in EDITABLE
+    # Issue 4: the administrator can take a case off the archive, and undo it.
+    assert next_state(State.PUBLISHED, Event.UNPUBLISHED) is State.UNPUBLISHED
+    assert next_state(State.UNPUBLISHED, Event.REPUBLISHED) is State.PUBLISHED

@@ -7,55 +7,21 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
-from conftest import Client, Mailbox, body_html, body_text, wait_until
-from mails import FORM, message, reply, submission
+from conftest import Client, Mailbox, body_text
+from flows import ADMIN, ANA, FOCAL, FOCAL2, click, links, state, submitted
+from mails import message, reply, submission
 from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.cli import main
-from mailflow.store.models import Case
-
-ANA, ADMIN = "ana@example.org", "admin@mailflow.localhost"
-FOCAL, FOCAL2 = "focal.cl@example.org", "focal2.cl@example.org"
 
 
 @pytest.fixture
 def config_text() -> str:
     return f'[economies.CL]\nfocal_points = ["{FOCAL}", "{FOCAL2}"]\n'
-
-
-def state(app: App, public_id: str = "BP-2026-0001") -> str:
-    def settled() -> str | None:
-        with app.database.transaction() as session:
-            case = session.scalar(select(Case).where(Case.public_id == public_id))
-            busy = app.spool.pending() or any(app.spool.cur.iterdir())
-            return None if busy or case is None else case.state
-
-    return str(wait_until(settled, what="the case to settle"))
-
-
-def links(mail: EmailMessage) -> dict[str, str]:
-    """Button label -> mailto URL, from the HTML part."""
-    found = re.findall(r'<a href="(mailto:[^"]+)"[^>]*>([^<]+)</a>', body_html(mail))
-    return {label: url.replace("&amp;", "&") for url, label in found}
-
-
-def click(client: Client, mail: EmailMessage, label: str, sender: str, reason: str = "") -> None:
-    """Open the link in a mail client, type a reason, press Send."""
-    url = urlsplit(links(mail)[label])
-    query = parse_qs(url.query)
-    body = query["body"][0] + reason
-    client.send(message(sender, unquote(url.path), query["subject"][0], body))
-
-
-def submitted(client: Client, outbox: Mailbox, economy: str = "Chile") -> EmailMessage:
-    """A confirmed submission; returns the administrator's review email."""
-    client.send(submission(body=FORM.replace("Chile", economy)))
-    client.send(reply(outbox.wait_for(1, ANA)[-1], ANA))
-    return outbox.wait_for(1, ADMIN)[-1]
 
 
 def test_submit_approve_endorse_publish_by_clicking(

@@ -36,6 +36,7 @@ class _Handler(SimpleHTTPRequestHandler):
         ".css": "text/css; charset=utf-8",
         ".js": "text/javascript; charset=utf-8",
         ".txt": "text/plain; charset=utf-8",
+        ".svg": "image/svg+xml",
     }
 
     def send_head(self) -> Any:

@@ -52,7 +52,7 @@ from mailflow.store.db import Database
 from mailflow.store.models import Case, Document, Publication, SiteChange
 from mailflow.vocab import AREAS, Kind, PriorityArea
 
-STATIC = ("style.css", "search.js")
+STATIC = ("style.css", "search.js", "favicon.svg")
 _BATCH = 200
 _URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
 _EMAIL = re.compile(r"[\w.!#$%&*+/=?^{|}~-]+@[\w-]+(?:\.[\w-]+)+")
@@ -187,8 +187,9 @@ class Site:
                 todo: set[Page] = set()
                 for _, publication in changes:
                     todo |= pages.pages_showing(publication)
-                for page in todo:
-                    self._render(session, page, durable=True)
+                removed = self._render_all(session, todo)
+            for folder in removed:
+                shutil.rmtree(folder, ignore_errors=True)
             self._mark_done(database, [change_id for change_id, _ in changes])
             return len(changes)
 
@@ -222,7 +223,6 @@ class Site:
                 shown.add(view.id)
                 if len(shown) % 1000 == 0:
                     progress(f"{len(shown)} case pages written")
-            self._remove_cases_not_in(shown)
             progress("writing lists, feed and search index")
             for listing in self._listings():
                 counter = listing.counter
@@ -233,6 +233,7 @@ class Site:
                 self._render(session, SearchShard(number), durable=False)
             for page in (Index(), Feed(), SearchIndex()):
                 self._render(session, page, durable=False)
+            self._remove_cases_not_in(shown)
         os.sync()  # one flush for the whole build instead of one per file
         if last_change is not None:
             with database.transaction() as session:
@@ -266,15 +267,30 @@ class Site:
 
     # -- one page ----------------------------------------------------------------
 
-    def _render(self, session: Session, page: Page, *, durable: bool) -> None:
-        if isinstance(page, CasePage):
-            row = session.execute(pages.live().where(Publication.case_id == page.case_id)).first()
-            if row is None:
-                self._remove_case(session, page.case_id)
+    def _render_all(self, session: Session, todo: set[Page]) -> list[Path]:
+        """Case pages first, then the lists, then the index, feed and search:
+        a link never leads to a page not yet written. The folders of cases
+        taken off are returned, to remove once no list links to them."""
+        removed = []
+        for page in sorted(todo, key=_writing_order):
+            if isinstance(page, CasePage):
+                row = session.execute(
+                    pages.live().where(Publication.case_id == page.case_id)
+                ).first()
+                if row is None:
+                    public_id = session.scalar(
+                        select(Case.public_id).where(Case.id == page.case_id)
+                    )
+                    removed.append(self.root / "cases" / str(public_id))
+                else:
+                    publication, case = row
+                    self._write_case(session, self._view(publication, case), case, durable=True)
             else:
-                publication, case = row
-                self._write_case(session, self._view(publication, case), case, durable=durable)
-        elif isinstance(page, ListPage):
+                self._render(session, page, durable=True)
+        return removed
+
+    def _render(self, session: Session, page: Page, *, durable: bool) -> None:
+        if isinstance(page, ListPage):
             self._write_list(session, page, durable=durable)
         elif isinstance(page, Index):
             self._write_index(session, durable=durable)
@@ -282,7 +298,7 @@ class Site:
             self._write_feed(session, durable=durable)
         elif isinstance(page, SearchIndex):
             self._write_search_index(session, durable=durable)
-        else:
+        elif isinstance(page, SearchShard):
             entries = [
                 self._view(p, c).search_entry()
                 for p, c in session.execute(pages.in_shard(page.number))
@@ -319,11 +335,6 @@ class Site:
                 f"Case: {view.id}\nMotivation: \nPreferred dates: \nOrganization: \n",
             ),
         )
-
-    def _remove_case(self, session: Session, case_id: int) -> None:
-        public_id = session.scalar(select(Case.public_id).where(Case.id == case_id))
-        if public_id:
-            shutil.rmtree(self.root / "cases" / public_id, ignore_errors=True)
 
     def _write_list(self, session: Session, page: ListPage, *, durable: bool) -> None:
         listing = page.listing
@@ -440,6 +451,14 @@ class Site:
         with open(self.root / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+def _writing_order(page: Page) -> int:
+    if isinstance(page, CasePage):
+        return 0
+    if isinstance(page, ListPage | SearchShard):
+        return 1
+    return 2
 
 
 def _json(value: object) -> bytes:

@@ -9,6 +9,7 @@
   var results = document.getElementById("results");
   var fields = ["q", "area", "economy", "kind"];
   var cases = null;
+  var shownFor = null;
   var SHOWN = 100;
 
   function optionText(select, value) {
@@ -57,6 +58,11 @@
   function show() {
     var words = form.q.value.toLowerCase().split(/\s+/).filter(Boolean);
     var area = form.area.value, economy = form.economy.value, kind = form.kind.value;
+    // The text box also fires "change" when it loses focus, e.g. on the
+    // mouse-down of a click on a result: redrawing then would swallow the click.
+    var key = JSON.stringify([words, area, economy, kind]);
+    if (key === shownFor) { return; }
+    shownFor = key;
     var found = cases.filter(function (c) { return matches(c, words, area, economy, kind); });
     results.textContent = "";
     found.slice(0, SHOWN).forEach(function (c) {

@@ -1,0 +1,62 @@
+"""The review loop as people do it, for the tests that need a case moved
+along: people click the mailto links of the review emails (parsed with
+urllib, exactly as a mail client would) or reply."""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from conftest import Client, Mailbox, body_html, wait_until
+from mails import FORM, message, reply, submission
+from sqlalchemy import select
+
+from mailflow.app import App
+from mailflow.store.models import Case
+
+ANA, ADMIN = "ana@example.org", "admin@mailflow.localhost"
+FOCAL, FOCAL2 = "focal.cl@example.org", "focal2.cl@example.org"
+
+
+def state(app: App, public_id: str = "BP-2026-0001") -> str:
+    def settled() -> str | None:
+        with app.database.transaction() as session:
+            case = session.scalar(select(Case).where(Case.public_id == public_id))
+            busy = app.spool.pending() or any(app.spool.cur.iterdir())
+            return None if busy or case is None else case.state
+
+    return str(wait_until(settled, what="the case to settle"))
+
+
+def links(mail: EmailMessage) -> dict[str, str]:
+    """Button label -> mailto URL, from the HTML part."""
+    found = re.findall(r'<a href="(mailto:[^"]+)"[^>]*>([^<]+)</a>', body_html(mail))
+    return {label: url.replace("&amp;", "&") for url, label in found}
+
+
+def click(client: Client, mail: EmailMessage, label: str, sender: str, reason: str = "") -> None:
+    """Open the link in a mail client, type a reason, press Send."""
+    url = urlsplit(links(mail)[label])
+    query = parse_qs(url.query)
+    body = query["body"][0] + reason
+    client.send(message(sender, unquote(url.path), query["subject"][0], body))
+
+
+def submitted(client: Client, outbox: Mailbox, economy: str = "Chile") -> EmailMessage:
+    """A confirmed submission; returns the administrator's review email."""
+    client.send(submission(body=FORM.replace("Chile", economy)))
+    client.send(reply(outbox.wait_for(1, ANA)[-1], ANA))
+    return outbox.wait_for(1, ADMIN)[-1]
+
+
+def published(client: Client, outbox: Mailbox, app: App, economy: str = "Chile") -> str:
+    """A submission taken through review to the archive; returns its ID."""
+    review = submitted(client, outbox, economy)
+    click(client, review, "Approve", ADMIN)
+    reviewers = FOCAL if economy == "Chile" else ADMIN
+    endorse = outbox.wait_for(2 if reviewers == ADMIN else 1, reviewers)[-1]
+    click(client, endorse, "Endorse", reviewers)
+    case_id = str(re.search(r"\[(\w\w-\d{4}-\d{4})\]", endorse["Subject"]).group(1))  # type: ignore[union-attr]
+    assert state(app, case_id) == "published"
+    return case_id

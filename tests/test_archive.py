@@ -1,0 +1,254 @@
+"""The archive (SPEC section 5): the pages a published case appears on, as
+a reader fetches them from `mailflow run`'s web server, and what publishing
+one case rewrites in an archive of thousands. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import html5lib
+import pytest
+from conftest import Client, Mailbox, wait_until
+from flows import ANA, FOCAL, published
+from mails import PDF
+
+from bench.seed import seed_published
+from mailflow.app import App, Service
+from mailflow.archive.site import paragraphs
+from mailflow.cli import main
+from mailflow.config import Settings
+
+PAYLOAD = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+
+
+@pytest.fixture
+def config_text() -> str:
+    return f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n'
+
+
+def fetch(settings: Settings, path: str) -> tuple[bytes, Any]:
+    url = f"http://127.0.0.1:{settings.archive.http_port}/{path.lstrip('/')}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read(), response.headers
+
+
+def status_of(settings: Settings, path: str) -> int:
+    try:
+        fetch(settings, path)
+    except urllib.error.HTTPError as error:
+        return error.code
+    return 200
+
+
+def parse_html(content: bytes) -> Any:
+    """Strict HTML5 parsing: any parse error fails the test."""
+    return html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(content)
+
+
+def site_files(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file of the site with what changes when it is rewritten."""
+    return {
+        str(path.relative_to(root)): (path.stat().st_ino, path.stat().st_mtime_ns)
+        for path in root.rglob("*")
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+def broken_links(root: Path) -> list[str]:
+    """Relative links of every page that lead to no file of the site."""
+    broken = []
+    for page in root.rglob("*.html"):
+        for href in re.findall(r'(?:href|src)="([^"]+)"', page.read_text()):
+            if re.match(r"^(mailto:|https?:|#)", href):
+                continue
+            target = (page.parent / href.split("#")[0].split("?")[0]).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                broken.append(f"{page.relative_to(root)} -> {href}")
+    return broken
+
+
+def test_the_readme_flow_ends_on_a_published_page(
+    client: Client, outbox: Mailbox, app: App, settings: Settings
+) -> None:
+    case_id = published(client, outbox, app)
+    notice = outbox.wait_for(4, ANA)[-1]
+    page_url = f"{settings.site.base_url}/cases/{case_id}/"
+    assert page_url in notice.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+
+    root = settings.archive.output_dir
+    index = root / "index.html"
+    wait_until(lambda: index.exists() and case_id in index.read_text(), what="the index")
+    page, _ = fetch(settings, f"/cases/{case_id}/")
+    tree = parse_html(page)
+    assert tree.find(".//h1").text == "Seed capital for micro entrepreneurs"
+    text = page.decode()
+    for shown in ("Chile", "Access to Financial Services", "SERCOTEC", "Best practice"):
+        assert shown in text
+    assert "non-reimbursable" in text
+    assert f"mailto:comment+{case_id}@mailflow.localhost" in text
+    assert "mailto:internship@mailflow.localhost?subject=Internship%20application" in text
+
+    download = re.search(r'<a class="download" href="([^"]+)"', text)
+    assert download is not None and download.group(1) == "seed_capital.pdf"
+    document, headers = fetch(settings, f"/cases/{case_id}/{download.group(1)}")
+    assert document == PDF  # byte-identical
+    assert headers["Content-Type"] == "application/pdf"
+    assert headers["Content-Disposition"] == "attachment"
+
+    index, headers = fetch(settings, "/index.html")
+    assert case_id in index.decode() and headers["X-Content-Type-Options"] == "nosniff"
+    area = fetch(settings, "/areas/access-to-financial-services/")[0].decode()
+    assert "1 published case," in area and case_id in area
+    assert case_id in fetch(settings, "/economies/cl/")[0].decode()
+    feed, headers = fetch(settings, "/feed.atom")
+    assert headers["Content-Type"].startswith("application/atom+xml")
+    assert feedparser.parse(feed).entries[0].link == page_url
+    search = json.loads(fetch(settings, "/search.json")[0])
+    assert [entry["id"] for entry in search["cases"]] == [case_id]
+
+    # Nothing of the participants' addresses reaches the site.
+    for path in root.rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".json", ".atom"):
+            assert "example.org" not in path.read_text(), path
+
+
+def test_the_web_server_serves_pages_and_nothing_else(
+    service: Service, app: App, settings: Settings
+) -> None:
+    seed_published(app, 3)
+    wait_until(
+        lambda: app.update_archive() == 0 and (settings.archive.output_dir / "cases").exists()
+    )
+    assert status_of(settings, "/") == 200
+    assert status_of(settings, "/cases/") == 404  # no folder listing
+    assert status_of(settings, "/.lock") == 404
+    assert status_of(settings, "/cases/../../config.toml") == 404
+    _, headers = fetch(settings, "/")
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+def test_every_page_parses_and_every_link_leads_somewhere(app: App, settings: Settings) -> None:
+    """120 cases in one economy: its list has three pages."""
+    seed_published(app, 20)
+    seed_published(app, 120, seed=9, title=lambda n: f"Chilean case {n}")
+    root = settings.archive.output_dir
+    assert main(["archive", "build", "--config", str(settings.source)]) == 0
+
+    pages = sorted(root.rglob("*.html"))
+    assert len(pages) > 140
+    for page in pages:
+        parse_html(page.read_bytes())
+    assert broken_links(root) == []
+
+    feed = feedparser.parse((root / "feed.atom").read_bytes())
+    assert not feed.bozo and feed.version == "atom10"
+    assert len(feed.entries) == 50
+    assert all(entry.link.startswith(settings.site.base_url) for entry in feed.entries)
+
+    search = json.loads((root / "search.json").read_bytes())
+    assert len(search["cases"]) == 140 and search["older"] == []
+
+
+def test_long_lists_are_cut_into_pages_of_50(app: App, settings: Settings) -> None:
+    ids = seed_published(app, 260, seed=3)
+    app.site.build(app.database)
+    root = settings.archive.output_dir
+    # Every list page shows at most 50 cases, and each case is on exactly one
+    # page of its area.
+    seen: list[str] = []
+    for area in (root / "areas").iterdir():
+        for page in (area / "page").rglob("index.html"):
+            found = re.findall(r'href="\.\./\.\./\.\./\.\./cases/([^/]+)/"', page.read_text())
+            cards = set(found)
+            assert 0 < len(cards) <= 50
+            seen += cards
+    assert sorted(seen) == sorted(ids)
+
+
+def test_publishing_one_case_into_thousands_rewrites_only_its_pages(
+    app: App, settings: Settings
+) -> None:
+    seed_published(app, 2000)
+    app.site.build(app.database)
+    root = settings.archive.output_dir
+    before = site_files(root)
+
+    (case_id,) = seed_published(app, 1, seed=5)
+    assert app.update_archive() == 1
+    changed = {path for path, stat in site_files(root).items() if before.get(path) != stat}
+    area, economy = _area_and_economy(root, case_id)
+    expected = {
+        "index.html",
+        "feed.atom",
+        "search.json",
+        "search/5.json",
+        f"cases/{case_id}/index.html",
+        f"cases/{case_id}/{case_id}.pdf",
+        f"areas/{area}/index.html",
+        f"economies/{economy}/index.html",
+    }
+    assert expected <= changed
+    lists = changed - expected
+    assert {re.sub(r"/page/\d+/", "/page/N/", path) for path in lists} <= {
+        f"areas/{area}/page/N/index.html",
+        f"economies/{economy}/page/N/index.html",
+    }
+    assert len(lists) <= 4  # the run it lands in, and the one before when a run begins
+
+    # Taking it off again rewrites the same pages and removes its own.
+    before = site_files(root)
+    config = ["--config", str(settings.source)]
+    assert main(["act", case_id, "unpublish", "--reason", "Duplicate", *config]) == 0
+    assert not (root / "cases" / case_id).exists()
+    changed = {path for path, stat in site_files(root).items() if before.get(path) != stat}
+    assert changed <= expected | lists
+    assert case_id not in (root / "search.json").read_text()
+    assert case_id not in (root / f"areas/{area}/index.html").read_text()
+
+    assert main(["act", case_id, "publish", *config]) == 0
+    assert (root / "cases" / case_id / "index.html").exists()
+
+
+def _area_and_economy(root: Path, case_id: str) -> tuple[str, str]:
+    page = (root / "cases" / case_id / "index.html").read_text()
+    area = re.search(r'href="\.\./\.\./areas/([^/]+)/"', page)
+    economy = re.search(r'href="\.\./\.\./economies/([^/]+)/"', page)
+    assert area is not None and economy is not None
+    return area.group(1), economy.group(1)
+
+
+def test_text_from_email_is_inert_and_addresses_never_shown(app: App, settings: Settings) -> None:
+    summary = (
+        f"{PAYLOAD}\n\nSee https://example.com/report?a=1&b=2. "
+        "Not javascript:alert(1) nor data:text/html,x.\n"
+        "Write to me at ana.perez@example.org for details."
+    )
+    (case_id,) = seed_published(app, 1, title=lambda _: PAYLOAD, summary=lambda _: summary)
+    app.site.build(app.database)
+    root = settings.archive.output_dir
+    page = (root / "cases" / case_id / "index.html").read_text()
+    assert "<script>window" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in page
+    assert '<a href="https://example.com/report?a=1&amp;b=2" rel="nofollow ugc noopener">' in page
+    assert 'href="javascript' not in page and 'href="data' not in page
+    assert "ana.perez@example.org" not in page and "[address removed]" in page
+    search = (root / "search.json").read_text()
+    assert "ana.perez@example.org" not in search
+    assert json.loads(search)["cases"][0]["title"] == PAYLOAD  # data, shown as text by the script
+
+
+def test_paragraphs_escape_and_link_only_http() -> None:
+    html = str(paragraphs('one <b>\n"two"\n\nhttp://a.example/x). ftp://b.example'))
+    assert html == (
+        "<p>one &lt;b&gt;<br>\n&#34;two&#34;</p>\n"
+        '<p><a href="http://a.example/x" rel="nofollow ugc noopener">http://a.example/x</a>'
+        "). ftp://b.example</p>"
+    )

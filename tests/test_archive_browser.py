@@ -1,0 +1,105 @@
+"""The archive in a real headless Chromium (Debian's chromium and
+chromium-driver), served by `mailflow run`: a reader opens the index,
+searches, opens a case; script payloads in titles and summaries stay text."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from conftest import wait_until
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from bench.seed import seed_published
+from mailflow.app import App, Service
+from mailflow.config import Settings
+
+pytestmark = pytest.mark.browser
+
+PAYLOAD = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    if not os.path.exists(CHROMEDRIVER):
+        if os.environ.get("MAILFLOW_TEST_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromedriver is not installed (apt-get install chromium chromium-driver)")
+        pytest.skip("chromedriver is not installed (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if shutil.which("chromium"):
+        options.binary_location = str(shutil.which("chromium"))
+    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def seeded_archive(app: App, settings: Settings) -> str:
+    titles = {39: "Microcredit for women weavers", 38: PAYLOAD}  # the newest
+    seed_published(
+        app,
+        40,
+        title=lambda n: titles.get(n, f"Export training {n}"),
+        summary=lambda n: PAYLOAD if n == 38 else "Cooperative weaving and export markets.",
+    )
+    index = settings.archive.output_dir / "index.html"
+    wait_until(lambda: index.exists() and "weavers" in index.read_text(), what="the archive")
+    return f"http://127.0.0.1:{settings.archive.http_port}/"
+
+
+def not_pwned(driver: WebDriver) -> None:
+    assert driver.execute_script("return window.pwned === undefined")
+    severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert severe == []  # no script error, no blocked resource, no failed load
+
+
+def test_a_reader_finds_and_opens_a_case(
+    service: Service, app: App, settings: Settings, browser: WebDriver
+) -> None:
+    site = seeded_archive(app, settings)
+    browser.get(site)
+    assert browser.title.startswith("Best practices and experiences")
+    newest = [link.text for link in browser.find_elements(By.CSS_SELECTOR, ".case-title a")]
+    assert PAYLOAD in newest  # shown as text, not run
+    not_pwned(browser)
+
+    box = browser.find_element(By.ID, "q")
+    box.send_keys("weavers", Keys.ENTER)
+    wait = WebDriverWait(browser, 10)
+    wait.until(lambda d: "found" in d.find_element(By.ID, "status").text)
+    assert "/search/?q=weavers" in browser.current_url
+    assert browser.find_element(By.ID, "status").text == "1 case found."
+
+    # Filters narrow live, as the reader types and chooses.
+    box = browser.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys("export")
+    wait.until(lambda d: d.find_element(By.ID, "status").text != "1 case found.")
+    everything = len(browser.find_elements(By.CSS_SELECTOR, "#results li"))
+    assert everything >= 30
+    Select(browser.find_element(By.ID, "kind")).select_by_value("experience")
+    wait.until(lambda d: 0 < len(d.find_elements(By.CSS_SELECTOR, "#results li")) < everything)
+    meta = [m.text for m in browser.find_elements(By.CSS_SELECTOR, "#results .meta")]
+    assert all(line.startswith("Experience") for line in meta)
+
+    # The payload's own case: found, listed and opened as plain text.
+    Select(browser.find_element(By.ID, "kind")).select_by_value("")
+    box.clear()
+    box.send_keys("pwned")
+    wait.until(lambda d: d.find_element(By.ID, "status").text == "1 case found.")
+    browser.find_element(By.CSS_SELECTOR, "#results .case-title a").click()
+    wait.until(lambda d: "/cases/" in d.current_url)
+    assert browser.find_element(By.TAG_NAME, "h1").text == PAYLOAD
+    assert PAYLOAD in browser.find_element(By.CSS_SELECTOR, ".summary").text
+    not_pwned(browser)
