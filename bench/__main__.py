@@ -1,7 +1,10 @@
-"""``python -m bench accept [--quick]``: durable accept of mailflow's SMTP
-ingress against the bare aiosmtpd + fsync limit, written to
-docs/benchmarks.md. Servers run as subprocesses on 127.0.0.1 and stop by
-themselves."""
+"""``python -m bench accept|archive|all [--quick]``: each benchmark writes
+its own section of docs/benchmarks.md and leaves the rest of the file (the
+other sections, the notes written by hand) as it is.
+
+accept: durable accept of mailflow's SMTP ingress against the bare
+aiosmtpd + fsync limit; servers run as subprocesses on 127.0.0.1 and stop
+by themselves. archive: full build and one incremental publish."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
+from bench.archive import run_archive
 from bench.corpus import submission
 from bench.load import LoadResult, send_all
 
@@ -116,15 +120,8 @@ def _row(size: int, connections: int, figures: dict[str, list[LoadResult]]) -> d
     }
 
 
-def write_report(rows: list[dict[str, object]], count: int, repetitions: int, path: Path) -> None:
+def accept_section(rows: list[dict[str, object]], count: int, repetitions: int) -> list[str]:
     lines = [
-        "# Benchmarks",
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, aiosmtpd {version('aiosmtpd')}, "
-        f"SQLAlchemy {version('sqlalchemy')}.",
-        "",
         "## Durable accept (SMTP ingress to 250, message fsynced)",
         "",
         f"{count} submissions per run, connections reused, median of {repetitions} runs "
@@ -143,25 +140,50 @@ def write_report(rows: list[dict[str, object]], count: int, repetitions: int, pa
             f"({r['limit_spread']}) | {r['mailflow']:.1f} ({r['mailflow_spread']}) "
             f"| {r['mb']:.1f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['ratio']:.2f}x |"
         )
-    lines += [
-        "",
-        "Reproduce: `.venv/bin/python -m bench accept` (`--quick` for a smoke run).",
-        "",
-        "Not yet measured (issue 8 is open): end to end, archive, memory, profile.",
-        "",
-    ]
-    path.write_text("\n".join(lines))
+    return lines
+
+
+def write_section(path: Path, name: str, lines: list[str], command: str) -> None:
+    """Replace the named section between its markers (or add it at the end)."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    measured = (
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, aiosmtpd {version('aiosmtpd')}, "
+        f"SQLAlchemy {version('sqlalchemy')}. Reproduce: `{command}`."
+    )
+    block = "\n".join([start, *lines, "", measured, end])
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("benchmark", choices=["accept", "all"])
+    parser.add_argument("benchmark", choices=["accept", "archive", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    count, sizes, repetitions = (4, [2_000], 1) if args.quick else (100, [300_000, 2_000_000], 3)
-    rows = run_accept(count, sizes, repetitions)
-    write_report(rows, count, repetitions, args.output)
+    quick = " --quick" if args.quick else ""
+    if args.benchmark in ("accept", "all"):
+        count, sizes, repetitions = (
+            (4, [2_000], 1) if args.quick else (100, [300_000, 2_000_000], 3)
+        )
+        rows = run_accept(count, sizes, repetitions)
+        write_section(
+            args.output,
+            "accept",
+            accept_section(rows, count, repetitions),
+            f"python -m bench accept{quick}",
+        )
+    if args.benchmark in ("archive", "all"):
+        write_section(
+            args.output, "archive", run_archive(args.quick), f"python -m bench archive{quick}"
+        )
     print(f"written to {args.output}")
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from mailflow.economies import normalise_name
 
@@ -44,7 +45,7 @@ class PriorityArea:
     number: int
     name: str
 
-    @property
+    @cached_property
     def slug(self) -> str:
         return normalise_name(self.name).replace(" ", "-")
 

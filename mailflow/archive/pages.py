@@ -82,13 +82,16 @@ def last_run(session: Session, counter: str, size: int) -> int:
 
 def pages_showing(publication: Publication) -> set[Page]:
     """Every page that shows this case, or showed it before a change."""
+    shard = run_of(publication.seq, SHARD_SIZE)
     pages: set[Page] = {
         Index(),
         Feed(),
         SearchIndex(),
-        SearchShard(run_of(publication.seq, SHARD_SIZE)),
+        SearchShard(shard),
         CasePage(publication.case_id),
     }
+    if shard > 1 and publication.seq % SHARD_SIZE == 1:
+        pages.add(SearchShard(shard - 1))  # it just filled up: now a file of its own
     for listing, ordinal in (
         (Listing("area", publication.area), publication.area_seq),
         (Listing("economy", publication.economy), publication.economy_seq),

@@ -101,7 +101,7 @@ class Download:
 
 
 def without_addresses(text: str) -> str:
-    return _EMAIL.sub("[address removed]", text)
+    return _EMAIL.sub("[address removed]", text) if "@" in text else text
 
 
 def paragraphs(text: str) -> Markup:
@@ -229,7 +229,7 @@ class Site:
                 for number in range(1, pages.last_run(session, counter, pages.PAGE_SIZE) + 1):
                     self._render(session, ListPage(listing, number), durable=False)
             last_shard = pages.last_run(session, "archive", pages.SHARD_SIZE)
-            for number in range(1, last_shard + 1):
+            for number in range(1, last_shard):  # the newest is inside search.json
                 self._render(session, SearchShard(number), durable=False)
             for page in (Index(), Feed(), SearchIndex()):
                 self._render(session, page, durable=False)
@@ -299,6 +299,8 @@ class Site:
         elif isinstance(page, SearchIndex):
             self._write_search_index(session, durable=durable)
         elif isinstance(page, SearchShard):
+            if page.number == pages.last_run(session, "archive", pages.SHARD_SIZE):
+                return  # the newest shard lives inside search.json
             entries = [
                 self._view(p, c).search_entry()
                 for p, c in session.execute(pages.in_shard(page.number))
