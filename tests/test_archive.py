@@ -165,11 +165,14 @@ def test_long_lists_are_cut_into_pages_of_50(app: App, settings: Settings) -> No
     # page of its area.
     seen: list[str] = []
     for area in (root / "areas").iterdir():
-        for page in (area / "page").rglob("index.html"):
-            found = re.findall(r'href="\.\./\.\./\.\./\.\./cases/([^/]+)/"', page.read_text())
-            cards = set(found)
+        in_area = []
+        for page in area.rglob("index.html"):
+            text = page.read_text()
+            cards = re.findall(r'class="case-title"><a href="(?:\.\./)+cases/([^/]+)/"', text)
             assert 0 < len(cards) <= 50
-            seen += cards
+            in_area += cards
+        assert len(list(area.rglob("index.html"))) == -(-len(in_area) // 50)
+        seen += in_area
     assert sorted(seen) == sorted(ids)
 
 

@@ -1,8 +1,8 @@
 """Which pages the archive has, and which of them show a given case.
 
 Lists are cut into fixed runs of ``PAGE_SIZE`` ordinals (see
-``Publication``): run 1 holds a list's first 50 cases for ever, the newest
-run is also the list's front page. So publishing a case touches its own
+``Publication``): run 1 holds a list's first 50 cases for ever and is
+``page/1/``; the newest run is the list's front page. So publishing a case touches its own
 page, the run it lands in, the index, the feed and the search index,
 however large the archive grows. The search index is cut the same way
 into shards of ``SHARD_SIZE``.
@@ -98,10 +98,10 @@ def pages_showing(publication: Publication) -> set[Page]:
     ):
         number = run_of(ordinal, PAGE_SIZE)
         pages.add(ListPage(listing, number))
-        if number > 1 and ordinal % PAGE_SIZE == 1:
-            # A new run began: the one before it is no longer the newest,
-            # and its "newer cases" link must now point here.
-            pages.add(ListPage(listing, number - 1))
+        if ordinal % PAGE_SIZE == 1:
+            # A new run began: the one before leaves the front page for a
+            # page of its own, and the one before that links to it now.
+            pages |= {ListPage(listing, n) for n in (number - 1, number - 2) if n >= 1}
     return pages
 
 

@@ -355,16 +355,11 @@ class Site:
             "folder": folder,
             "number": page.number,
             "last": last,
-            "total": pages.counts(session, listing.by).get(listing.key, 0),
+            "total": pages.counts(session, listing.by).get(listing.key, 0),  # front only
         }
-        self._page(
-            f"{folder}page/{page.number}/index.html",
-            "site/list.html.j2",
-            durable=durable,
-            **context,
-        )
-        if page.number == last:
-            self._page(f"{folder}index.html", "site/list.html.j2", durable=durable, **context)
+        front = page.number == last
+        path = f"{folder}index.html" if front else f"{folder}page/{page.number}/index.html"
+        self._page(path, "site/list.html.j2", durable=durable, **context)
 
     def _write_index(self, session: Session, *, durable: bool) -> None:
         newest = [
