@@ -204,15 +204,15 @@ class Site:
         if not (self.root / "index.html").exists():
             self.build(database)
             return
-        with self._locked(), database.reading() as session:
-            self._write_fixed(session, durable=True)
+        with self._locked():
+            self._write_fixed(durable=True)
 
     # -- building --------------------------------------------------------------
 
     def _build_locked(self, database: Database, progress: Progress) -> int:
         with database.reading() as session:
             last_change = session.scalar(select(SiteChange.id).order_by(SiteChange.id.desc()))
-            self._write_fixed(session, durable=False)
+            self._write_fixed(durable=False)
             for stray in self.root.rglob(".*.tmp"):
                 stray.unlink(missing_ok=True)  # left by a crash mid-write
             progress("writing case pages")
@@ -251,7 +251,7 @@ class Site:
         for economy in self.economies:
             yield Listing("economy", economy.code)
 
-    def _write_fixed(self, session: Session, *, durable: bool) -> None:
+    def _write_fixed(self, *, durable: bool) -> None:
         """The stylesheet, the script and the search page: they change
         only with mailflow itself."""
         for name in STATIC:
