@@ -6,7 +6,8 @@ thread draining the outbox, and the archive: a thread rewriting the pages
 of changed cases and, on ``[archive].http_port``, a web server for them.
 The threads wake as soon as there is work and otherwise poll, so work
 queued by another process (``mailflow ingest``, ``mailflow act``) is
-picked up too.
+picked up too. A timer runs the timed work (``workflow/timed.py``) every
+minute.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mailflow.archive.server import ArchiveServer
 from mailflow.archive.site import Site
 from mailflow.clock import Clock, SystemClock
 from mailflow.config import Settings
+from mailflow.cron import Ticker
 from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
 from mailflow.ingress.smtp import IngressController, IngressHandler
@@ -36,10 +38,12 @@ from mailflow.vocab import AREAS
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 from mailflow.workflow.engine import Engine
+from mailflow.workflow.timed import Timed
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+TICK_SECONDS = 60.0  # how often `mailflow run` looks for timed work that fell due
 DATABASE_BACKOFF_SECONDS = 5.0
 
 
@@ -52,6 +56,7 @@ class App:
     workflow: Workflow
     transport: Transport
     site: Site
+    timed: Timed
 
     def drain_outbox(self) -> int:
         return self.workflow.outbox.drain(self.database, self.transport)
@@ -104,6 +109,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         workflow,
         _transport(settings),
         Site(settings, economies, clock),
+        Timed(database, workflow),
     )
 
 
@@ -123,8 +129,9 @@ def _transport(settings: Settings) -> Transport:
 class Service:
     """Everything `mailflow run` starts, and stops again."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, tick_seconds: float = TICK_SECONDS) -> None:
         self.app = app
+        self.ticker = Ticker(self._tick, tick_seconds)
         self._stopping = threading.Event()
         self._mail_waiting = threading.Event()
         self._outbox_waiting = threading.Event()
@@ -159,6 +166,7 @@ class Service:
         self.ingress.start()
         if self.archive_server:
             self.archive_server.start()
+        self.ticker.start()
         log.info(
             "listening for %s on %s:%d",
             "LMTP" if self.app.settings.smtp.lmtp else "SMTP",
@@ -167,6 +175,7 @@ class Service:
         )
 
     def stop(self) -> None:
+        self.ticker.stop()
         self.ingress.stop()
         if self.archive_server:
             self.archive_server.stop()
@@ -216,6 +225,16 @@ class Service:
                 sent = 0
             if not sent:
                 self._outbox_waiting.wait(POLL_SECONDS)
+
+    def _tick(self) -> None:
+        try:
+            report = self.app.timed.tick()
+        except Exception:  # the next tick tries again
+            log.exception("scheduled work failed")
+            return
+        if report.anything:
+            self._outbox_waiting.set()
+            self._archive_waiting.set()
 
     def _publish(self) -> None:
         try:

@@ -20,9 +20,10 @@ from types import FrameType
 
 from mailflow import casefile
 from mailflow.app import App, Service, build
+from mailflow.clock import FixedClock, SystemClock
 from mailflow.config import Settings, config_path, load_settings
 from mailflow.economies import Economies
-from mailflow.errors import ConfigError, MailflowError, NotFound
+from mailflow.errors import ConfigError, MailflowError, NotFound, UsageError
 from mailflow.spool import Envelope, Spool
 from mailflow.store.db import Database
 from mailflow.workflow import publishing, review
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's chatter
     logging.getLogger("mailparser").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         return int(args.command(args))
     except ConfigError as exc:
@@ -172,6 +174,33 @@ def cmd_archive_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tick(args: argparse.Namespace) -> int:
+    """Scheduled work that is due, as if the clock read ``--now``."""
+    settings = _settings(args)
+    clock = FixedClock(_moment(args.now)) if args.now else SystemClock()
+    app = build(settings, clock)
+    try:
+        report = app.timed.tick()
+        print(f"tick at {clock.now().isoformat()}: {report}")
+        app.drain_outbox()
+        app.update_archive()
+    finally:
+        app.database.dispose()
+    return 0
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--now {text!r} is not an ISO 8601 time; write e.g. 2026-12-01T08:00:00+00:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise UsageError(f"--now {text!r} needs an offset, e.g. {text}+00:00")
+    return moment
+
+
 def cmd_economies(args: argparse.Namespace) -> int:
     settings = _settings(args)
     economies = Economies.with_overrides(settings.economy_overrides())
@@ -272,6 +301,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     act.add_argument("--reason", metavar="R", help="sent to the author")
     add("economies", cmd_economies, "list economies, focal points and travel eligibility")
+    tick = add(
+        "tick",
+        cmd_tick,
+        "run the scheduled work that is due: reminders, escalations, expiries, daily summary",
+    )
+    tick.add_argument(
+        "--now",
+        metavar="ISO-TIME",
+        help="act as if the clock read this time, e.g. 2026-12-01T08:00:00+00:00",
+    )
     archive = commands.add_parser("archive", help="the archive site").add_subparsers(
         title="archive commands", required=True, metavar="COMMAND"
     )

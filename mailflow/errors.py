@@ -38,3 +38,7 @@ class NotFound(MailflowError, LookupError):
 
 class ActionRefused(MailflowError):
     """An action that the case's current state does not allow."""
+
+
+class UsageError(MailflowError, ValueError):
+    """A command-line argument that cannot be used as given."""

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -229,3 +230,33 @@ class SiteChange(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     done_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None, index=True)
+
+
+class TimedStep(Base):
+    """Work that time alone caused (a reminder, an escalation, an expiry),
+    done once: the unique key makes a second `tick` for the same moment,
+    or a racing one, fail to claim it. ``episode`` is when the waiting
+    began (the case's ``state_since``, the latest confirmation request), so
+    a case that comes back to a stage is reminded afresh."""
+
+    __tablename__ = "timed_steps"
+    __table_args__ = (UniqueConstraint("subject", "kind", "episode", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(40))  # "case:12", "participant:7"
+    kind: Mapped[str] = mapped_column(String(30))
+    episode: Mapped[datetime] = mapped_column(Timestamp)
+    number: Mapped[int] = mapped_column(Integer, default=0)
+    done_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Schedule(Base):
+    """When each cron-scheduled job (daily summary, digests) is next due.
+    Advanced by compare-and-set in the transaction that does the job."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    expression: Mapped[str] = mapped_column(String(100))  # a changed schedule starts afresh
+    next_due_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_run_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)

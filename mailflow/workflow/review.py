@@ -96,9 +96,10 @@ def request_review(
     reviewers: list[str],
     template: str,
     context: dict[str, object],
+    labels: dict[str, str] | None = None,
 ) -> None:
-    """One review email per reviewer, each with its own links."""
-    actions = ACTIONS[State(case.state)]
+    """One review email per reviewer, each with its own links; ``labels``
+    renames buttons (e.g. "Endorse on behalf of Chile")."""
     document = case.document
     attachments = (
         (FileAttachment(document.filename, document.content_type, document.content),)
@@ -106,33 +107,49 @@ def request_review(
         else ()
     )
     for person in reviewers:
-        links = [
-            {
-                "word": action.word,
-                "label": action.label,
-                "colour": action.colour,
-                "url": mailto(
-                    workflow.action_address(
-                        workflow.tokens.issue(session, action.word, person, case=case)
-                    ),
-                    f"{action.label}: {case.public_id}",
-                    "Reason (optional, it is sent to the author):\n\n",
-                ),
-            }
-            for action in actions
-        ]
         reply = workflow.tokens.issue(session, "review", person, case=case)
         workflow.send(
             session,
             Outgoing(
                 template,
                 person,
-                {**describe(case, workflow), **context, "links": links},
+                {
+                    **describe(case, workflow),
+                    **context,
+                    "links": links_for(session, case, workflow, person, labels),
+                },
                 case=case,
                 reply_to=workflow.action_address(reply),
                 attachments=attachments,
             ),
         )
+
+
+def links_for(
+    session: Session,
+    case: Case,
+    workflow: Workflow,
+    person: str,
+    labels: dict[str, str] | None = None,
+) -> list[dict[str, str]]:
+    """One single-use mailto link per action of the case's current stage."""
+    links = []
+    for action in ACTIONS[State(case.state)]:
+        label = (labels or {}).get(action.word, action.label)
+        token = workflow.tokens.issue(session, action.word, person, case=case)
+        links.append(
+            {
+                "word": action.word,
+                "label": label,
+                "colour": action.colour,
+                "url": mailto(
+                    workflow.action_address(token),
+                    f"{label}: {case.public_id}",
+                    "Reason (optional, it is sent to the author):\n\n",
+                ),
+            }
+        )
+    return links
 
 
 def describe(case: Case, workflow: Workflow) -> dict[str, object]:
@@ -165,7 +182,7 @@ def act(
     on_behalf = action is ENDORSE and actor in workflow.admins
     note = reason
     if on_behalf:
-        note = f"endorsed by the administrator for {_economy_name(case, workflow)}" + (
+        note = f"endorsed by the administrator for {economy_name(case, workflow)}" + (
             f": {reason}" if reason else ""
         )
     workflow.engine.transition(session, case, action.event, actor=actor, message=message, note=note)
@@ -233,7 +250,7 @@ def send_to_focal_points(session: Session, case: Case, workflow: Workflow) -> No
             "held",
             "mailflow",
             None,
-            note=f"{_economy_name(case, workflow)} has no focal point",
+            note=f"{economy_name(case, workflow)} has no focal point",
         )
         tell_admins(session, case, workflow, "held", "mailflow", "")
 
@@ -246,7 +263,7 @@ def tell_admins(
         workflow.send(session, Outgoing("admin_case_update", admin, context, case=case))
 
 
-def _economy_name(case: Case, workflow: Workflow) -> str:
+def economy_name(case: Case, workflow: Workflow) -> str:
     return workflow.economies.get(case.economy).name if case.economy else "its economy"
 
 

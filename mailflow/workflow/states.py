@@ -16,6 +16,7 @@ class State(StrEnum):
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
     UNPUBLISHED = "unpublished"  # taken off the archive by the administrator
+    EXPIRED = "expired"  # the sender never confirmed their address
 
 
 class Event(StrEnum):
@@ -29,6 +30,7 @@ class Event(StrEnum):
     WITHDRAWN = "withdrawn"  # the author
     UNPUBLISHED = "unpublished"  # administrator, from the shell
     REPUBLISHED = "republished"  # administrator, undoing an unpublish
+    EXPIRED = "expired"  # time: [workflow].confirm_days without a confirmation
 
 
 S, E = State, Event
@@ -45,6 +47,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.FOCAL_REVIEW, E.REJECTED): S.REJECTED,
     (S.PUBLISHED, E.UNPUBLISHED): S.UNPUBLISHED,
     (S.UNPUBLISHED, E.REPUBLISHED): S.PUBLISHED,
+    (S.PENDING_CONFIRMATION, E.EXPIRED): S.EXPIRED,
     **{
         (state, E.WITHDRAWN): S.WITHDRAWN
         for state in (

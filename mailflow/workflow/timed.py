@@ -1,0 +1,348 @@
+"""Work that time alone causes (SPEC sections 4 and 8): reminders to silent
+focal points, escalation to the administrator, a word to authors whose case
+waits long, expiry of unconfirmed submissions, and the cron-scheduled jobs
+(the daily summary).
+
+Nothing here keeps time of its own: what is due is computed from
+timestamps in the database and the clock's ``now``, so `mailflow tick
+--now T` and the timer inside `mailflow run` run the same code and agree.
+Each piece of work is claimed in its own transaction, together with the
+emails it sends: a ``TimedStep`` row under a unique key, or a
+compare-and-set on ``Schedule``. A second tick for the same moment, or a
+racing one in another process, finds it claimed and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailflow.cron import first_fire, next_fire
+from mailflow.notify.outbox import Outgoing
+from mailflow.store.db import Database
+from mailflow.store.models import Case, Participant, Schedule, TimedStep, Token
+from mailflow.workflow import review, summary, waiting
+from mailflow.workflow.context import Workflow
+from mailflow.workflow.states import Event, State
+
+log = logging.getLogger(__name__)
+
+# An author whose case waits this many reminder periods hears where it stands.
+AUTHOR_UPDATE_AFTER_REMINDER_PERIODS = 2
+
+
+@dataclass
+class TickReport:
+    reminders: int = 0
+    escalations: int = 0
+    author_updates: int = 0
+    expired: int = 0
+    jobs: list[str] = field(default_factory=list)
+
+    @property
+    def anything(self) -> bool:
+        return bool(
+            self.reminders or self.escalations or self.author_updates or self.expired or self.jobs
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"reminders sent: {self.reminders}, escalations: {self.escalations}, "
+            f"authors told where their case stands: {self.author_updates}, "
+            f"unconfirmed senders told their request expired: {self.expired}, "
+            f"scheduled jobs run: {', '.join(self.jobs) or 'none'}"
+        )
+
+
+class Timed:
+    def __init__(self, database: Database, workflow: Workflow) -> None:
+        self.database = database
+        self.workflow = workflow
+        self.settings = workflow.settings.workflow
+        # Cron-scheduled jobs: name -> (schedule, job). Digests join later.
+        self.jobs: dict[str, tuple[str, Callable[[Session, datetime | None], bool]]] = {
+            "daily_summary": (self.settings.daily_summary, self._daily_summary),
+        }
+
+    def tick(self) -> TickReport:
+        """Do everything that is due at the clock's ``now``."""
+        now = self.workflow.clock.now()
+        report = TickReport()
+        for case_id in self._cases_in(State.FOCAL_REVIEW, now):
+            report.reminders += self._once(case_id, self._remind)
+            report.escalations += self._once(case_id, self._escalate)
+        for state in (State.ADMIN_REVIEW, State.FOCAL_REVIEW):
+            for case_id in self._cases_in(state, now):
+                report.author_updates += self._once(case_id, self._tell_author)
+        for token_id in self._unconfirmed(now):
+            report.expired += self._expire_confirmation(token_id)
+        for name in self.jobs:
+            if self._run_job(name, now):
+                report.jobs.append(name)
+        if report.anything:
+            log.info("tick at %s: %s", now.isoformat(), report)
+        return report
+
+    # -- focal points ----------------------------------------------------------
+
+    def _cases_in(self, state: State, now: datetime) -> list[int]:
+        days = self.settings
+        soonest = min(days.reminder_days, days.escalate_days)
+        if state is State.ADMIN_REVIEW:
+            soonest = days.reminder_days * AUTHOR_UPDATE_AFTER_REMINDER_PERIODS
+        with self.database.transaction() as session:
+            return list(
+                session.scalars(
+                    select(Case.id)
+                    .where(Case.state == state, Case.state_since <= now - timedelta(soonest))
+                    .order_by(Case.state_since)
+                )
+            )
+
+    def _once(self, case_id: int, step: Callable[[Session, Case, datetime], int]) -> int:
+        """Run one step for one case in its own transaction; a step claimed
+        meanwhile by another tick counts as nothing."""
+        try:
+            with self.database.transaction() as session:
+                case = session.get(Case, case_id)
+                return step(session, case, self.workflow.clock.now()) if case else 0
+        except IntegrityError:
+            return 0
+
+    def _claim(self, session: Session, subject: str, kind: str, episode: datetime, n: int) -> bool:
+        taken = session.scalar(
+            select(TimedStep.id).where(
+                TimedStep.subject == subject,
+                TimedStep.kind == kind,
+                TimedStep.episode == episode,
+                TimedStep.number == n,
+            )
+        )
+        if taken:
+            return False
+        session.add(
+            TimedStep(
+                subject=subject,
+                kind=kind,
+                episode=episode,
+                number=n,
+                done_at=self.workflow.clock.now(),
+            )
+        )
+        session.flush()  # a racing tick now waits on, then fails at, the unique key
+        return True
+
+    def _remind(self, session: Session, case: Case, now: datetime) -> int:
+        """Reminder n is due n reminder periods after the case reached the
+        focal point, and never sooner than one period after the last one."""
+        if case.state != State.FOCAL_REVIEW:
+            return 0
+        reviewers, _ = waiting.focal_reviewers(case, self.workflow)
+        sent = session.scalars(
+            select(TimedStep.done_at).where(
+                TimedStep.subject == waiting.subject_of(case),
+                TimedStep.kind == "reminder",
+                TimedStep.episode == case.state_since,
+            )
+        ).all()
+        number = len(sent) + 1
+        period = timedelta(days=self.settings.reminder_days)
+        due = max([case.state_since + number * period, *(s + period for s in sent)])
+        if not reviewers or number > self.settings.max_reminders or now < due:
+            return 0
+        if not self._claim(session, waiting.subject_of(case), "reminder", case.state_since, number):
+            return 0
+        waited = (now - case.state_since).days
+        review.request_review(
+            session,
+            case,
+            self.workflow,
+            reviewers,
+            "focal_review",
+            {
+                "no_focal_point": reviewers == self.workflow.admins,
+                "reminder": number,
+                "waited_days": waited,
+            },
+        )
+        self.workflow.engine.record(
+            session,
+            case,
+            "reminded",
+            "mailflow",
+            None,
+            note=f"reminder {number} of {self.settings.max_reminders} after {waited} days",
+        )
+        return 1
+
+    def _escalate(self, session: Session, case: Case, now: datetime) -> int:
+        """After ``escalate_days`` the administrators can decide in the focal
+        point's place; an endorsement so given is recorded as such."""
+        due = case.state_since + timedelta(days=self.settings.escalate_days)
+        if case.state != State.FOCAL_REVIEW or now < due:
+            return 0
+        if not self._claim(session, waiting.subject_of(case), "escalation", case.state_since, 0):
+            return 0
+        _, on = waiting.focal_reviewers(case, self.workflow)
+        economy = review.economy_name(case, self.workflow)
+        waited = (now - case.state_since).days
+        review.request_review(
+            session,
+            case,
+            self.workflow,
+            self.workflow.admins,
+            "focal_review",
+            {"no_focal_point": False, "escalated": True, "waited_days": waited, "waits_on": on},
+            labels={"endorse": f"Endorse on behalf of {economy}"},
+        )
+        self.workflow.engine.record(
+            session,
+            case,
+            "escalated",
+            "mailflow",
+            None,
+            note=f"no decision from {on} after {waited} days; the administrators can decide",
+        )
+        return 1
+
+    # -- authors -----------------------------------------------------------------
+
+    def _tell_author(self, session: Session, case: Case, now: datetime) -> int:
+        if case.state not in (State.ADMIN_REVIEW, State.FOCAL_REVIEW):
+            return 0
+        periods = AUTHOR_UPDATE_AFTER_REMINDER_PERIODS
+        if now < case.state_since + timedelta(days=self.settings.reminder_days * periods):
+            return 0
+        if not self._claim(session, waiting.subject_of(case), "author_update", case.state_since, 0):
+            return 0
+        where = waiting.describe(session, case, self.workflow)
+        where_text = waiting.for_author(case, self.workflow)
+        self.workflow.send(
+            session,
+            Outgoing(
+                "case_status",
+                case.author.email,
+                {"where": where_text, "since": case.state_since, "reminders": where.reminders},
+                case=case,
+                reply_to=self.workflow.author_reply_to(session, case),
+            ),
+        )
+        self.workflow.engine.record(
+            session, case, "author_informed", "mailflow", None, note=f"waiting {where_text}"
+        )
+        return 1
+
+    # -- confirmations -----------------------------------------------------------
+
+    def _unconfirmed(self, now: datetime) -> list[int]:
+        """Confirmation requests older than ``confirm_days``, not yet expired."""
+        cutoff = now - timedelta(days=self.settings.confirm_days)
+        with self.database.transaction() as session:
+            handled = exists().where(
+                TimedStep.kind == "confirm_expired", TimedStep.number == Token.id
+            )
+            return list(
+                session.scalars(
+                    select(Token.id)
+                    .where(
+                        Token.action == "confirm",
+                        Token.used_at.is_(None),
+                        Token.issued_at <= cutoff,
+                        ~handled,
+                    )
+                    .order_by(Token.id)
+                )
+            )
+
+    def _expire_confirmation(self, token_id: int) -> int:
+        """The sender never confirmed: their waiting submissions expire and
+        they are told once. An older request superseded by a newer one
+        expires silently; the newest speaks for it."""
+        try:
+            with self.database.transaction() as session:
+                token = session.get(Token, token_id)
+                participant = session.get(Participant, token.participant_id) if token else None
+                if token is None or participant is None:
+                    return 0
+                if not self._claim(
+                    session, "confirm", "confirm_expired", token.issued_at, token.id
+                ):
+                    return 0
+                now = self.workflow.clock.now()
+                token.expires_at = min(token.expires_at, now)
+                newest = session.scalar(
+                    select(Token.id)
+                    .where(Token.action == "confirm", Token.participant_id == participant.id)
+                    .order_by(Token.issued_at.desc(), Token.id.desc())
+                )
+                if participant.confirmed_at is not None or newest != token.id:
+                    return 0
+                return self._expire_waiting_for(session, participant)
+        except IntegrityError:
+            return 0
+
+    def _expire_waiting_for(self, session: Session, participant: Participant) -> int:
+        expired = []
+        for case in session.scalars(
+            select(Case).where(
+                Case.author_id == participant.id, Case.state == State.PENDING_CONFIRMATION
+            )
+        ):
+            self.workflow.engine.transition(
+                session,
+                case,
+                Event.EXPIRED,
+                actor="mailflow",
+                note=f"not confirmed within {self.settings.confirm_days} days",
+            )
+            expired.append(case)
+        self.workflow.send(
+            session,
+            Outgoing(
+                "confirmation_expired",
+                participant.email,
+                {"cases": expired, "confirm_days": self.settings.confirm_days},
+                case=expired[0] if len(expired) == 1 else None,
+            ),
+        )
+        return 1
+
+    # -- scheduled jobs ------------------------------------------------------------
+
+    def _run_job(self, name: str, now: datetime) -> bool:
+        """Run the job if its schedule fell due, claimed by compare-and-set."""
+        try:
+            return self._claim_job(name, now)
+        except IntegrityError:  # another process saw the schedule first
+            return False
+
+    def _claim_job(self, name: str, now: datetime) -> bool:
+        expression, job = self.jobs[name]
+        with self.database.transaction() as session:
+            row = session.get(Schedule, name)
+            if row is None or row.expression != expression:
+                # First seen, or its schedule was changed: due at its next fire.
+                row = row or Schedule(name=name)
+                row.expression, row.next_due_at = expression, first_fire(expression, now)
+                session.merge(row)
+                session.flush()
+            if row.next_due_at > now:
+                return False
+            claimed = session.execute(
+                update(Schedule)
+                .where(Schedule.name == name, Schedule.next_due_at == row.next_due_at)
+                .values(next_due_at=next_fire(expression, now), last_run_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if not getattr(claimed, "rowcount", 0):
+                return False
+            return job(session, row.last_run_at)
+
+    def _daily_summary(self, session: Session, since: datetime | None) -> bool:
+        return summary.send_daily_summary(session, self.workflow, since)
