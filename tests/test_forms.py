@@ -166,8 +166,11 @@ def test_the_transition_table_is_the_spec() -> None:
         State.REJECTED,
         State.WITHDRAWN,
         State.UNPUBLISHED,
+        State.EXPIRED,
     }
     assert State.ADMIN_REVIEW not in EDITABLE
     # Issue 4: the administrator can take a case off the archive, and undo it.
     assert next_state(State.PUBLISHED, Event.UNPUBLISHED) is State.UNPUBLISHED
     assert next_state(State.UNPUBLISHED, Event.REPUBLISHED) is State.PUBLISHED
+    # Issue 5: a submission whose sender never confirmed expires.
+    assert next_state(State.PENDING_CONFIRMATION, Event.EXPIRED) is State.EXPIRED

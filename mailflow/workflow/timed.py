@@ -274,8 +274,10 @@ class Timed:
                     session, "confirm", "confirm_expired", token.issued_at, token.id
                 ):
                     return 0
-                now = self.workflow.clock.now()
-                token.expires_at = min(token.expires_at, now)
+                # It lapsed when the email said it would, whatever the clock of
+                # the process that reads it next.
+                lapsed = token.issued_at + timedelta(days=self.settings.confirm_days)
+                token.expires_at = min(token.expires_at, lapsed)
                 newest = session.scalar(
                     select(Token.id)
                     .where(Token.action == "confirm", Token.participant_id == participant.id)
