@@ -87,6 +87,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if settings.outbound.transport == "maildir"
             else f"via {settings.outbound.host}:{settings.outbound.port}"
         )
+        + (
+            f", archive on http://{settings.archive.http_host}:{settings.archive.http_port}/"
+            if settings.archive.http_port
+            else f", archive written to {settings.archive.output_dir}"
+        )
         + ". Press Ctrl-C to stop.",
         flush=True,
     )
@@ -207,7 +212,9 @@ def cmd_economies(args: argparse.Namespace) -> int:
     print(f"{'CODE':<5} {'ECONOMY':<28} {'TRAVEL':<7} FOCAL POINTS")
     for economy in economies:
         focal = ", ".join(economy.focal_points) or (
-            f"none: cases go to the administrator ({settings.workflow.no_focal_point})"
+            "NONE: the administrator endorses in its place"
+            if settings.workflow.no_focal_point == "admin"
+            else "NONE: approved cases wait (on hold) until one is added"
         )
         travel = "yes" if economy.travel_eligible else "no"
         print(f"{economy.code:<5} {economy.name:<28} {travel:<7} {focal}")
