@@ -21,10 +21,13 @@ FOCAL, FOCAL2 = "focal.cl@example.org", "focal2.cl@example.org"
 
 def state(app: App, public_id: str = "BP-2026-0001") -> str:
     def settled() -> str | None:
+        # The spool first: a message leaves it only after its transaction
+        # committed, so with the spool empty the state read next is final.
+        if app.spool.pending() or any(app.spool.cur.iterdir()):
+            return None
         with app.database.transaction() as session:
             case = session.scalar(select(Case).where(Case.public_id == public_id))
-            busy = app.spool.pending() or any(app.spool.cur.iterdir())
-            return None if busy or case is None else case.state
+            return None if case is None else case.state
 
     return str(wait_until(settled, what="the case to settle"))
 
