@@ -126,8 +126,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             entry = app.spool.claim_by_id(stem)
             if entry is not None:
                 print(f"processed: {app.runner.process(entry)}")
+                # The archive is left to `mailflow run` or `tick`: an MTA's
+                # delivery must not wait on a site build.
                 app.drain_outbox()
-                app.update_archive()
     except Exception as exc:  # accepted all the same: exit 0 is the promise
         # `mailflow run` will process it from the spool.
         print(f"mailflow: kept in the spool for later: {exc}", file=sys.stderr)

@@ -5,6 +5,7 @@ one case rewrites in an archive of thousands. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import urllib.error
 import urllib.request
@@ -20,9 +21,12 @@ from mails import PDF
 
 from bench.seed import seed_published
 from mailflow.app import App, Service
+from mailflow.archive import pages
 from mailflow.archive.site import paragraphs
 from mailflow.cli import main
 from mailflow.config import Settings
+from mailflow.workflow import publishing
+from mailflow.workflow.engine import find_case
 
 PAYLOAD = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
@@ -130,7 +134,11 @@ def test_the_web_server_serves_pages_and_nothing_else(
     assert status_of(settings, "/") == 200
     assert status_of(settings, "/cases/") == 404  # no folder listing
     assert status_of(settings, "/.lock") == 404
+    assert status_of(settings, "/%2elock") == 404  # decoded before it is checked
     assert status_of(settings, "/cases/../../config.toml") == 404
+    case_id = sorted(p.name for p in (settings.archive.output_dir / "cases").iterdir())[0]
+    for path in (f"/cases/{case_id}/{case_id}.pdf", f"/cases//{case_id}/%2e/{case_id}.pdf"):
+        assert fetch(settings, path)[1]["Content-Disposition"] == "attachment", path
     _, headers = fetch(settings, "/")
     assert "default-src 'self'" in headers["Content-Security-Policy"]
 
@@ -230,7 +238,7 @@ def _area_and_economy(root: Path, case_id: str) -> tuple[str, str]:
 
 def test_text_from_email_is_inert_and_addresses_never_shown(app: App, settings: Settings) -> None:
     summary = (
-        f"{PAYLOAD}\n\nSee https://example.com/report?a=1&b=2. "
+        f"{PAYLOAD}\x0c\x1b\n\nSee https://example.com/report?a=1&b=2. "
         "Not javascript:alert(1) nor data:text/html,x.\n"
         "Write to me at ana.perez@example.org for details."
     )
@@ -245,6 +253,8 @@ def test_text_from_email_is_inert_and_addresses_never_shown(app: App, settings: 
     assert "ana.perez@example.org" not in page and "[address removed]" in page
     search = (root / "search.json").read_text()
     assert "ana.perez@example.org" not in search
+    feed = feedparser.parse((root / "feed.atom").read_bytes())
+    assert not feed.bozo  # control characters from the email would break the XML
     assert json.loads(search)["cases"][0]["title"] == PAYLOAD  # data, shown as text by the script
 
 
@@ -255,3 +265,51 @@ def test_paragraphs_escape_and_link_only_http() -> None:
         '<p><a href="http://a.example/x" rel="nofollow ugc noopener">http://a.example/x</a>'
         "). ftp://b.example</p>"
     )
+
+
+def test_incremental_publishing_gives_the_same_site_as_a_full_build(
+    app: App, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random publishing, unpublishing and republishing with lists of 3 and
+    search shards of 5, so that every boundary is crossed many times: after
+    each pass the site is byte for byte what a full build writes."""
+    monkeypatch.setattr(pages, "PAGE_SIZE", 3)
+    monkeypatch.setattr(pages, "SHARD_SIZE", 5)
+    root = settings.archive.output_dir
+    app.site.build(app.database)
+    rng = random.Random(4)
+    live: list[str] = []
+    off: list[str] = []
+    admin = app.workflow.admins[0]
+
+    def snapshot() -> dict[str, bytes]:
+        return {
+            str(path.relative_to(root)): path.read_bytes()
+            for path in root.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        }
+
+    for step in range(60):
+        choice = rng.random()
+        if choice < 0.6 or not live:
+            live += seed_published(app, rng.randint(1, 3), seed=step)
+        else:
+            taken, given = (live, off) if choice < 0.8 or not off else (off, live)
+            case_id = taken.pop(rng.randrange(len(taken)))
+            act = publishing.unpublish if taken is live else publishing.republish
+            with app.database.transaction() as session:
+                case = find_case(session, case_id)
+                assert case is not None
+                act(session, case, app.workflow, actor=admin, reason="test")
+            given.append(case_id)
+        if step % 3 == 2:
+            while app.update_archive():
+                pass
+            incremental = snapshot()
+            app.site.build(app.database)
+            differing = sorted(
+                name
+                for name in incremental.keys() | snapshot().keys()
+                if incremental.get(name) != snapshot().get(name)
+            )
+            assert differing == [], f"step {step}"

@@ -80,8 +80,9 @@ def last_run(session: Session, counter: str, size: int) -> int:
     return max(1, run_of(value, size))
 
 
-def pages_showing(publication: Publication) -> set[Page]:
-    """Every page that shows this case, or showed it before a change."""
+def pages_showing(session: Session, publication: Publication) -> set[Page]:
+    """Every page that shows this case, or showed it before a change, and
+    the front pages of its lists (they show how many cases a list has)."""
     shard = run_of(publication.seq, SHARD_SIZE)
     pages: set[Page] = {
         Index(),
@@ -97,7 +98,10 @@ def pages_showing(publication: Publication) -> set[Page]:
         (Listing("economy", publication.economy), publication.economy_seq),
     ):
         number = run_of(ordinal, PAGE_SIZE)
-        pages.add(ListPage(listing, number))
+        pages |= {
+            ListPage(listing, number),
+            ListPage(listing, last_run(session, listing.counter, PAGE_SIZE)),
+        }
         if ordinal % PAGE_SIZE == 1:
             # A new run began: the one before leaves the front page for a
             # page of its own, and the one before that links to it now.

@@ -40,11 +40,19 @@ class _Handler(SimpleHTTPRequestHandler):
     }
 
     def send_head(self) -> Any:
-        path = self.path.split("?", 1)[0].split("#", 1)[0]
-        if any(part.startswith(".") for part in path.split("/")):
+        if any(part.startswith(".") for part in self._parts()):
             self.send_error(404)
             return None
         return super().send_head()
+
+    def _parts(self) -> tuple[str, ...]:
+        """The path asked for, decoded and normalised as the file served
+        (so "/%2elock" and "/cases//ID/x" are seen for what they are)."""
+        served = Path(self.translate_path(self.path))
+        try:
+            return served.relative_to(self.directory).parts
+        except ValueError:
+            return (".",)
 
     def list_directory(self, path: Any) -> None:
         self.send_error(404)
@@ -58,8 +66,8 @@ class _Handler(SimpleHTTPRequestHandler):
         super().end_headers()
 
     def _is_document(self) -> bool:
-        parts = self.path.split("?", 1)[0].strip("/").split("/")
-        return len(parts) == 3 and parts[0] == "cases" and parts[2] not in ("", "index.html")
+        parts = self._parts()
+        return len(parts) == 3 and parts[0] == "cases" and parts[2] != "index.html"
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)

@@ -55,7 +55,10 @@ from mailflow.vocab import AREAS, Kind, PriorityArea
 STATIC = ("style.css", "search.js", "favicon.svg")
 _BATCH = 200
 _URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
-_EMAIL = re.compile(r"[\w.!#$%&*+/=?^{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# Any word holding an at sign, full-width too: quoted local parts, IP
+# literals and "ana@localhost" are addresses as well.
+_ADDRESS = re.compile(r"\S*[@\uff20]\S*")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _EXCERPT = 300
 
 Progress = Callable[[str], None]
@@ -100,8 +103,12 @@ class Download:
     format: str  # "PDF", "DOCX"...
 
 
-def without_addresses(text: str) -> str:
-    return _EMAIL.sub("[address removed]", text) if "@" in text else text
+def shown(text: str) -> str:
+    """Text from an email as the site may show it: without the characters
+    XML forbids (one would break the feed for everyone) and without
+    anything that looks like an email address."""
+    text = _NOT_XML.sub("", text)
+    return _ADDRESS.sub("[address removed]", text) if "@" in text or "\uff20" in text else text
 
 
 def paragraphs(text: str) -> Markup:
@@ -186,7 +193,7 @@ class Site:
                     return 0
                 todo: set[Page] = set()
                 for _, publication in changes:
-                    todo |= pages.pages_showing(publication)
+                    todo |= pages.pages_showing(session, publication)
                 removed = self._render_all(session, todo)
             for folder in removed:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -211,7 +218,11 @@ class Site:
 
     def _build_locked(self, database: Database, progress: Progress) -> int:
         with database.reading() as session:
-            last_change = session.scalar(select(SiteChange.id).order_by(SiteChange.id.desc()))
+            # Exactly the changes this snapshot shows are rendered, so exactly
+            # they are marked done (ids need not commit in order).
+            pending = list(
+                session.scalars(select(SiteChange.id).where(SiteChange.done_at.is_(None)))
+            )
             self._write_fixed(durable=False)
             for stray in self.root.rglob(".*.tmp"):
                 stray.unlink(missing_ok=True)  # left by a crash mid-write
@@ -235,13 +246,8 @@ class Site:
                 self._render(session, page, durable=False)
             self._remove_cases_not_in(shown)
         os.sync()  # one flush for the whole build instead of one per file
-        if last_change is not None:
-            with database.transaction() as session:
-                session.execute(
-                    update(SiteChange)
-                    .where(SiteChange.id <= last_change, SiteChange.done_at.is_(None))
-                    .values(done_at=self.clock.now())
-                )
+        if pending:
+            self._mark_done(database, pending)
         progress(f"done: {len(shown)} cases in {self.root}")
         return len(shown)
 
@@ -400,12 +406,12 @@ class Site:
     def _view(self, publication: Publication, case: Case) -> CaseView:
         return CaseView(
             id=case.public_id,
-            title=without_addresses(case.title),
+            title=shown(case.title),
             kind=Kind(case.kind or Kind.BEST_PRACTICE),
             area=AREAS[publication.area - 1],
             economy=self.economies.get(publication.economy),
-            organization=without_addresses(case.organization),
-            summary=without_addresses(case.summary),
+            organization=shown(case.organization),
+            summary=shown(case.summary),
             published=publication.published_at,
             seq=publication.seq,
         )
@@ -450,12 +456,14 @@ class Site:
             yield
 
 
-def _writing_order(page: Page) -> int:
+def _writing_order(page: Page) -> tuple[int, int]:
+    """Cases, then lists from their oldest page (the newest links to it),
+    then the index, feed and search."""
     if isinstance(page, CasePage):
-        return 0
+        return 0, 0
     if isinstance(page, ListPage | SearchShard):
-        return 1
-    return 2
+        return 1, page.number
+    return 2, 0
 
 
 def _json(value: object) -> bytes:

@@ -76,11 +76,15 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A consistent snapshot for long reads (rendering the archive):
-        on SQLite it takes no write lock, so the workers go on meanwhile.
-        Nothing read here is ever committed."""
+        """A consistent snapshot for long reads (rendering the archive): on
+        SQLite a deferred transaction, which takes no write lock, so the
+        workers go on meanwhile; on PostgreSQL REPEATABLE READ, so every
+        query sees the same moment. Nothing read here is ever committed."""
+        options: dict[str, Any] = {READ_ONLY: True}
+        if self.dialect == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
         with (
-            self.engine.connect().execution_options(**{READ_ONLY: True}) as connection,
+            self.engine.connect().execution_options(**options) as connection,
             Session(bind=connection) as session,  # closing it rolls back
         ):
             yield session
