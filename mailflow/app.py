@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -216,15 +217,20 @@ class Service:
                 self._mail_waiting.wait(POLL_SECONDS)
 
     def _send(self) -> None:
+        self._drain(self._outbox_waiting, self.app.drain_outbox, "outbox")
+
+    def _drain(self, waiting: threading.Event, drain: Callable[[], int], what: str) -> None:
+        """Drain until stopped: again at once while there was work, else
+        when woken or after a poll interval."""
         while not self._stopping.is_set():
-            self._outbox_waiting.clear()
+            waiting.clear()
             try:
-                sent = self.app.drain_outbox()
-            except Exception:
-                log.exception("outbox pass failed")
-                sent = 0
-            if not sent:
-                self._outbox_waiting.wait(POLL_SECONDS)
+                done = drain()
+            except Exception:  # keep the thread alive whatever happens
+                log.exception("%s pass failed", what)
+                done = 0
+            if not done:
+                waiting.wait(POLL_SECONDS)
 
     def _tick(self) -> None:
         try:
@@ -243,12 +249,4 @@ class Service:
             log.exception(
                 "could not prepare the archive in %s", self.app.settings.archive.output_dir
             )
-        while not self._stopping.is_set():
-            self._archive_waiting.clear()
-            try:
-                applied = self.app.update_archive()
-            except Exception:
-                log.exception("archive pass failed")
-                applied = 0
-            if not applied:
-                self._archive_waiting.wait(POLL_SECONDS)
+        self._drain(self._archive_waiting, self.app.update_archive, "archive")

@@ -66,6 +66,29 @@ def subjects(outbox: Mailbox, address: str) -> list[str]:
     return [str(m["Subject"]).strip() for m in outbox.to(address)]  # a long one is folded
 
 
+def silent_at_focal_point(app: App, titles: list[str], waited: timedelta) -> None:
+    """Cases that reached Chile's focal point ``waited`` ago, made directly."""
+    start = datetime.now(UTC) - waited
+    with app.database.transaction() as session:
+        author = Participant(
+            email=ANA, name="Ana", economy="CL", created_at=start, confirmed_at=start
+        )
+        session.add(author)
+        session.flush()
+        for title in titles:
+            case = app.workflow.engine.open_case(
+                session,
+                prefix="BP",
+                author=author,
+                state=State.FOCAL_REVIEW,
+                message=None,
+                thread_id="",
+            )
+            case.kind, case.title, case.economy, case.area = "best_practice", title, "CL", 1
+    with app.database.transaction() as session:
+        session.execute(update(Case).values(state_since=start))
+
+
 def test_reminders_are_counted_and_spaced(
     client: Client, outbox: Mailbox, app: App, settings: Settings
 ) -> None:
@@ -226,30 +249,7 @@ def test_two_ticks_at_once_send_nothing_twice(
 ) -> None:
     """Ten cases silent at the focal point for three weeks; two `mailflow
     tick` processes for the same moment, started together."""
-    start = datetime.now(UTC) - 22 * DAY
-    with app.database.transaction() as session:
-        author = Participant(
-            email=ANA, name="Ana", economy="CL", created_at=start, confirmed_at=start
-        )
-        session.add(author)
-        session.flush()
-        for number in range(10):
-            case = app.workflow.engine.open_case(
-                session,
-                prefix="BP",
-                author=author,
-                state=State.FOCAL_REVIEW,
-                message=None,
-                thread_id="",
-            )
-            case.kind, case.title, case.economy, case.area = (
-                "best_practice",
-                f"Case {number}",
-                "CL",
-                1,
-            )
-    with app.database.transaction() as session:
-        session.execute(update(Case).values(state_since=start))
+    silent_at_focal_point(app, [f"Case {number}" for number in range(10)], 22 * DAY)
     now = datetime.now(UTC).isoformat()
     command = [
         sys.executable,
@@ -277,24 +277,7 @@ def test_two_ticks_at_once_send_nothing_twice(
 def test_the_timer_inside_run_does_the_same_work(
     app: App, settings: Settings, outbox: Mailbox
 ) -> None:
-    start = datetime.now(UTC) - 8 * DAY
-    with app.database.transaction() as session:
-        author = Participant(
-            email=ANA, name="Ana", economy="CL", created_at=start, confirmed_at=start
-        )
-        session.add(author)
-        session.flush()
-        case = app.workflow.engine.open_case(
-            session,
-            prefix="BP",
-            author=author,
-            state=State.FOCAL_REVIEW,
-            message=None,
-            thread_id="",
-        )
-        case.kind, case.title, case.economy, case.area = "best_practice", "Old case", "CL", 1
-    with app.database.transaction() as session:
-        session.execute(update(Case).values(state_since=start))
+    silent_at_focal_point(app, ["Old case"], 8 * DAY)
     service = Service(app, tick_seconds=0.2)
     service.start()
     try:

@@ -185,11 +185,11 @@ class Timed:
         """After ``escalate_days`` the administrators can decide in the focal
         point's place; an endorsement so given is recorded as such."""
         due = case.state_since + timedelta(days=self.settings.escalate_days)
-        if case.state != State.FOCAL_REVIEW or now < due:
-            return 0
+        reviewers, on = waiting.focal_reviewers(case, self.workflow)
+        if case.state != State.FOCAL_REVIEW or now < due or reviewers == self.workflow.admins:
+            return 0  # (the administrators, deciding for an economy, get reminders instead)
         if not self._claim(session, waiting.subject_of(case), "escalation", case.state_since, 0):
             return 0
-        _, on = waiting.focal_reviewers(case, self.workflow)
         economy = review.economy_name(case, self.workflow)
         waited = (now - case.state_since).days
         review.request_review(
