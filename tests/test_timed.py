@@ -8,8 +8,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from conftest import Client, Mailbox, body_text, wait_until
@@ -17,9 +19,9 @@ from flows import ADMIN, ANA, FOCAL, click, links, state, submitted
 from mails import message, reply, submission
 from sqlalchemy import select, update
 
-from mailflow.app import App, Service
+from mailflow.app import App, Service, build
 from mailflow.cli import main
-from mailflow.config import Settings
+from mailflow.config import Settings, load_settings
 from mailflow.store.models import Case, CaseEvent, Participant, Token
 from mailflow.workflow.states import State
 
@@ -66,8 +68,10 @@ def subjects(outbox: Mailbox, address: str) -> list[str]:
     return [str(m["Subject"]).strip() for m in outbox.to(address)]  # a long one is folded
 
 
-def silent_at_focal_point(app: App, titles: list[str], waited: timedelta) -> None:
-    """Cases that reached Chile's focal point ``waited`` ago, made directly."""
+def silent_at_focal_point(
+    app: App, titles: list[str], waited: timedelta, economy: str = "CL"
+) -> None:
+    """Cases that reached the focal point ``waited`` ago, made directly."""
     start = datetime.now(UTC) - waited
     with app.database.transaction() as session:
         author = Participant(
@@ -84,7 +88,7 @@ def silent_at_focal_point(app: App, titles: list[str], waited: timedelta) -> Non
                 message=None,
                 thread_id="",
             )
-            case.kind, case.title, case.economy, case.area = "best_practice", title, "CL", 1
+            case.kind, case.title, case.economy, case.area = "best_practice", title, economy, 1
     with app.database.transaction() as session:
         session.execute(update(Case).values(state_since=start))
 
@@ -288,3 +292,26 @@ def test_the_timer_inside_run_does_the_same_work(
         assert len(outbox.to(FOCAL)) == 1
     finally:
         service.stop()
+
+
+def test_a_case_on_hold_for_want_of_a_focal_point_reaches_the_administrator(
+    write_config: Callable[..., Path], database_url: str
+) -> None:
+    """`no_focal_point = "hold"`: no reminders to anyone, then the escalation."""
+    settings = load_settings(
+        write_config('[workflow]\nno_focal_point = "hold"\n', database_url), environ={}
+    )
+    app = build(settings)
+    try:
+        silent_at_focal_point(app, ["Waiting in Peru"], 22 * DAY, economy="PE")
+        outbox = Mailbox(settings.outbound.maildir)
+        tick(settings, datetime.now(UTC))
+        (escalation,) = [m for m in outbox.messages() if "No answer" in m["Subject"]]
+        assert escalation["Delivered-To"] == ADMIN
+        assert "Peru has no focal point, so this case has waited 22 days on hold" in body_text(
+            escalation
+        )
+        assert "Endorse on behalf of Peru" in links(escalation)
+        assert [m["Delivered-To"] for m in outbox.messages() if "Reminder" in m["Subject"]] == []
+    finally:
+        app.database.dispose()

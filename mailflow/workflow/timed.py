@@ -185,7 +185,7 @@ class Timed:
         """After ``escalate_days`` the administrators can decide in the focal
         point's place; an endorsement so given is recorded as such."""
         due = case.state_since + timedelta(days=self.settings.escalate_days)
-        reviewers, on = waiting.focal_reviewers(case, self.workflow)
+        reviewers, _ = waiting.focal_reviewers(case, self.workflow)
         if case.state != State.FOCAL_REVIEW or now < due or reviewers == self.workflow.admins:
             return 0  # (the administrators, deciding for an economy, get reminders instead)
         if not self._claim(session, waiting.subject_of(case), "escalation", case.state_since, 0):
@@ -198,7 +198,7 @@ class Timed:
             self.workflow,
             self.workflow.admins,
             "focal_review",
-            {"no_focal_point": False, "escalated": True, "waited_days": waited, "waits_on": on},
+            {"no_focal_point": not reviewers, "escalated": True, "waited_days": waited},
             labels={"endorse": f"Endorse on behalf of {economy}"},
         )
         self.workflow.engine.record(
@@ -207,7 +207,7 @@ class Timed:
             "escalated",
             "mailflow",
             None,
-            note=f"no decision from {on} after {waited} days; the administrators can decide",
+            note=f"no decision after {waited} days; the administrators can decide for {economy}",
         )
         return 1
 
