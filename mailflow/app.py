@@ -36,6 +36,7 @@ from mailflow.spool import Spool
 from mailflow.store.db import Database
 from mailflow.tokens import Tokens, load_or_create_key
 from mailflow.vocab import AREAS
+from mailflow.workflow import subscriptions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 from mailflow.workflow.engine import Engine
@@ -64,6 +65,13 @@ class App:
 
     def update_archive(self) -> int:
         return self.site.catch_up(self.database)
+
+    def unsubscribe_by_link(self, secret: str) -> str | None:
+        with self.database.transaction() as session:
+            return subscriptions.leave_by_secret(session, secret, self.workflow)
+
+    def unsubscribe_page(self, outcome: str, secret: str) -> bytes:
+        return self.site.unsubscribe_page(outcome, secret)
 
 
 def build(settings: Settings, clock: Clock | None = None) -> App:
@@ -141,7 +149,7 @@ class Service:
         settings = app.settings
         archive = settings.archive
         self.archive_server = (
-            ArchiveServer(archive.output_dir, archive.http_host, archive.http_port)
+            ArchiveServer(archive.output_dir, archive.http_host, archive.http_port, app)
             if archive.http_port
             else None
         )

@@ -207,6 +207,25 @@ def _moment(text: str) -> datetime:
     return moment
 
 
+def cmd_digest_send(args: argparse.Namespace) -> int:
+    """A digest period ending now, fanned out with progress (or only counted)."""
+    with _app(_settings(args)) as app:
+        digests = app.timed.digests
+        if args.dry_run:
+            would = digests.preview(app.workflow.clock.now())
+            print(
+                f"would send {would.sent} digest(s); {would.nothing_new} subscriber(s) "
+                "have nothing new. Nothing was written."
+            )
+            return 0
+        digests.start_now()
+        done = digests.fan_out(progress=lambda line: print(line, flush=True))
+        print(f"{done.sent} digest(s) written; {done.nothing_new} subscriber(s) had nothing new")
+        while sent := app.drain_outbox():
+            print(f"sent {sent} email(s)", flush=True)
+    return 0
+
+
 def cmd_economies(args: argparse.Namespace) -> int:
     settings = _settings(args)
     economies = Economies.with_overrides(settings.economy_overrides())
@@ -323,6 +342,13 @@ def _parser() -> argparse.ArgumentParser:
         title="archive commands", required=True, metavar="COMMAND"
     )
     add("build", cmd_archive_build, "rewrite the whole archive site", into=archive)
+    digest = commands.add_parser("digest", help="digests to subscribers").add_subparsers(
+        title="digest commands", required=True, metavar="COMMAND"
+    )
+    send = add("send", cmd_digest_send, "send the digests due now, with progress", into=digest)
+    send.add_argument(
+        "--dry-run", action="store_true", help="only count who would get one; write nothing"
+    )
     db = commands.add_parser("db", help="database schema").add_subparsers(
         title="db commands", required=True, metavar="COMMAND"
     )

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.notify.outbox import Outgoing
 from mailflow.parse import ParsedMessage, UnparseableMessage, parse_message
+from mailflow.routing import Route
 from mailflow.spool import Envelope, Spool, SpoolEntry
 from mailflow.store.db import Database
 from mailflow.store.models import InboundMessage
@@ -117,10 +118,16 @@ class Runner:
         self, session: Session, parsed: ParsedMessage, envelope: Envelope, record: InboundMessage
     ) -> tuple[str, str]:
         router = self.workflow.router
+        targets = destinations(parsed, envelope, router)
+        bounce = next((t for t in targets if t.route is Route.BOUNCES), None)
+        if bounce is not None:
+            # Our return path: bounces are what it is for. Its handler
+            # never answers, so machine mail is safe there.
+            incoming = Incoming(parsed, envelope, record, bounce)
+            return "handled: bounces", HANDLERS[Route.BOUNCES](session, incoming, self.workflow)
         silent = must_stay_silent(parsed, envelope, router)
         if silent is not None:
             return "ignored", silent
-        targets = destinations(parsed, envelope, router)
         if not targets:
             recipients = ", ".join(envelope.recipients or parsed.recipients)
             return "unroutable", f"none of our addresses: {recipients}"[:2000]

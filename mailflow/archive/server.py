@@ -1,4 +1,5 @@
-"""Serve the archive folder over HTTP for `mailflow run` (``[archive].http_port``).
+"""Serve the archive folder over HTTP for `mailflow run` (``[archive].http_port``),
+and the one-click unsubscribe URL of the digests (``/unsubscribe/?s=...``).
 
 The standard library's file server with the rules a public static site
 needs: no folder listings, no dot files (the lock, half-written pages),
@@ -14,7 +15,8 @@ import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,14 @@ SECURITY_HEADERS = {
         "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     ),
 }
+
+
+class Unsubscriber(Protocol):
+    """What the one-click unsubscribe URL needs from the rest of mailflow."""
+
+    def unsubscribe_by_link(self, secret: str) -> str | None: ...
+
+    def unsubscribe_page(self, outcome: str, secret: str) -> bytes: ...
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -38,6 +48,44 @@ class _Handler(SimpleHTTPRequestHandler):
         ".txt": "text/plain; charset=utf-8",
         ".svg": "image/svg+xml",
     }
+
+    unsubscriber: Unsubscriber | None = None
+
+    def do_GET(self) -> None:
+        if self._is_unsubscribe():
+            # A GET never unsubscribes: mail scanners open links on their own.
+            self._unsubscribe_page("ask")
+            return
+        super().do_GET()
+
+    def do_POST(self) -> None:
+        """RFC 8058 one-click (``List-Unsubscribe=One-Click``), or the
+        button of the page above."""
+        if not self._is_unsubscribe() or self.unsubscriber is None:
+            self.send_error(405)
+            return
+        length = min(int(self.headers.get("Content-Length") or 0), 4096)
+        self.rfile.read(length)
+        left = self.unsubscriber.unsubscribe_by_link(self._secret())
+        self._unsubscribe_page("done" if left else "unknown")
+
+    def _is_unsubscribe(self) -> bool:
+        return urlsplit(self.path).path.rstrip("/") == "/unsubscribe"
+
+    def _secret(self) -> str:
+        return parse_qs(urlsplit(self.path).query).get("s", [""])[0][:40]
+
+    def _unsubscribe_page(self, outcome: str) -> None:
+        if self.unsubscriber is None:
+            self.send_error(404)
+            return
+        body = self.unsubscriber.unsubscribe_page(outcome, self._secret())
+        self.send_response(404 if outcome == "unknown" else 200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
 
     def send_head(self) -> Any:
         if any(part.startswith(".") for part in self._parts()):
@@ -74,9 +122,12 @@ class _Handler(SimpleHTTPRequestHandler):
 
 
 class ArchiveServer:
-    def __init__(self, folder: Path, host: str, port: int) -> None:
+    def __init__(
+        self, folder: Path, host: str, port: int, unsubscriber: Unsubscriber | None = None
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self._server = ThreadingHTTPServer((host, port), partial(_Handler, directory=str(folder)))
+        handler = type("Handler", (_Handler,), {"unsubscriber": unsubscriber})
+        self._server = ThreadingHTTPServer((host, port), partial(handler, directory=str(folder)))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="archive-http", daemon=True

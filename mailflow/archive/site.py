@@ -214,6 +214,14 @@ class Site:
         with self._locked():
             self._write_fixed(durable=True)
 
+    def unsubscribe_page(self, outcome: str, secret: str) -> bytes:
+        """The page of the one-click unsubscribe URL: "ask" (a button),
+        "done" or "unknown"."""
+        html = self._env.get_template("site/unsubscribe.html.j2").render(
+            root="../", outcome=outcome, secret=secret
+        )
+        return html.encode()
+
     # -- building --------------------------------------------------------------
 
     def _build_locked(self, database: Database, progress: Progress) -> int:

@@ -56,6 +56,8 @@ class Outgoing:
     answering: Incoming | None = None
     reply_to: str = ""
     attachments: tuple[FileAttachment, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. List-Unsubscribe
+    return_path: str = ""  # a per-recipient bounce address (VERP); default bounces@
 
 
 class Outbox:
@@ -77,7 +79,7 @@ class Outbox:
         row = OutboxMessage(
             created_at=now,
             recipient=outgoing.to,
-            envelope_sender=self._return_path,
+            envelope_sender=outgoing.return_path or self._return_path,
             message_id=str(message["Message-ID"]),
             subject=str(message["Subject"]),
             template=outgoing.template,
@@ -105,6 +107,8 @@ class Outbox:
         message["X-Auto-Response-Suppress"] = "All"
         if outgoing.reply_to:
             message["Reply-To"] = outgoing.reply_to
+        for name, value in outgoing.headers:
+            message[name] = value
         _thread(message, case, outgoing.answering)
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")

@@ -260,3 +260,37 @@ class Schedule(Base):
     expression: Mapped[str] = mapped_column(String(100))  # a changed schedule starts afresh
     next_due_at: Mapped[datetime] = mapped_column(Timestamp)
     last_run_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+
+
+class Subscriber(Base):
+    """Someone who gets digests: confirmed by a reply (double opt-in).
+    ``secret`` is their unsubscribe and bounce address tag
+    (``unsubscribe+SECRET@``, ``bounces+SECRET@``) and one-click URL; it
+    never changes, so old digests keep working. ``digest_from`` is where
+    their next digest starts: a digest moves it in the same transaction
+    that writes the email, so no period is ever sent twice."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    secret: Mapped[str] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    left_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    suspended_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    bounces: Mapped[int] = mapped_column(Integer, default=0)
+    digest_from: Mapped[datetime | None] = mapped_column(Timestamp, default=None, index=True)
+
+
+class DigestRun(Base):
+    """One digest period, ending at ``period_end``. A fan-out cut short
+    (kill -9) is finished by the next tick, with the same period end."""
+
+    __tablename__ = "digest_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_end: Mapped[datetime] = mapped_column(Timestamp, unique=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    sent: Mapped[int] = mapped_column(Integer, default=0)

@@ -20,7 +20,7 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, CaseEvent, OutboxMessage, Token
 from mailflow.tokens import Refusal
 from mailflow.triage import Incoming, failed_dmarc
-from mailflow.workflow import registration, review, submissions
+from mailflow.workflow import registration, review, submissions, subscriptions
 from mailflow.workflow.context import Workflow
 
 TokenHandler = Callable[[Session, Incoming, Workflow, Token], str]
@@ -30,6 +30,7 @@ TokenHandler = Callable[[Session, Incoming, Workflow, Token], str]
 # reply may bring one more missing piece.
 TOKEN_ACTIONS: dict[str, tuple[TokenHandler, bool]] = {
     "confirm": (registration.confirm, True),
+    "subscribe": (subscriptions.confirm, True),
     "author": (submissions.author_reply, False),
     "review": (review.reply_action, False),  # used up only when it acts
     **{word: (review.link_action, True) for word in ("approve", "endorse", "changes", "reject")},

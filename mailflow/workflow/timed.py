@@ -29,6 +29,7 @@ from mailflow.store.db import Database
 from mailflow.store.models import Case, Participant, Schedule, TimedStep, Token
 from mailflow.workflow import review, summary, waiting
 from mailflow.workflow.context import Workflow
+from mailflow.workflow.digests import Digests
 from mailflow.workflow.states import Event, State
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,18 @@ class TickReport:
     escalations: int = 0
     author_updates: int = 0
     expired: int = 0
+    digests: int = 0
     jobs: list[str] = field(default_factory=list)
 
     @property
     def anything(self) -> bool:
         return bool(
-            self.reminders or self.escalations or self.author_updates or self.expired or self.jobs
+            self.reminders
+            or self.escalations
+            or self.author_updates
+            or self.expired
+            or self.digests
+            or self.jobs
         )
 
     def __str__(self) -> str:
@@ -56,6 +63,7 @@ class TickReport:
             f"reminders sent: {self.reminders}, escalations: {self.escalations}, "
             f"authors told where their case stands: {self.author_updates}, "
             f"unconfirmed senders told their request expired: {self.expired}, "
+            f"digests written: {self.digests}, "
             f"scheduled jobs run: {', '.join(self.jobs) or 'none'}"
         )
 
@@ -65,9 +73,11 @@ class Timed:
         self.database = database
         self.workflow = workflow
         self.settings = workflow.settings.workflow
-        # Cron-scheduled jobs: name -> (schedule, job). Digests join later.
+        self.digests = Digests(database, workflow)
+        # Cron-scheduled jobs: name -> (schedule, job).
         self.jobs: dict[str, tuple[str, Callable[[Session, datetime | None], bool]]] = {
             "daily_summary": (self.settings.daily_summary, self._daily_summary),
+            "digest": (workflow.settings.digest.schedule, self._digest_period),
         }
 
     def tick(self) -> TickReport:
@@ -85,6 +95,7 @@ class Timed:
         for name in self.jobs:
             if self._run_job(name, now):
                 report.jobs.append(name)
+        report.digests = self.digests.fan_out().sent  # also finishes one cut short
         if report.anything:
             log.info("tick at %s: %s", now.isoformat(), report)
         return report
@@ -345,6 +356,9 @@ class Timed:
             if not getattr(claimed, "rowcount", 0):
                 return False
             return job(session, row.last_run_at)
+
+    def _digest_period(self, session: Session, _since: datetime | None) -> bool:
+        return self.digests.start(session, self.workflow.clock.now())
 
     def _daily_summary(self, session: Session, since: datetime | None) -> bool:
         return summary.send_daily_summary(session, self.workflow, since)

@@ -1,0 +1,155 @@
+"""The digest list (SPEC section 6): ``subscribe@`` with double opt-in,
+``unsubscribe@`` and the one-step ``unsubscribe+SECRET@`` (and the
+one-click URL, which calls ``leave_by_secret``), and bounces to
+``bounces+SECRET@`` that suspend a subscriber whose digests keep bouncing.
+
+Addresses are stored lower-case; subscribing again is harmless.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailflow.notify.outbox import Outgoing
+from mailflow.routing import Route
+from mailflow.store.models import Subscriber, Token
+from mailflow.triage import Incoming
+from mailflow.workflow.context import Workflow
+
+SUSPEND_AFTER_BOUNCES = 3
+
+
+def find(session: Session, email: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.email == email.strip().lower()))
+
+
+def by_secret(session: Session, secret: str) -> Subscriber | None:
+    if not secret or len(secret) > 40:
+        return None
+    return session.scalar(select(Subscriber).where(Subscriber.secret == secret.lower()))
+
+
+def is_active(subscriber: Subscriber | None) -> bool:
+    return bool(
+        subscriber
+        and subscriber.confirmed_at
+        and subscriber.left_at is None
+        and subscriber.suspended_at is None
+    )
+
+
+def handle_subscribe(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    subscriber = find(session, incoming.sender)
+    if is_active(subscriber):
+        workflow.send(session, Outgoing("already_subscribed", incoming.sender, answering=incoming))
+        return "subscribe: already subscribed"
+    if subscriber is None:
+        subscriber = Subscriber(
+            email=incoming.sender.strip().lower(),
+            secret=secrets.token_hex(16),
+            created_at=workflow.clock.now(),
+        )
+        session.add(subscriber)
+        session.flush()
+    token = workflow.tokens.issue(session, "subscribe", subscriber.email)
+    address = workflow.action_address(token)
+    workflow.send(
+        session,
+        Outgoing(
+            "subscribe_confirm",
+            subscriber.email,
+            {"confirm_address": address},
+            answering=incoming,
+            reply_to=address,
+        ),
+    )
+    return "subscribe: waiting for the reply that confirms"
+
+
+def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
+    """The reply to the confirmation: from now on, digests. Someone who had
+    left or was suspended starts afresh."""
+    subscriber = find(session, token.person)
+    if subscriber is None:
+        return "subscribe: no such subscriber any more"
+    now = workflow.clock.now()
+    subscriber.confirmed_at, subscriber.left_at, subscriber.suspended_at = now, None, None
+    subscriber.bounces = 0
+    subscriber.digest_from = now
+    workflow.send(
+        session,
+        Outgoing(
+            "subscribed",
+            subscriber.email,
+            {"leave_address": leave_address(subscriber, workflow)},
+            answering=incoming,
+        ),
+    )
+    return f"subscribed {subscriber.email}"
+
+
+def handle_unsubscribe(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    """``unsubscribe+SECRET@`` removes that subscriber, whoever sends it
+    (the secret is the proof, as in RFC 8058); ``unsubscribe@`` removes the
+    sender."""
+    assert incoming.destination is not None
+    tag = incoming.destination.tag
+    subscriber = by_secret(session, tag) if tag else find(session, incoming.sender)
+    if subscriber is None:
+        if tag:
+            return "unsubscribe: unknown address tag"
+        workflow.send(
+            session,
+            Outgoing("unsubscribed", incoming.sender, {"was": False}, answering=incoming),
+        )
+        return "unsubscribe: was not subscribed"
+    return leave(session, subscriber, workflow, incoming)
+
+
+def leave(
+    session: Session, subscriber: Subscriber, workflow: Workflow, incoming: Incoming | None
+) -> str:
+    """At once, with one short goodbye; leaving twice says goodbye once."""
+    if subscriber.left_at is not None:
+        return f"unsubscribe: {subscriber.email} had already left"
+    subscriber.left_at = workflow.clock.now()
+    workflow.send(
+        session,
+        Outgoing("unsubscribed", subscriber.email, {"was": True}, answering=incoming),
+    )
+    return f"unsubscribed {subscriber.email}"
+
+
+def leave_by_secret(session: Session, secret: str, workflow: Workflow) -> str | None:
+    """The one-click URL: the address that left, or None for a wrong link."""
+    subscriber = by_secret(session, secret)
+    if subscriber is None:
+        return None
+    leave(session, subscriber, workflow, None)
+    return subscriber.email
+
+
+def record_bounce(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    """A digest bounced (its return path names the subscriber). Never
+    answered; repeated bounces suspend the subscriber, and the daily
+    summary tells the administrator."""
+    assert incoming.destination is not None
+    subscriber = by_secret(session, incoming.destination.tag)
+    if subscriber is None:
+        return "kept: mail to the bounce address"
+    subscriber.bounces += 1
+    if subscriber.bounces >= SUSPEND_AFTER_BOUNCES and subscriber.suspended_at is None:
+        subscriber.suspended_at = workflow.clock.now()
+        return f"bounce {subscriber.bounces} for {subscriber.email}: suspended"
+    return f"bounce {subscriber.bounces} for {subscriber.email}"
+
+
+def leave_address(subscriber: Subscriber, workflow: Workflow) -> str:
+    return workflow.router.address(Route.UNSUBSCRIBE, subscriber.secret)
+
+
+def bounce_address(subscriber: Subscriber, workflow: Workflow) -> str:
+    return workflow.router.address(Route.BOUNCES, subscriber.secret)
