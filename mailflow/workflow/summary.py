@@ -1,7 +1,7 @@
 """The administrator's daily summary (SPEC section 4): everything waiting,
 oldest first, on whom it waits, with action links for what the
-administrator can decide now; and the mail kept without an answer since
-the last summary. Nothing is sent when nothing waits."""
+administrator can decide now; the mail kept without an answer and the
+subscribers suspended for bouncing since the last summary. Nothing is sent when nothing waits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import InboundMessage
+from mailflow.store.models import InboundMessage, Subscriber
 from mailflow.workflow import review, waiting
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.states import State
@@ -29,7 +29,13 @@ def send_daily_summary(session: Session, workflow: Workflow, since: datetime | N
         .order_by(InboundMessage.received_at)
         .limit(MAX_LISTED)
     ).all()
-    if not items and not unroutable:
+    suspended = session.scalars(
+        select(Subscriber.email)
+        .where(Subscriber.suspended_at > since)
+        .order_by(Subscriber.suspended_at)
+        .limit(MAX_LISTED)
+    ).all()
+    if not items and not unroutable and not suspended:
         return False
     ignored = session.scalar(
         select(func.count()).where(
@@ -49,6 +55,7 @@ def send_daily_summary(session: Session, workflow: Workflow, since: datetime | N
                     "on_you": sum(1 for item in items if item.on_admin),
                     "not_listed": max(0, len(items) - MAX_LISTED),
                     "unroutable": unroutable,
+                    "suspended": suspended,
                     "ignored": ignored,
                     "since": since,
                     "now": now,

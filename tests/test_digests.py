@@ -1,0 +1,215 @@
+"""Subscribers and digests (SPEC section 6), over real SMTP and HTTP, on
+SQLite and PostgreSQL: subscribe with one email and one reply, a digest
+only when something is new, leave with one click; bounces; and no digest
+twice after a SIGKILL in the middle of a fan-out."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import Client, Mailbox, body_text, wait_until
+from mails import message, reply
+from sqlalchemy import func, select
+
+from bench.seed import seed_published
+from mailflow.app import App
+from mailflow.cli import main
+from mailflow.config import Settings
+from mailflow.store.models import OutboxMessage, Subscriber
+
+READER, OTHER = "reader@example.org", "other@example.org"
+SUBSCRIBE = "subscribe@mailflow.localhost"
+
+
+def subscribed(client: Client, outbox: Mailbox, address: str = READER) -> Subscriber | None:
+    """Subscribe with one email and one reply, as a person would."""
+    before = len(outbox.to(address))
+    client.send(message(address, SUBSCRIBE, "subscribe", ""))
+    confirm = outbox.wait_for(before + 1, address)[-1]
+    assert confirm["Subject"] == "Please confirm: digests of new cases"
+    client.send(reply(confirm, address))
+    welcome = outbox.wait_for(before + 2, address)[-1]
+    assert welcome["Subject"] == "You are subscribed"
+    return welcome
+
+
+def subscriber(app: App, address: str = READER) -> Subscriber:
+    with app.database.transaction() as session:
+        found = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        assert found is not None
+        return found
+
+
+def digest_send(settings: Settings, *extra: str) -> None:
+    assert main(["digest", "send", *extra, "--config", str(settings.source)]) == 0
+
+
+def digests(outbox: Mailbox, address: str = READER) -> list:  # type: ignore[type-arg]
+    return [m for m in outbox.to(address) if m["Subject"].startswith("New in the archive")]
+
+
+def test_subscribing_and_leaving_by_email(client: Client, outbox: Mailbox, app: App) -> None:
+    welcome = subscribed(client, outbox)
+    secret = subscriber(app).secret
+    assert f"unsubscribe+{secret}@mailflow.localhost" in body_text(welcome)
+
+    client.send(message(READER.upper(), SUBSCRIBE, "subscribe again", ""))  # harmless
+    assert outbox.wait_for(3, READER)[-1]["Subject"] == "You are already subscribed"
+
+    client.send(message(READER, "unsubscribe@mailflow.localhost", "stop", ""))
+    assert outbox.wait_for(4, READER)[-1]["Subject"] == "You are unsubscribed"
+    assert subscriber(app).left_at is not None
+
+    # Subscribing again starts afresh, with the same one-step address.
+    subscribed_again = subscribed(client, outbox)
+    assert subscribed_again is not None and subscriber(app).left_at is None
+    # Anyone holding the one-step address removes that subscriber at once;
+    # the goodbye goes to the subscriber.
+    client.send(message(OTHER, f"unsubscribe+{secret}@mailflow.localhost", "unsubscribe", ""))
+    wait_until(lambda: subscriber(app).left_at is not None, what="the one-step unsubscribe")
+    assert outbox.wait_for(7, READER)[-1]["Subject"] == "You are unsubscribed"
+    assert outbox.to(OTHER) == []
+
+
+def test_a_digest_holds_what_is_new_for_each_subscriber(
+    client: Client, outbox: Mailbox, app: App, settings: Settings
+) -> None:
+    subscribed(client, outbox)
+    digest_send(settings)
+    assert digests(outbox) == []  # nothing new: no email
+
+    first = seed_published(app, 3, title=lambda n: f"Early case {n}")
+    subscribed(client, outbox, OTHER)  # joins after the first three
+    second = seed_published(app, 2, seed=7, title=lambda n: f"Later case {n}")
+    digest_send(settings, "--dry-run")
+    assert digests(outbox) == []
+    digest_send(settings)
+
+    (mine,) = digests(outbox)
+    assert mine["Subject"] == "New in the archive: 5 cases"
+    text = body_text(mine)
+    for case_id in first + second:
+        assert f"{settings.site.base_url}/cases/{case_id}/" in text
+    (theirs,) = digests(outbox, OTHER)
+    assert theirs["Subject"] == "New in the archive: 2 cases"
+    assert all(case_id not in body_text(theirs) for case_id in first)
+
+    secret = subscriber(app).secret
+    assert mine["Return-Path"] == f"<bounces+{secret}@mailflow.localhost>"
+    assert mine["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mine["List-Unsubscribe"] == (
+        f"<mailto:unsubscribe+{secret}@mailflow.localhost?subject=unsubscribe>, "
+        f"<{settings.site.base_url}/unsubscribe/?s={secret}>"
+    )
+    assert mine["Auto-Submitted"] == "auto-generated" and mine["Precedence"] == "bulk"
+
+    digest_send(settings)  # nothing new since: nothing sent
+    assert len(digests(outbox)) == 1
+    (newest,) = seed_published(app, 1, seed=9, title=lambda _: "Newest case")
+    digest_send(settings)
+    latest = digests(outbox)[-1]
+    assert latest["Subject"] == "New in the archive: 1 case" and newest in body_text(latest)
+
+
+def test_one_click_unsubscribe(
+    client: Client, outbox: Mailbox, app: App, settings: Settings
+) -> None:
+    subscribed(client, outbox)
+    secret = subscriber(app).secret
+    url = f"http://127.0.0.1:{settings.archive.http_port}/unsubscribe/?s={secret}"
+
+    with urllib.request.urlopen(url, timeout=10) as page:  # a mail scanner's GET
+        assert b"Press the button" in page.read()
+    assert subscriber(app).left_at is None
+
+    one_click = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST")
+    with urllib.request.urlopen(one_click, timeout=10) as page:
+        assert b"You are unsubscribed" in page.read()
+    assert subscriber(app).left_at is not None
+    assert outbox.wait_for(3, READER)[-1]["Subject"] == "You are unsubscribed"
+
+    wrong = urllib.request.Request(url.replace(secret, "0" * 32), data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(wrong, timeout=10)
+    assert refused.value.code == 404
+    refused.value.close()
+
+
+def test_bounces_suspend_a_subscriber_and_the_summary_says_so(
+    client: Client, outbox: Mailbox, app: App, settings: Settings
+) -> None:
+    subscribed(client, outbox)
+    secret = subscriber(app).secret
+    sent_before = len(outbox.messages())
+    for number in range(3):
+        bounce = message(
+            "MAILER-DAEMON@example.org",
+            f"bounces+{secret}@mailflow.localhost",
+            f"Undelivered Mail Returned to Sender {number}",
+            "550 5.1.1 <reader@example.org>: Recipient address rejected",
+            headers={"Auto-Submitted": "auto-replied"},
+        )
+        client.send(bounce, sender="", to=[f"bounces+{secret}@mailflow.localhost"])
+    wait_until(lambda: subscriber(app).suspended_at is not None, what="the suspension")
+    assert len(outbox.messages()) == sent_before  # a bounce is never answered
+
+    seed_published(app, 1)
+    digest_send(settings)
+    assert digests(outbox) == []  # suspended: no digest
+
+    tomorrow = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0) + timedelta(
+        days=1
+    )
+    for moment in (tomorrow - timedelta(days=1), tomorrow):
+        assert main(["tick", "--now", moment.isoformat(), "--config", str(settings.source)]) == 0
+    summaries = [
+        m for m in outbox.to("admin@mailflow.localhost") if "Daily summary" in m["Subject"]
+    ]
+    assert summaries and READER in body_text(summaries[-1])
+
+
+def test_a_fan_out_killed_midway_sends_nobody_a_digest_twice(
+    app: App, settings: Settings, outbox: Mailbox
+) -> None:
+    start = datetime.now(UTC) - timedelta(days=1)
+    with app.database.transaction() as session:
+        session.add_all(
+            Subscriber(
+                email=f"reader{n}@example.org",
+                secret=f"{n:032x}",
+                created_at=start,
+                confirmed_at=start,
+                digest_from=start,
+            )
+            for n in range(1600)
+        )
+    seed_published(app, 2)
+    command = [sys.executable, "-m", "mailflow", "digest", "send", "--config", str(settings.source)]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert run.stdout is not None
+    first = run.stdout.readline()  # the first batch is committed
+    assert b"digests written" in first
+    run.send_signal(signal.SIGKILL)
+    run.wait(30)
+    run.stdout.close()
+
+    with app.database.transaction() as session:
+        written = session.scalar(select(func.count()).where(OutboxMessage.template == "digest"))
+    assert 0 < written < 1600  # killed midway
+
+    assert main(["tick", "--config", str(settings.source)]) == 0  # finishes the period
+    digest_send(settings)  # and a new period, with nothing new
+    with app.database.transaction() as session:
+        per_reader = session.execute(
+            select(OutboxMessage.recipient, func.count())
+            .where(OutboxMessage.template == "digest")
+            .group_by(OutboxMessage.recipient)
+        ).all()
+    assert len(per_reader) == 1600
+    assert {count for _, count in per_reader} == {1}
