@@ -4,7 +4,8 @@ other sections, the notes written by hand) as it is.
 
 accept: durable accept of mailflow's SMTP ingress against the bare
 aiosmtpd + fsync limit; servers run as subprocesses on 127.0.0.1 and stop
-by themselves. archive: full build and one incremental publish."""
+by themselves. archive: full build and one incremental publish. fanout:
+one digest period for up to 100,000 subscribers."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from bench.archive import run_archive
 from bench.corpus import submission
+from bench.fanout import run_fanout
 from bench.load import LoadResult, send_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +166,7 @@ def write_section(path: Path, name: str, lines: list[str], command: str) -> None
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("benchmark", choices=["accept", "archive", "all"])
+    parser.add_argument("benchmark", choices=["accept", "archive", "fanout", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -183,6 +185,10 @@ def main() -> int:
     if args.benchmark in ("archive", "all"):
         write_section(
             args.output, "archive", run_archive(args.quick), f"python -m bench archive{quick}"
+        )
+    if args.benchmark in ("fanout", "all"):
+        write_section(
+            args.output, "fanout", run_fanout(args.quick), f"python -m bench fanout{quick}"
         )
     print(f"written to {args.output}")
     return 0

@@ -37,3 +37,9 @@ def test_the_archive_benchmark_runs_and_writes_its_section(tmp_path: Path) -> No
     text = run_quick("archive", output)
     assert "Notes written by hand stay." in text
     assert "| 20 |" in text and "| 200 |" in text and "<!-- /bench:archive -->" in text
+
+
+@pytest.mark.slow
+def test_the_fanout_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
+    text = run_quick("fanout", tmp_path / "benchmarks.md")
+    assert "| 200 |" in text and "<!-- /bench:fanout -->" in text

@@ -213,3 +213,21 @@ def test_a_fan_out_killed_midway_sends_nobody_a_digest_twice(
         ).all()
     assert len(per_reader) == 1600
     assert {count for _, count in per_reader} == {1}
+
+
+def test_participants_can_join_when_they_register(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    client.send(
+        message(
+            READER,
+            "register@mailflow.localhost",
+            "Register",
+            "Name: Rosa Diaz\nEconomy: Peru\nOrganization: Coop\nDigests: yes\n",
+        )
+    )
+    confirm = outbox.wait_for(1, READER)[-1]
+    client.send(reply(confirm, READER))
+    outbox.wait_for(2, READER)
+    wait_until(lambda: subscriber(app).confirmed_at is not None, what="the subscription")
+    assert subscriber(app).digest_from is not None

@@ -14,7 +14,7 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.store.models import Participant, Token
 from mailflow.triage import Incoming
-from mailflow.workflow import participants, submissions
+from mailflow.workflow import participants, submissions, subscriptions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.states import Event
@@ -48,6 +48,8 @@ def handle_register(session: Session, incoming: Incoming, workflow: Workflow) ->
             ),
         )
         return f"register: incomplete ({len(problems)} to fix)"
+    if subscriptions.wants_digests(incoming.parsed.text):
+        subscriptions.join_when_registered(session, participant.email, workflow)
     submissions.ask_to_confirm(session, participant.email, incoming, workflow, None)
     return "register: waiting for the sender to confirm"
 
@@ -56,6 +58,7 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
     participant = session.get(Participant, token.participant_id)
     assert participant is not None
     participant.confirmed_at = workflow.clock.now()
+    subscriptions.registered(session, participant.email, workflow)
     waiting = participants.waiting_cases(session, participant)
     if not waiting:
         workflow.send(

@@ -13,6 +13,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailflow.forms import parse_form
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.store.models import Subscriber, Token
@@ -67,6 +68,36 @@ def handle_subscribe(session: Session, incoming: Incoming, workflow: Workflow) -
         ),
     )
     return "subscribe: waiting for the reply that confirms"
+
+
+_YES = frozenset({"yes", "y", "please", "true", "1", "ok"})
+
+
+def wants_digests(text: str) -> bool:
+    """A "Digests: yes" line in a registration."""
+    answer = parse_form(text, {"digests": "digests", "digest": "digests"}).get("digests", "")
+    return answer.strip().lower().rstrip(".!") in _YES
+
+
+def join_when_registered(session: Session, email: str, workflow: Workflow) -> None:
+    """Registering with "Digests: yes": subscribed once the address is
+    confirmed, which the registration already asks for."""
+    if find(session, email) is None:
+        session.add(
+            Subscriber(
+                email=email.strip().lower(),
+                secret=secrets.token_hex(16),
+                created_at=workflow.clock.now(),
+            )
+        )
+
+
+def registered(session: Session, email: str, workflow: Workflow) -> None:
+    """The address was confirmed by registering: a subscription waiting
+    for that confirmation starts (one left on purpose stays left)."""
+    subscriber = find(session, email)
+    if subscriber is not None and subscriber.confirmed_at is None and subscriber.left_at is None:
+        subscriber.confirmed_at = subscriber.digest_from = workflow.clock.now()
 
 
 def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
