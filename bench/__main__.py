@@ -5,19 +5,17 @@ other sections, the notes written by hand) as it is.
 accept: durable accept of mailflow's SMTP ingress against the bare
 aiosmtpd + fsync limit; servers run as subprocesses on 127.0.0.1 and stop
 by themselves. archive: full build and one incremental publish. fanout:
-one digest period for up to 100,000 subscribers."""
+one digest period for up to 100,000 subscribers. memory: peak RSS while a
+25 MB message arrives."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -26,52 +24,8 @@ from bench.archive import run_archive
 from bench.corpus import submission
 from bench.fanout import run_fanout
 from bench.load import LoadResult, send_all
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the server under test exited early")
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the server under test did not start")
-
-
-def start_sink(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.sink", str(port), str(folder), "900"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    wait_listening(port, process)
-    return process, port
-
-
-def start_mailflow(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    config = folder / "config.toml"
-    config.write_text(f"[smtp]\nport = {port}\n\n[archive]\nhttp_port = 0\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mailflow", "run", "--config", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_listening(port, process)
-    return process, port
+from bench.memory import run_memory
+from bench.servers import ROOT, start_mailflow, start_sink
 
 
 def measure(server: str, messages: list[bytes], connections: int) -> LoadResult:
@@ -166,7 +120,7 @@ def write_section(path: Path, name: str, lines: list[str], command: str) -> None
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("benchmark", choices=["accept", "archive", "fanout", "all"])
+    parser.add_argument("benchmark", choices=["accept", "archive", "fanout", "memory", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -189,6 +143,10 @@ def main() -> int:
     if args.benchmark in ("fanout", "all"):
         write_section(
             args.output, "fanout", run_fanout(args.quick), f"python -m bench fanout{quick}"
+        )
+    if args.benchmark in ("memory", "all"):
+        write_section(
+            args.output, "memory", run_memory(args.quick), f"python -m bench memory{quick}"
         )
     print(f"written to {args.output}")
     return 0

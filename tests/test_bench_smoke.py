@@ -43,3 +43,9 @@ def test_the_archive_benchmark_runs_and_writes_its_section(tmp_path: Path) -> No
 def test_the_fanout_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
     text = run_quick("fanout", tmp_path / "benchmarks.md")
     assert "| 200 |" in text and "<!-- /bench:fanout -->" in text
+
+
+@pytest.mark.slow
+def test_the_memory_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
+    text = run_quick("memory", tmp_path / "benchmarks.md")
+    assert "peak RSS MB" in text and "<!-- /bench:memory -->" in text

@@ -1,0 +1,56 @@
+"""Servers under test, as subprocesses on 127.0.0.1: the bare aiosmtpd
+limit and `mailflow run`. Each stops by itself or when terminated."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the server under test exited early")
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the server under test did not start")
+
+
+def start_sink(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.sink", str(port), str(folder), "900"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    wait_listening(port, process)
+    return process, port
+
+
+def start_mailflow(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    config = folder / "config.toml"
+    config.write_text(f"[smtp]\nport = {port}\n\n[archive]\nhttp_port = 0\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailflow", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(port, process)
+    return process, port
