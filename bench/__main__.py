@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.archive import run_archive
 from bench.corpus import submission
+from bench.endtoend import run_endtoend
 from bench.fanout import run_fanout
 from bench.load import LoadResult, send_all
 from bench.memory import run_memory
@@ -120,7 +121,9 @@ def write_section(path: Path, name: str, lines: list[str], command: str) -> None
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("benchmark", choices=["accept", "archive", "fanout", "memory", "all"])
+    parser.add_argument(
+        "benchmark", choices=["accept", "endtoend", "archive", "fanout", "memory", "all"]
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -135,6 +138,10 @@ def main() -> int:
             "accept",
             accept_section(rows, count, repetitions),
             f"python -m bench accept{quick}",
+        )
+    if args.benchmark in ("endtoend", "all"):
+        write_section(
+            args.output, "endtoend", run_endtoend(args.quick), f"python -m bench endtoend{quick}"
         )
     if args.benchmark in ("archive", "all"):
         write_section(

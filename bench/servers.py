@@ -42,10 +42,18 @@ def start_sink(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def start_mailflow(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+def mailflow_config(folder: Path, database_url: str = "") -> tuple[Path, int]:
+    """A config for a benchmark run in its own folder (SQLite there unless
+    a database URL is given); returns it and its SMTP port."""
     port = free_port()
     config = folder / "config.toml"
-    config.write_text(f"[smtp]\nport = {port}\n\n[archive]\nhttp_port = 0\n")
+    database = f'[database]\nurl = "{database_url}"\n\n' if database_url else ""
+    config.write_text(f"{database}[smtp]\nport = {port}\n\n[archive]\nhttp_port = 0\n")
+    return config, port
+
+
+def start_mailflow(folder: Path, database_url: str = "") -> tuple[subprocess.Popen[bytes], int]:
+    config, port = mailflow_config(folder, database_url)
     process = subprocess.Popen(
         [sys.executable, "-m", "mailflow", "run", "--config", str(config)],
         cwd=ROOT,

@@ -49,3 +49,9 @@ def test_the_fanout_benchmark_runs_and_writes_its_section(tmp_path: Path) -> Non
 def test_the_memory_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
     text = run_quick("memory", tmp_path / "benchmarks.md")
     assert "peak RSS MB" in text and "<!-- /bench:memory -->" in text
+
+
+@pytest.mark.slow
+def test_the_end_to_end_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
+    text = run_quick("endtoend", tmp_path / "benchmarks.md")
+    assert "| SQLite |" in text and "<!-- /bench:endtoend -->" in text
