@@ -13,6 +13,7 @@ import collections
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -73,7 +74,7 @@ def end_to_end(messages: list[bytes], database_url: str, profile: Path | None) -
         if profile is not None:
             sampler = subprocess.Popen(
                 [
-                    shutil.which("py-spy") or "py-spy",
+                    _py_spy(),
                     "record",
                     "--format",
                     "raw",
@@ -107,6 +108,13 @@ def end_to_end(messages: list[bytes], database_url: str, profile: Path | None) -
             process.terminate()
             process.wait(30)
     return len(messages) / seconds
+
+
+def _py_spy() -> str:
+    found = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if found is None:
+        raise RuntimeError("the profile needs py-spy: pip install -e '.[bench]'")
+    return found
 
 
 def limit(messages: list[bytes]) -> float:
