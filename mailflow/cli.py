@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from mailflow import casefile
+from mailflow import casefile, report
 from mailflow.app import App, Service, build
 from mailflow.clock import FixedClock, SystemClock
 from mailflow.config import Settings, config_path, load_settings
@@ -226,6 +226,32 @@ def cmd_digest_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    until = _day_arg(args.until, "--until") if args.until else datetime.now(UTC)
+    since = _day_arg(args.since, "--since") if args.since else datetime(2000, 1, 1, tzinfo=UTC)
+    if since >= until:
+        raise UsageError(f"--since {since:%Y-%m-%d} is not before --until {until:%Y-%m-%d}")
+    with _app(_settings(args)) as app, app.database.reading() as session:
+        built = report.build_report(session, app.workflow.economies, since, until)
+    formats = {
+        "text": report.as_text,
+        "markdown": lambda r: report.as_text(r, markdown=True),
+        "json": report.as_json,
+        "csv": report.as_csv,
+    }
+    sys.stdout.write(formats[args.format](built))
+    return 0
+
+
+def _day_arg(text: str, option: str) -> datetime:
+    """A date (YYYY-MM-DD, midnight UTC) or a full ISO 8601 time with offset."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a date; write e.g. 2026-10-01") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def cmd_economies(args: argparse.Namespace) -> int:
     settings = _settings(args)
     economies = Economies.with_overrides(settings.economy_overrides())
@@ -328,6 +354,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     act.add_argument("--reason", metavar="R", help="sent to the author")
     add("economies", cmd_economies, "list economies, focal points and travel eligibility")
+    reporting = add(
+        "report",
+        cmd_report,
+        "what was submitted, published and pending; time in each stage; focal points",
+    )
+    reporting.add_argument("--since", metavar="DATE", help="from this day (UTC), e.g. 2026-10-01")
+    reporting.add_argument("--until", metavar="DATE", help="to this day, not included")
+    reporting.add_argument(
+        "--format", choices=["text", "markdown", "json", "csv"], default="text", help="default text"
+    )
     tick = add(
         "tick",
         cmd_tick,

@@ -1,0 +1,152 @@
+"""`mailflow report` against a seeded history with known answers, on
+SQLite and PostgreSQL; every format parses."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mailflow.app import App, build
+from mailflow.cli import main
+from mailflow.clock import FixedClock
+from mailflow.config import Settings
+from mailflow.store.models import Case, Participant, Subscriber, TimedStep
+from mailflow.workflow import publishing
+from mailflow.workflow.states import Event, State
+
+T0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def history(settings: Settings) -> Iterator[App]:
+    """Three cases whose stays are known to the day:
+    1. Chile: confirm 1d, incomplete 1d, administrator 2d, focal point 4d, published;
+    2. Peru: administrator 3d, changes 5d, administrator 1d, rejected;
+    3. Chile: administrator 6d, then waiting at the focal point (2 reminders,
+       1 escalation)."""
+    clock = FixedClock(T0)
+    app = build(settings, clock)
+    engine, workflow = app.workflow.engine, app.workflow
+
+    def step(case: Case, event: Event, days: float) -> None:
+        clock.advance(days * DAY)
+        engine.transition(session, case, event, actor="test")
+
+    with app.database.transaction() as session:
+        ana = Participant(email="ana@example.org", economy="CL", created_at=T0, confirmed_at=T0)
+        bo = Participant(email="bo@example.org", economy="PE", created_at=T0, confirmed_at=T0)
+        session.add_all([ana, bo])
+        session.flush()
+
+        def case(author: Participant, state: State, economy: str, area: int, kind: str) -> Case:
+            opened = engine.open_case(
+                session, prefix="BP", author=author, state=state, message=None, thread_id=""
+            )
+            opened.economy, opened.area, opened.kind = economy, area, kind
+            opened.title = f"Case from {economy}"
+            return opened
+
+        first = case(ana, State.PENDING_CONFIRMATION, "CL", 1, "best_practice")
+        second = case(bo, State.ADMIN_REVIEW, "PE", 2, "experience")
+        step(first, Event.CONFIRMED, 1)  # day 1
+        step(first, Event.COMPLETED, 1)  # day 2
+        third = case(ana, State.ADMIN_REVIEW, "CL", 1, "best_practice")  # day 2
+        step(second, Event.CHANGES_REQUESTED, 1)  # day 3: 3 days at the administrator
+        step(first, Event.APPROVED, 1)  # day 4: 2 days
+        step(third, Event.APPROVED, 4)  # day 8: 6 days
+        step(first, Event.ENDORSED, 0)  # day 8: 4 days at the focal point
+        publishing.publish(session, first, workflow)
+        step(second, Event.REVISED, 0)  # day 8: 5 days with the author
+        step(second, Event.REJECTED, 1)  # day 9: 1 day
+        for kind, number in (("reminder", 1), ("reminder", 2), ("escalation", 0)):
+            session.add(
+                TimedStep(
+                    subject=f"case:{third.id}",
+                    kind=kind,
+                    episode=third.state_since,
+                    number=number,
+                    done_at=clock.now(),
+                )
+            )
+        session.add(
+            Subscriber(
+                email="reader@example.org",
+                secret="a" * 32,
+                created_at=T0,
+                confirmed_at=T0,
+                digest_from=T0,
+            )
+        )
+    yield app
+    app.database.dispose()
+
+
+def run(settings: Settings, capsys: pytest.CaptureFixture[str], *options: str) -> str:
+    period = ["--since", "2026-10-01", "--until", "2026-11-01"]
+    assert main(["report", *period, *options, "--config", str(settings.source)]) == 0
+    return capsys.readouterr().out
+
+
+def test_each_figure_of_the_report(
+    history: App, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads(run(settings, capsys, "--format", "json"))
+    assert data["submitted"] == 3
+    assert data["by_state"] == {"focal_review": 1, "published": 1, "rejected": 1}
+    assert data["by_economy"] == {"Chile": 2, "Peru": 1}
+    assert data["by_kind"] == {"Best practice": 2, "Experience": 1}
+    assert data["by_area"] == {"Access to Financial Services": 2, "Access to Technology": 1}
+    assert [c["id"] for c in data["published"]] == ["BP-2026-0001"]
+    stages = {s["stage"]: s for s in data["stages"]}
+    assert stages["with the administrator"] == {
+        "stage": "with the administrator",
+        "finished": 4,
+        "median_days": 2.5,  # stays of 2, 3, 1 and 6 days
+        "p90_days": 6.0,
+    }
+    assert stages["with the focal point"]["median_days"] == 4.0
+    assert stages["with the author for changes"]["median_days"] == 5.0
+    assert stages["waiting for the author to confirm"]["median_days"] == 1.0
+    chile = next(f for f in data["focal_points"] if f["economy"] == "Chile")
+    assert chile == {
+        "economy": "Chile",
+        "has_focal_point": False,
+        "cases": 2,
+        "reminders": 2,
+        "escalations": 1,
+        "median_days": 4.0,
+    }
+    assert data["participation"] == {
+        "registered_by_economy": {"Chile": 1, "Peru": 1},
+        "contributors": 2,
+        "subscribers": 1,
+    }
+
+    # A period that ends before anything happened has nothing in it.
+    assert main(["report", "--until", "2026-09-01", "--format", "json",
+                 "--config", str(settings.source)]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["submitted"] == 0
+
+
+def test_every_format_parses(
+    history: App, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = list(csv.DictReader(io.StringIO(run(settings, capsys, "--format", "csv"))))
+    assert {"section": "by_economy", "key": "Chile", "value": "2"} in rows
+    assert {"section": "stage_median_days", "key": "with the administrator", "value": "2.5"} in rows
+    text = run(settings, capsys)
+    assert text.startswith("mailflow report, 2026-10-01 to 2026-11-01\n3 submissions")
+    assert "BP-2026-0001  Case from CL" in text
+    markdown = run(settings, capsys, "--format", "markdown")
+    assert "| Stage | Stays | Median | 90th percentile |" in markdown
+
+
+def test_a_bad_date_is_named(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--since", "yesterday", "--config", str(settings.source)]) == 1
+    assert "--since 'yesterday' is not a date; write e.g. 2026-10-01" in capsys.readouterr().err
