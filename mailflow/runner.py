@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.notify.outbox import Outgoing
 from mailflow.parse import ParsedMessage, UnparseableMessage, parse_message
-from mailflow.routing import Route
+from mailflow.routing import Destination, Route
 from mailflow.spool import Envelope, Spool, SpoolEntry
 from mailflow.store.db import Database
 from mailflow.store.models import InboundMessage
@@ -119,15 +119,14 @@ class Runner:
     ) -> tuple[str, str]:
         router = self.workflow.router
         targets = destinations(parsed, envelope, router)
-        bounce = next((t for t in targets if t.route is Route.BOUNCES), None)
-        if bounce is not None:
-            # Our return path: bounces are what it is for. Its handler
-            # never answers, so machine mail is safe there.
-            incoming = Incoming(parsed, envelope, record, bounce)
-            return "handled: bounces", HANDLERS[Route.BOUNCES](session, incoming, self.workflow)
         silent = must_stay_silent(parsed, envelope, router)
         if silent is not None:
-            return "ignored", silent
+            # Machine mail is still acted on at our return path (bounces are
+            # what it is for) and at a one-step unsubscribe address (mail
+            # clients send those on their own); neither handler answers it.
+            targets = [t for t in targets if _acts_on_machine_mail(t)]
+            if not targets:
+                return "ignored", silent
         if not targets:
             recipients = ", ".join(envelope.recipients or parsed.recipients)
             return "unroutable", f"none of our addresses: {recipients}"[:2000]
@@ -191,3 +190,9 @@ def _describe(record: InboundMessage, parsed: ParsedMessage) -> None:
     record.message_id = parsed.message_id[:998]
     record.sender = parsed.sender[:320]
     record.subject = parsed.subject[:2000]
+
+
+def _acts_on_machine_mail(destination: Destination) -> bool:
+    return destination.route is Route.BOUNCES or (
+        destination.route is Route.UNSUBSCRIBE and bool(destination.tag)
+    )

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import Client, Mailbox, body_text, wait_until
-from mails import message, reply
+from mails import message, reply, submission
 from sqlalchemy import func, select
 
 from bench.seed import seed_published
@@ -146,16 +146,22 @@ def test_bounces_suspend_a_subscriber_and_the_summary_says_so(
 ) -> None:
     subscribed(client, outbox)
     secret = subscriber(app).secret
+    bounces = f"bounces+{secret}@mailflow.localhost"
     sent_before = len(outbox.messages())
-    for number in range(3):
-        bounce = message(
-            "MAILER-DAEMON@example.org",
-            f"bounces+{secret}@mailflow.localhost",
-            f"Undelivered Mail Returned to Sender {number}",
-            "550 5.1.1 <reader@example.org>: Recipient address rejected",
-            headers={"Auto-Submitted": "auto-replied"},
-        )
-        client.send(bounce, sender="", to=[f"bounces+{secret}@mailflow.localhost"])
+
+    def bounce(subject: str, text: str, sender: str = "") -> None:
+        mail = message("MAILER-DAEMON@example.org", bounces, subject, text)
+        client.send(mail, sender=sender, to=[bounces])
+
+    # Neither an out-of-office reply nor a delay warning is a failure.
+    client.send(message("boss@example.org", bounces, "Out of office", "Back on Monday."))
+    bounce("Delayed Mail (still being retried)", "Action: delayed\nStatus: 4.4.1\n")
+    for period in range(3):
+        digest_send(settings)  # a new digest period each time
+        bounce(f"Undelivered Mail Returned to Sender {period}", "Action: failed\nStatus: 5.1.1\n")
+        bounce("Undelivered Mail (the same period again)", "Action: failed\nStatus: 5.1.1\n")
+        wait_until(lambda: not app.spool.pending() and not any(app.spool.cur.iterdir()))
+        assert subscriber(app).bounces == period + 1  # once per period
     wait_until(lambda: subscriber(app).suspended_at is not None, what="the suspension")
     assert len(outbox.messages()) == sent_before  # a bounce is never answered
 
@@ -172,6 +178,29 @@ def test_bounces_suspend_a_subscriber_and_the_summary_says_so(
         m for m in outbox.to("admin@mailflow.localhost") if "Daily summary" in m["Subject"]
     ]
     assert summaries and READER in body_text(summaries[-1])
+
+
+def test_machine_mail_to_the_one_step_address_still_unsubscribes(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    subscribed(client, outbox)
+    leave = f"unsubscribe+{subscriber(app).secret}@mailflow.localhost"
+    automatic = message(
+        READER, leave, "unsubscribe", "", headers={"Auto-Submitted": "auto-generated"}
+    )
+    client.send(automatic)
+    wait_until(lambda: subscriber(app).left_at is not None, what="the unsubscription")
+    assert len(outbox.to(READER)) == 2  # no goodbye to machine mail
+
+
+def test_a_submission_copied_to_the_bounce_address_is_still_a_submission(
+    client: Client, outbox: Mailbox
+) -> None:
+    mail = submission()
+    client.send(mail, to=["submit@mailflow.localhost", "bounces@mailflow.localhost"])
+    assert outbox.wait_for(1, "ana@example.org")[-1]["Subject"].endswith(
+        "Please confirm your email address"
+    )
 
 
 def test_a_fan_out_killed_midway_sends_nobody_a_digest_twice(

@@ -50,6 +50,7 @@ class _Handler(SimpleHTTPRequestHandler):
     }
 
     unsubscriber: Unsubscriber | None = None
+    timeout = 30  # seconds a silent client may hold a thread
 
     def do_GET(self) -> None:
         if self._is_unsubscribe():
@@ -64,8 +65,11 @@ class _Handler(SimpleHTTPRequestHandler):
         if not self._is_unsubscribe() or self.unsubscriber is None:
             self.send_error(405)
             return
-        length = min(int(self.headers.get("Content-Length") or 0), 4096)
-        self.rfile.read(length)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        self.rfile.read(max(0, min(length, 4096)))  # the body says nothing we need
         left = self.unsubscriber.unsubscribe_by_link(self._secret())
         self._unsubscribe_page("done" if left else "unknown")
 

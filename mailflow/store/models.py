@@ -280,6 +280,7 @@ class Subscriber(Base):
     left_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
     suspended_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
     bounces: Mapped[int] = mapped_column(Integer, default=0)
+    last_bounce_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
     digest_from: Mapped[datetime | None] = mapped_column(Timestamp, default=None, index=True)
 
 

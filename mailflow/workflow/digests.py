@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.db import Database
-from mailflow.store.models import Case, DigestRun, Publication, Subscriber
+from mailflow.store.models import Case, Counter, DigestRun, Publication, Subscriber
 from mailflow.vocab import AREAS
 from mailflow.workflow import subscriptions
 from mailflow.workflow.context import Workflow
@@ -59,8 +59,15 @@ class Digests:
         self._base = settings.site.base_url.rstrip("/")
         self._one_click = bool(settings.archive.http_port)
 
-    def start(self, session: Session, period_end: datetime) -> bool:
-        """A new period, unless one ends at that very moment already."""
+    def start(self, session: Session) -> bool:
+        """A new period ending now, unless one ends at that very moment.
+
+        Publishing takes the "archive" counter row before it stamps
+        ``published_at``; waiting on that row here lets a publication in
+        progress commit first, so none can land behind a period's end
+        unseen (on SQLite, writers already run one at a time)."""
+        session.execute(select(Counter.value).where(Counter.name == "archive").with_for_update())
+        period_end = self.workflow.clock.now()
         exists = session.scalar(select(DigestRun.id).where(DigestRun.period_end == period_end))
         if exists:
             return False
@@ -68,14 +75,12 @@ class Digests:
         session.flush()
         return True
 
-    def start_now(self) -> datetime:
-        now = self.workflow.clock.now()
+    def start_now(self) -> None:
         try:
             with self.database.transaction() as session:
-                self.start(session, now)
+                self.start(session)
         except IntegrityError:
             pass  # started by another process at the same moment
-        return now
 
     def fan_out(self, progress: Progress = lambda _: None) -> FanOut:
         """Finish every period not yet finished, oldest first."""
@@ -143,7 +148,13 @@ class Digests:
                 assert start is not None
                 claimed = session.execute(
                     update(Subscriber)
-                    .where(Subscriber.id == subscriber.id, Subscriber.digest_from == start)
+                    .where(
+                        Subscriber.id == subscriber.id,
+                        Subscriber.digest_from == start,
+                        # Still on the list: someone may have left meanwhile.
+                        Subscriber.left_at.is_(None),
+                        Subscriber.suspended_at.is_(None),
+                    )
                     .values(digest_from=period_end)
                     .execution_options(synchronize_session=False)
                 )
@@ -163,7 +174,7 @@ class Digests:
         return bool(batch)
 
     def published_between(self, session: Session, start: datetime, end: datetime) -> list[Item]:
-        """Cases published in (start, end], in the order of the areas."""
+        """Cases published in (start, end] (the emails group them by area)."""
         rows = session.execute(
             select(Publication, Case)
             .join(Case, Case.id == Publication.case_id)

@@ -8,19 +8,21 @@ Addresses are stored lower-case; subscribing again is harmless.
 
 from __future__ import annotations
 
+import re
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailflow.forms import parse_form
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
-from mailflow.store.models import Subscriber, Token
-from mailflow.triage import Incoming
+from mailflow.store.models import DigestRun, Subscriber, Token
+from mailflow.triage import Incoming, is_bounce, must_stay_silent
 from mailflow.workflow.context import Workflow
 
 SUSPEND_AFTER_BOUNCES = 3
+_DELAYED = re.compile(r"^\s*Action:\s*(delayed|relayed|delivered|expanded)\b", re.I | re.M)
 
 
 def find(session: Session, email: str) -> Subscriber | None:
@@ -147,6 +149,10 @@ def leave(
     if subscriber.left_at is not None:
         return f"unsubscribe: {subscriber.email} had already left"
     subscriber.left_at = workflow.clock.now()
+    if incoming is not None and must_stay_silent(
+        incoming.parsed, incoming.envelope, workflow.router
+    ):
+        return f"unsubscribed {subscriber.email} (machine mail: no goodbye)"
     workflow.send(
         session,
         Outgoing("unsubscribed", subscriber.email, {"was": True}, answering=incoming),
@@ -165,12 +171,21 @@ def leave_by_secret(session: Session, secret: str, workflow: Workflow) -> str | 
 
 def record_bounce(session: Session, incoming: Incoming, workflow: Workflow) -> str:
     """A digest bounced (its return path names the subscriber). Never
-    answered; repeated bounces suspend the subscriber, and the daily
-    summary tells the administrator."""
+    answered. A failure counts once per digest period; auto-replies and
+    delay warnings do not count. Bounces in three periods suspend the
+    subscriber, and the daily summary tells the administrator."""
     assert incoming.destination is not None
     subscriber = by_secret(session, incoming.destination.tag)
     if subscriber is None:
         return "kept: mail to the bounce address"
+    if not is_bounce(incoming.parsed, incoming.envelope, workflow.router):
+        return f"kept: not a bounce (an auto-reply?) for {subscriber.email}"
+    if _DELAYED.search(incoming.parsed.text):
+        return f"kept: a delay warning for {subscriber.email}"
+    period = session.scalar(select(func.max(DigestRun.started_at)))
+    if subscriber.last_bounce_at and (period is None or subscriber.last_bounce_at >= period):
+        return f"kept: {subscriber.email} bounced in this digest period already"
+    subscriber.last_bounce_at = workflow.clock.now()
     subscriber.bounces += 1
     if subscriber.bounces >= SUSPEND_AFTER_BOUNCES and subscriber.suspended_at is None:
         subscriber.suspended_at = workflow.clock.now()

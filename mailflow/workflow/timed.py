@@ -278,7 +278,18 @@ class Timed:
         try:
             with self.database.transaction() as session:
                 token = session.get(Token, token_id)
-                participant = session.get(Participant, token.participant_id) if token else None
+                # Locked and read afresh: a confirmation committing meanwhile
+                # is seen, and its sender is not told it came too late.
+                participant = (
+                    session.get(
+                        Participant,
+                        token.participant_id,
+                        with_for_update=True,
+                        populate_existing=True,
+                    )
+                    if token
+                    else None
+                )
                 if token is None or participant is None:
                     return 0
                 if not self._claim(
@@ -358,7 +369,7 @@ class Timed:
             return job(session, row.last_run_at)
 
     def _digest_period(self, session: Session, _since: datetime | None) -> bool:
-        return self.digests.start(session, self.workflow.clock.now())
+        return self.digests.start(session)
 
     def _daily_summary(self, session: Session, since: datetime | None) -> bool:
         return summary.send_daily_summary(session, self.workflow, since)

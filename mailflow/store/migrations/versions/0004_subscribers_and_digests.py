@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("left_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("suspended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("bounces", sa.Integer(), nullable=False),
+        sa.Column("last_bounce_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("digest_from", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("email"),
