@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import Mailbox, body_text
 
 from mailflow.app import App, build
 from mailflow.cli import main
@@ -150,3 +151,19 @@ def test_every_format_parses(
 def test_a_bad_date_is_named(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--since", "yesterday", "--config", str(settings.source)]) == 1
     assert "--since 'yesterday' is not a date; write e.g. 2026-10-01" in capsys.readouterr().err
+
+
+def test_the_administrators_get_last_month_on_the_first(
+    history: App, settings: Settings, outbox: Mailbox
+) -> None:
+    for _ in range(2):  # the same moment twice: one report
+        assert main(["tick", "--now", "2026-11-01T07:00:00+00:00",
+                     "--config", str(settings.source)]) == 0  # fmt: skip
+    (monthly,) = [m for m in outbox.to("admin@mailflow.localhost") if "Monthly" in m["Subject"]]
+    assert monthly["Subject"] == "Monthly report: October 2026"
+    text = body_text(monthly)
+    assert "mailflow report, 2026-10-01 to 2026-11-01" in text and "3 submissions" in text
+    (attachment,) = list(monthly.iter_attachments())
+    assert attachment.get_filename() == "mailflow-report-2026-10.csv"
+    rows = list(csv.DictReader(io.StringIO(attachment.get_content())))
+    assert {"section": "submitted", "key": "total", "value": "3"} in rows

@@ -1,7 +1,7 @@
 """Work that time alone causes (SPEC sections 4 and 8): reminders to silent
 focal points, escalation to the administrator, a word to authors whose case
 waits long, expiry of unconfirmed submissions, and the cron-scheduled jobs
-(the daily summary).
+(the daily summary, digests, the monthly report).
 
 Nothing here keeps time of its own: what is due is computed from
 timestamps in the database and the clock's ``now``, so `mailflow tick
@@ -23,8 +23,9 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mailflow import report
 from mailflow.cron import first_fire, next_fire
-from mailflow.notify.outbox import Outgoing
+from mailflow.notify.outbox import FileAttachment, Outgoing
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Participant, Schedule, TimedStep, Token
 from mailflow.workflow import review, summary, waiting
@@ -34,6 +35,8 @@ from mailflow.workflow.states import Event, State
 
 log = logging.getLogger(__name__)
 
+# The administrators' report of the month before, on the 1st (UTC).
+MONTHLY_REPORT = "0 7 1 * *"
 # An author whose case waits this many reminder periods hears where it stands.
 AUTHOR_UPDATE_AFTER_REMINDER_PERIODS = 2
 
@@ -78,6 +81,7 @@ class Timed:
         self.jobs: dict[str, tuple[str, Callable[[Session, datetime | None], bool]]] = {
             "daily_summary": (self.settings.daily_summary, self._daily_summary),
             "digest": (workflow.settings.digest.schedule, self._digest_period),
+            "monthly_report": (MONTHLY_REPORT, self._monthly_report),
         }
 
     def tick(self) -> TickReport:
@@ -370,6 +374,27 @@ class Timed:
 
     def _digest_period(self, session: Session, _since: datetime | None) -> bool:
         return self.digests.start(session)
+
+    def _monthly_report(self, session: Session, _since: datetime | None) -> bool:
+        """The whole previous calendar month, for every administrator."""
+        now = self.workflow.clock.now()
+        until = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        since = (until - timedelta(days=1)).replace(day=1)
+        figures = report.build_report(session, self.workflow.economies, since, until)
+        attachment = FileAttachment(
+            f"mailflow-report-{since:%Y-%m}.csv", "text/csv", report.as_csv(figures).encode()
+        )
+        for admin in self.workflow.admins:
+            self.workflow.send(
+                session,
+                Outgoing(
+                    "monthly_report",
+                    admin,
+                    {"month": since, "report": report.as_text(figures)},
+                    attachments=(attachment,),
+                ),
+            )
+        return True
 
     def _daily_summary(self, session: Session, since: datetime | None) -> bool:
         return summary.send_daily_summary(session, self.workflow, since)
