@@ -240,6 +240,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         "csv": report.as_csv,
     }
     sys.stdout.write(formats[args.format](built))
+    if args.html:
+        Path(args.html).write_text(report.as_html(built))
+        print(f"charts written to {args.html}", file=sys.stderr)
     return 0
 
 
@@ -363,6 +366,9 @@ def _parser() -> argparse.ArgumentParser:
     reporting.add_argument("--until", metavar="DATE", help="to this day, not included")
     reporting.add_argument(
         "--format", choices=["text", "markdown", "json", "csv"], default="text", help="default text"
+    )
+    reporting.add_argument(
+        "--html", metavar="FILE", help="also write a page with charts (no scripts) to FILE"
     )
     tick = add(
         "tick",

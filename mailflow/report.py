@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from mailflow.economies import Economies
+from mailflow.notify.render import TEMPLATES
 from mailflow.store.models import Case, CaseEvent, Participant, Publication, Subscriber, TimedStep
 from mailflow.vocab import AREAS, Kind
 
@@ -343,3 +345,26 @@ def as_text(report: Report, markdown: bool = False) -> str:
     lines.append(f"Contributors in the period: {report.participation['contributors']}")
     lines.append(f"Subscribers now: {report.participation['subscribers']}")
     return "\n".join(lines) + "\n"
+
+
+def as_html(report: Report) -> str:
+    """One page with bar charts drawn here as inline SVG: no script, no
+    external file, printable; every text from the database escaped."""
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
+    )
+    charts = {
+        "state": _bars(report.by_state),
+        "area": _bars(report.by_area),
+        "economy": _bars(report.by_economy),
+        "stages": _bars({s.stage: s.median_days for s in report.stages if s.median_days}),
+    }
+    return environment.get_template("report/report.html.j2").render(report=report, charts=charts)
+
+
+def _bars(values: dict[str, Any], longest: int = 330) -> list[dict[str, Any]]:
+    top = max([float(v) for v in values.values()] or [0]) or 1
+    return [
+        {"label": label, "value": value, "width": round(float(value) / top * longest, 1)}
+        for label, value in values.items()
+    ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import shutil
 import smtplib
 import socket
 import time
@@ -207,3 +208,28 @@ def body_html(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("html",))
     assert part is not None
     return str(part.get_content())
+
+
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium through chromedriver (selenium)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    if not os.path.exists(CHROMEDRIVER):
+        if os.environ.get("MAILFLOW_TEST_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromedriver is not installed (apt-get install chromium chromium-driver)")
+        pytest.skip("chromedriver is not installed (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if shutil.which("chromium"):
+        options.binary_location = str(shutil.which("chromium"))
+    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()

@@ -4,14 +4,8 @@ searches, opens a case; script payloads in titles and summaries stay text."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-
 import pytest
 from conftest import wait_until
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -24,25 +18,6 @@ from mailflow.config import Settings
 pytestmark = pytest.mark.browser
 
 PAYLOAD = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-@pytest.fixture
-def browser() -> Iterator[WebDriver]:
-    if not os.path.exists(CHROMEDRIVER):
-        if os.environ.get("MAILFLOW_TEST_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromedriver is not installed (apt-get install chromium chromium-driver)")
-        pytest.skip("chromedriver is not installed (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    if shutil.which("chromium"):
-        options.binary_location = str(shutil.which("chromium"))
-    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
 
 
 def seeded_archive(app: App, settings: Settings) -> str:

@@ -8,9 +8,12 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import html5lib
 import pytest
 from conftest import Mailbox, body_text
+from selenium.webdriver.common.by import By
 
 from mailflow.app import App, build
 from mailflow.cli import main
@@ -167,3 +170,28 @@ def test_the_administrators_get_last_month_on_the_first(
     assert attachment.get_filename() == "mailflow-report-2026-10.csv"
     rows = list(csv.DictReader(io.StringIO(attachment.get_content())))
     assert {"section": "submitted", "key": "total", "value": "3"} in rows
+
+
+@pytest.mark.browser
+def test_the_html_report_renders_in_chromium(
+    history: App, settings: Settings, capsys: pytest.CaptureFixture[str], browser: Any
+) -> None:
+    page = settings.source.parent / "report.html"
+    run(settings, capsys, "--html", str(page))
+    html = page.read_text()
+    html5lib.HTMLParser(strict=True).parse(html)
+    assert "<script" not in html
+    browser.get(page.as_uri())
+    assert browser.title == "mailflow report, 2026-10-01 to 2026-11-01"
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert [c.get_attribute("aria-label") for c in charts] == [
+        "Cases by state",
+        "Cases by priority area",
+        "Cases by economy",
+        "Median days in each stage",
+    ]
+    bars = charts[2].find_elements(By.TAG_NAME, "rect")
+    widths = [float(bar.get_attribute("width")) for bar in bars]
+    assert widths == [330.0, 165.0]  # Chile 2, Peru 1
+    assert all(bar.size["width"] > 0 for bar in bars)  # drawn, not just written
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
