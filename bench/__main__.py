@@ -26,6 +26,7 @@ from bench.endtoend import run_endtoend
 from bench.fanout import run_fanout
 from bench.load import LoadResult, send_all
 from bench.memory import run_memory
+from bench.report import run_report
 from bench.servers import ROOT, start_mailflow, start_sink
 
 
@@ -122,7 +123,7 @@ def write_section(path: Path, name: str, lines: list[str], command: str) -> None
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
-        "benchmark", choices=["accept", "endtoend", "archive", "fanout", "memory", "all"]
+        "benchmark", choices=["accept", "endtoend", "archive", "fanout", "memory", "report", "all"]
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -154,6 +155,10 @@ def main() -> int:
     if args.benchmark in ("memory", "all"):
         write_section(
             args.output, "memory", run_memory(args.quick), f"python -m bench memory{quick}"
+        )
+    if args.benchmark in ("report", "all"):
+        write_section(
+            args.output, "report", run_report(args.quick), f"python -m bench report{quick}"
         )
     print(f"written to {args.output}")
     return 0

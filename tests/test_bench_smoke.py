@@ -55,3 +55,9 @@ def test_the_memory_benchmark_runs_and_writes_its_section(tmp_path: Path) -> Non
 def test_the_end_to_end_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
     text = run_quick("endtoend", tmp_path / "benchmarks.md")
     assert "| SQLite |" in text and "<!-- /bench:endtoend -->" in text
+
+
+@pytest.mark.slow
+def test_the_report_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
+    text = run_quick("report", tmp_path / "benchmarks.md")
+    assert "| 200 |" in text and "<!-- /bench:report -->" in text
