@@ -293,7 +293,7 @@ def as_text(report: Report, markdown: bool = False) -> str:
             lines.append("|" + "|".join(" --- " for _ in header) + "|")
             lines.extend("| " + " | ".join(row) + " |" for row in cells)
             return
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
         for row in [header, *cells]:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 

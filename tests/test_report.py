@@ -136,6 +136,8 @@ def test_each_figure_of_the_report(
     assert main(["report", "--until", "2026-09-01", "--format", "json",
                  "--config", str(settings.source)]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["submitted"] == 0
+    assert main(["report", "--until", "2026-09-01", "--config", str(settings.source)]) == 0
+    assert "0 submissions in the period." in capsys.readouterr().out  # empty tables too
 
 
 def test_every_format_parses(

@@ -97,7 +97,12 @@ class Timed:
         for token_id in self._unconfirmed(now):
             report.expired += self._expire_confirmation(token_id)
         for name in self.jobs:
-            if self._run_job(name, now):
+            try:
+                ran = self._run_job(name, now)
+            except Exception:  # rolled back: the next tick tries it again
+                log.exception("scheduled job %s failed", name)
+                continue
+            if ran:
                 report.jobs.append(name)
         report.digests = self.digests.fan_out().sent  # also finishes one cut short
         if report.anything:
