@@ -40,24 +40,17 @@ def test_the_archive_benchmark_runs_and_writes_its_section(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_the_fanout_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
-    text = run_quick("fanout", tmp_path / "benchmarks.md")
-    assert "| 200 |" in text and "<!-- /bench:fanout -->" in text
-
-
-@pytest.mark.slow
-def test_the_memory_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
-    text = run_quick("memory", tmp_path / "benchmarks.md")
-    assert "peak RSS MB" in text and "<!-- /bench:memory -->" in text
-
-
-@pytest.mark.slow
-def test_the_end_to_end_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
-    text = run_quick("endtoend", tmp_path / "benchmarks.md")
-    assert "| SQLite |" in text and "<!-- /bench:endtoend -->" in text
-
-
-@pytest.mark.slow
-def test_the_report_benchmark_runs_and_writes_its_section(tmp_path: Path) -> None:
-    text = run_quick("report", tmp_path / "benchmarks.md")
-    assert "| 200 |" in text and "<!-- /bench:report -->" in text
+@pytest.mark.parametrize(
+    ("benchmark", "shown"),
+    [
+        ("fanout", "| 200 |"),
+        ("memory", "peak RSS MB"),
+        ("endtoend", "| SQLite |"),
+        ("report", "| 200 |"),
+    ],
+)
+def test_each_benchmark_runs_and_writes_its_section(
+    benchmark: str, shown: str, tmp_path: Path
+) -> None:
+    text = run_quick(benchmark, tmp_path / "benchmarks.md")
+    assert shown in text and f"<!-- /bench:{benchmark} -->" in text
