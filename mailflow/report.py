@@ -357,7 +357,9 @@ def as_html(report: Report) -> str:
         "state": _bars(report.by_state),
         "area": _bars(report.by_area),
         "economy": _bars(report.by_economy),
-        "stages": _bars({s.stage: s.median_days for s in report.stages if s.median_days}),
+        "stages": _bars(
+            {s.stage: s.median_days for s in report.stages if s.median_days is not None}
+        ),
     }
     return environment.get_template("report/report.html.j2").render(report=report, charts=charts)
 
