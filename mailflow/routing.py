@@ -76,6 +76,11 @@ class Router:
         """Whether mail to this address has somewhere to go (RCPT check)."""
         return self.first([address]) is not None
 
+    @property
+    def loop_marker(self) -> str:
+        """What our ``X-Loop`` header says: mail carrying it came from us."""
+        return f"mailflow@{self.domain}"
+
     def is_ours(self, address: str) -> bool:
         return (
             self.resolve(address) is not None or parseaddr(address)[1].lower() in self._own_senders

@@ -40,6 +40,10 @@ def is_from_ourselves(parsed: ParsedMessage, envelope: Envelope, router: Router)
     return router.is_ours(parsed.sender) or router.is_ours(envelope.sender)
 
 
+def carries_our_loop_marker(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool:
+    return router.loop_marker in parsed.header("x-loop").lower()
+
+
 def is_bounce(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool:
     content_type = parsed.header("content-type").lower()
     # A null return path marks a bounce whichever way the message came in
@@ -53,7 +57,9 @@ def is_bounce(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool
         null_sender
         or parsed.header("return-path").strip() == "<>"
         or parsed.sender.startswith(_BOUNCE_SENDERS)
-        or ("multipart/report" in content_type and "delivery-status" in content_type)
+        or sender.startswith(_BOUNCE_SENDERS)
+        # Delivery and disposition notifications (read receipts) alike.
+        or "multipart/report" in content_type
     )
 
 
@@ -73,6 +79,7 @@ Rule = Callable[[ParsedMessage, Envelope, Router], bool]
 # (outcome recorded on the message, rule): first match wins.
 SILENT_RULES: tuple[tuple[str, Rule], ...] = (
     ("ignored: from ourselves", is_from_ourselves),
+    ("ignored: our own X-Loop", carries_our_loop_marker),
     ("ignored: bounce", is_bounce),
     ("ignored: auto-submitted", is_auto_submitted),
 )

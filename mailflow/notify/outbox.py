@@ -105,6 +105,9 @@ class Outbox:
         message["Auto-Submitted"] = "auto-replied" if outgoing.answering else "auto-generated"
         # Asks Exchange and similar servers not to send out-of-office replies.
         message["X-Auto-Response-Suppress"] = "All"
+        # Seen again on our way in (a forward, a robot quoting us back), it
+        # marks the message as ours: the triage then never answers it.
+        message["X-Loop"] = self._router.loop_marker
         if outgoing.reply_to:
             message["Reply-To"] = outgoing.reply_to
         for name, value in outgoing.headers:
