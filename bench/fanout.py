@@ -7,33 +7,17 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.archive import fresh_app
-from bench.seed import seed_published
-from mailflow.store.models import Subscriber
-
-CHUNK = 10_000
+from bench.seed import seed_published, seed_subscribers
 
 
 def measure(subscribers: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="mailflow-bench-fanout-") as folder:
         app = fresh_app(Path(folder))
         try:
-            joined = datetime.now(UTC) - timedelta(days=1)
-            for first in range(0, subscribers, CHUNK):
-                with app.database.transaction() as session:
-                    session.add_all(
-                        Subscriber(
-                            email=f"reader{n}@example.org",
-                            secret=f"{n:032x}",
-                            created_at=joined,
-                            confirmed_at=joined,
-                            digest_from=joined,
-                        )
-                        for n in range(first, min(subscribers, first + CHUNK))
-                    )
+            seed_subscribers(app, subscribers)
             seed_published(app, 8)
             digests = app.timed.digests
             digests.start_now()

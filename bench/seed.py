@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from mailflow.app import App
-from mailflow.store.models import Case, Document, InboundMessage, Participant
+from mailflow.store.models import Case, Document, InboundMessage, Participant, Subscriber
 from mailflow.vocab import AREAS, Kind
 from mailflow.workflow import publishing
 from mailflow.workflow.states import State
@@ -92,6 +93,23 @@ def seed_published(
                 publishing.publish(session, case, workflow)
                 ids.append(case.public_id)
     return ids
+
+
+def seed_subscribers(app: App, count: int, batch: int = 10_000) -> None:
+    """Confirmed subscribers since yesterday, reader0@example.org and on."""
+    joined = datetime.now(UTC) - timedelta(days=1)
+    for first in range(0, count, batch):
+        with app.database.transaction() as session:
+            session.add_all(
+                Subscriber(
+                    email=f"reader{n}@example.org",
+                    secret=f"{n:032x}",
+                    created_at=joined,
+                    confirmed_at=joined,
+                    digest_from=joined,
+                )
+                for n in range(first, min(count, first + batch))
+            )
 
 
 def _document(case: Case, source: InboundMessage) -> Document:

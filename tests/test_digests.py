@@ -17,7 +17,7 @@ from conftest import Client, Mailbox, body_text, wait_until
 from mails import message, reply, submission
 from sqlalchemy import func, select
 
-from bench.seed import seed_published
+from bench.seed import seed_published, seed_subscribers
 from mailflow.app import App
 from mailflow.cli import main
 from mailflow.config import Settings
@@ -206,18 +206,7 @@ def test_a_submission_copied_to_the_bounce_address_is_still_a_submission(
 def test_a_fan_out_killed_midway_sends_nobody_a_digest_twice(
     app: App, settings: Settings, outbox: Mailbox
 ) -> None:
-    start = datetime.now(UTC) - timedelta(days=1)
-    with app.database.transaction() as session:
-        session.add_all(
-            Subscriber(
-                email=f"reader{n}@example.org",
-                secret=f"{n:032x}",
-                created_at=start,
-                confirmed_at=start,
-                digest_from=start,
-            )
-            for n in range(1600)
-        )
+    seed_subscribers(app, 1600)
     seed_published(app, 2)
     command = [sys.executable, "-m", "mailflow", "digest", "send", "--config", str(settings.source)]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
