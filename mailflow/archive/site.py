@@ -76,7 +76,6 @@ class CaseView:
     organization: str
     summary: str
     published: datetime
-    seq: int
 
     @property
     def url(self) -> str:
@@ -133,10 +132,14 @@ def _linked(text: str) -> Markup:
     return Markup("").join(parts)
 
 
+def extension_of(content_type: str) -> str:
+    return next((ext for ext, kind in FORMATS.items() if kind == content_type), "bin")
+
+
 def web_name(filename: str, content_type: str, fallback: str) -> str:
     """A file name safe in a URL and on any disk, with the extension of
     the format the document really is."""
-    extension = next((ext for ext, kind in FORMATS.items() if kind == content_type), "bin")
+    extension = extension_of(content_type)
     stem = filename.rsplit(".", 1)[0] if "." in filename else filename
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:80] or fallback
     return f"{stem}.{extension}"
@@ -330,7 +333,7 @@ class Site:
             download = Download(
                 web_name(document.filename, document.content_type, view.id),
                 document.size,
-                web_name("x", document.content_type, "x").rsplit(".", 1)[1].upper(),
+                extension_of(document.content_type).upper(),
             )
             target = self.root / view.url / download.name
             if not target.exists() or target.stat().st_size != document.size:
@@ -421,7 +424,6 @@ class Site:
             organization=shown(case.organization),
             summary=shown(case.summary),
             published=publication.published_at,
-            seq=publication.seq,
         )
 
     def _page(self, path: str, template: str, *, durable: bool, **context: Any) -> None:

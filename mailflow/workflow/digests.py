@@ -13,7 +13,6 @@ same period twice.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,8 +27,6 @@ from mailflow.store.models import Case, Counter, DigestRun, Publication, Subscri
 from mailflow.vocab import AREAS
 from mailflow.workflow import subscriptions
 from mailflow.workflow.context import Workflow
-
-log = logging.getLogger(__name__)
 
 BATCH = 500
 Progress = Callable[[str], None]
