@@ -1,7 +1,8 @@
 """The composition root: builds every part from Settings, and runs them.
 
 ``build`` wires the parts for any command; ``Service`` is `mailflow run`:
-the SMTP/LMTP ingress, worker threads draining the spool, a sender
+the SMTP/LMTP ingress (and, with ``[imap]``, a thread reading a mailbox),
+worker threads draining the spool, a sender
 thread draining the outbox, and the archive: a thread rewriting the pages
 of changed cases and, on ``[archive].http_port``, a web server for them.
 The threads wake as soon as there is work and otherwise poll, so work
@@ -26,6 +27,8 @@ from mailflow.config import Settings
 from mailflow.cron import Ticker
 from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
+from mailflow.errors import ConfigError
+from mailflow.ingress.imap import ImapIngress
 from mailflow.ingress.smtp import IngressController, IngressHandler
 from mailflow.notify.outbox import Outbox
 from mailflow.notify.render import Renderer, mailto
@@ -135,6 +138,19 @@ def _transport(settings: Settings) -> Transport:
     )
 
 
+def _imap_ingress(app: App, on_spooled: Callable[[], None]) -> ImapIngress | None:
+    imap = app.settings.imap
+    if imap is None:
+        return None
+    password = os.environ.get(imap.password_env)
+    if password is None:
+        raise ConfigError(
+            f"{app.settings.source}: [imap] password_env names ${imap.password_env}, "
+            "which is not set; export it with the mailbox password"
+        )
+    return ImapIngress(imap, password, app.spool, on_spooled, app.settings.limits.max_message_bytes)
+
+
 class Service:
     """Everything `mailflow run` starts, and stops again."""
 
@@ -146,6 +162,8 @@ class Service:
         self._outbox_waiting = threading.Event()
         self._archive_waiting = threading.Event()
         self._threads: list[threading.Thread] = []
+        # First, as it can fail on configuration: before any socket is open.
+        self.imap = _imap_ingress(app, self._mail_waiting.set)
         settings = app.settings
         archive = settings.archive
         self.archive_server = (
@@ -173,6 +191,9 @@ class Service:
         self._spawn("outbox", self._send)
         self._spawn("archive", self._publish)
         self.ingress.start()
+        imap = self.imap
+        if imap:
+            self._spawn("imap", lambda: imap.run(self._stopping))
         if self.archive_server:
             self.archive_server.start()
         self.ticker.start()

@@ -92,6 +92,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             if settings.archive.http_port
             else f", archive written to {settings.archive.output_dir}"
         )
+        + (
+            f", reading {settings.imap.folder} of {settings.imap.username} "
+            f"at {settings.imap.host}:{settings.imap.port}"
+            if settings.imap
+            else ""
+        )
         + ". Press Ctrl-C to stop.",
         flush=True,
     )

@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from mailflow.cron import parse_cron
 from mailflow.economies import builtin_economies
@@ -27,9 +34,11 @@ from mailflow.errors import ConfigError
 CONFIG_ENV = "MAILFLOW_CONFIG"
 ENV_PREFIX = "MAILFLOW_"
 
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _EMAIL = re.compile(r"^[^@\s<>]+@[A-Za-z0-9.-]+$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
-_LOCAL_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+# A '+' inside is for a shared mailbox: `mailflow+submit` (SPEC section 2).
+_LOCAL_PART = re.compile(r"^[A-Za-z0-9._-]+(\+[A-Za-z0-9._-]+)?$")
 
 
 def _email(value: str) -> str:
@@ -45,8 +54,11 @@ def _domain(value: str) -> str:
 
 
 def _local_part(value: str) -> str:
-    if not _LOCAL_PART.match(value) or "+" in value:
-        raise ValueError("must be a local part of letters, digits, '.', '_' or '-' (no '+')")
+    if not _LOCAL_PART.match(value):
+        raise ValueError(
+            "must be a local part of letters, digits, '.', '_' or '-', "
+            "with at most one '+' inside (mailflow+submit)"
+        )
     return value.lower()
 
 
@@ -91,10 +103,22 @@ class ImapSettings(Section):
     host: str
     port: Port = 993
     ssl: bool = True
+    starttls: bool = False
     username: str
     password_env: str = "MAILFLOW_IMAP_PASSWORD"
     folder: str = "INBOX"
     processed_folder: str = "mailflow/processed"
+
+    @model_validator(mode="after")
+    def _password_never_in_clear(self) -> ImapSettings:
+        if self.ssl and self.starttls:
+            raise ValueError("set ssl = true (port 993) or starttls = true (port 143), not both")
+        if not (self.ssl or self.starttls) and self.host not in _LOOPBACK:
+            raise ValueError(
+                f"ssl = false and starttls = false would send the password to {self.host} "
+                "in clear; that is allowed only for 127.0.0.1 or localhost"
+            )
+        return self
 
 
 class SpoolSettings(Section):

@@ -1,8 +1,11 @@
 """Which of our addresses a message was sent to (SPEC section 2).
 
 Local parts come from ``[addresses]``; a plus-tag carries a token or a case
-ID (``actions+TOKEN@``, ``comment+BP-2026-0001@``). Routing is by address
-only; what a route does is the workflow's business.
+ID (``actions+TOKEN@``, ``comment+BP-2026-0001@``). A local part may hold a
+'+' itself, for a single shared mailbox read over IMAP
+(``mailflow+submit@``, ``mailflow+actions+TOKEN@``): the longest local part
+that matches wins. Routing is by address only; what a route does is the
+workflow's business.
 """
 
 from __future__ import annotations
@@ -55,11 +58,11 @@ class Router:
         local, _, domain = parseaddr(address)[1].lower().rpartition("@")
         if domain != self.domain or not local:
             return None
-        base, _, tag = local.partition("+")
-        route = self._by_local.get(base)
-        if route is None:
-            return None
-        return Destination(route, tag, f"{local}@{domain}")
+        for base in _bases_longest_first(local):
+            route = self._by_local.get(base)
+            if route is not None:
+                return Destination(route, local[len(base) + 1 :], f"{local}@{domain}")
+        return None
 
     def first(self, addresses: Iterable[str]) -> Destination | None:
         for address in addresses:
@@ -85,3 +88,10 @@ class Router:
         return (
             self.resolve(address) is not None or parseaddr(address)[1].lower() in self._own_senders
         )
+
+
+def _bases_longest_first(local: str) -> list[str]:
+    """``a+b+c`` -> ``a+b+c``, ``a+b``, ``a``: the local part and each of its
+    plus-prefixes, whichever of them is one of ours."""
+    parts = local.split("+")
+    return ["+".join(parts[:n]) for n in range(len(parts), 0, -1)]

@@ -20,6 +20,7 @@ from mailflow.store.models import InboundMessage
 
 _AUTOMATED_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
 _BOUNCE_SENDERS = ("mailer-daemon@", "postmaster@")
+_SOURCES_WITHOUT_SENDER = frozenset({"ingest", "imap"})
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,12 @@ def is_bounce(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool
     content_type = parsed.header("content-type").lower()
     # A null return path marks a bounce whichever way the message came in
     # (SMTP, LMTP, or a pipe given --sender "" or MAILER-DAEMON by Postfix).
-    # (`mailflow ingest` without --sender knows no sender: "" is not null there.)
+    # `mailflow ingest` without --sender and a mailbox message without a
+    # Return-Path know no sender: "" is not null there (the Return-Path
+    # header test below still sees a null one).
     sender = envelope.sender.strip().lower()
     null_sender = sender in ("<>", "mailer-daemon") or (
-        sender == "" and envelope.source != "ingest"
+        sender == "" and envelope.source not in _SOURCES_WITHOUT_SENDER
     )
     return (
         null_sender
