@@ -74,7 +74,7 @@ def seed_published(
             session.flush()
             for number in range(start, min(count, start + BATCH)):
                 words = " ".join(rng.choice(WORDS) for _ in range(60))
-                kind = rng.choice(list(Kind))
+                kind = rng.choice([Kind.BEST_PRACTICE, Kind.EXPERIENCE])
                 case = workflow.engine.open_case(
                     session,
                     prefix=kind.prefix,

@@ -16,10 +16,14 @@ from mailflow.vocab import AREAS, Kind
 from mailflow.workflow.engine import find_case
 
 
-def list_cases(session: Session, state: str | None) -> list[dict[str, str]]:
+def list_cases(
+    session: Session, state: str | None, kind: str | None = None
+) -> list[dict[str, str]]:
     query = select(Case).order_by(Case.id)
     if state:
         query = query.where(Case.state == state)
+    if kind:
+        query = query.where(Case.kind == kind)
     return [
         {
             "id": case.public_id,
@@ -60,6 +64,13 @@ def case_file(session: Session, public_id: str, economies: Economies) -> dict[st
         "organization": case.organization,
         "summary": case.summary,
         "second_contact": case.second_contact,
+        "about": case.about.public_id if case.about else None,
+        "preferred_dates": case.preferred_dates,
+        "funding": case.funding,
+        "related": [
+            {"id": c.public_id, "state": c.state, "author": c.author.email}
+            for c in session.scalars(select(Case).where(Case.about_id == case.id).order_by(Case.id))
+        ],
         "author": {"name": case.author.name, "email": case.author.email},
         "document": {
             "filename": document.filename,
@@ -93,6 +104,10 @@ def format_case(data: dict[str, Any]) -> str:
         f"Since: {data['since'][:16].replace('T', ' ')} UTC",
         f"Kind: {data['kind'] or '-'}",
         f"Title: {data['title'] or '-'}",
+    ]
+    if data["about"]:  # a comment or an internship application
+        lines.append(f"About: {data['about']}")
+    lines += [
         f"Economy: {data['economy'] or '-'}",
         f"Priority area: {data['area'] or '-'}",
         f"Organization: {data['organization'] or '-'}",
@@ -104,11 +119,21 @@ def format_case(data: dict[str, Any]) -> str:
             if document
             else "-"
         ),
-        "Summary:",
+    ]
+    if data["preferred_dates"]:
+        lines.append(f"Preferred dates: {data['preferred_dates']}")
+    if data["funding"]:
+        lines.append(f"Funding: {data['funding'].replace('_', '-')}")
+    lines += [
+        "Summary:" if not data["about"] else "Text:",
         *(f"  {line}" for line in (data["summary"] or "-").splitlines()),
         "",
-        "History:",
     ]
+    if data["related"]:
+        lines.append("Comments and internship applications:")
+        lines += [f"  {c['id']}  {c['state']:<20} {c['author']}" for c in data["related"]]
+        lines.append("")
+    lines.append("History:")
     for event in data["history"]:
         move = f" {event['from'] or ''} -> {event['to']}" if event["to"] else ""
         via = f" (message #{event['message']})" if event["message"] else ""

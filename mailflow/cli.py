@@ -26,7 +26,8 @@ from mailflow.economies import Economies
 from mailflow.errors import ConfigError, MailflowError, NotFound, UsageError
 from mailflow.spool import Envelope, Spool
 from mailflow.store.db import Database
-from mailflow.workflow import publishing, review
+from mailflow.vocab import Kind
+from mailflow.workflow import decisions, publishing
 from mailflow.workflow.engine import find_case
 from mailflow.workflow.states import State
 
@@ -143,7 +144,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_cases(args: argparse.Namespace) -> int:
     with _app(_settings(args)) as app, app.database.transaction() as session:
-        print(casefile.format_list(casefile.list_cases(session, args.state)))
+        print(casefile.format_list(casefile.list_cases(session, args.state, args.kind)))
     return 0
 
 
@@ -170,7 +171,7 @@ def cmd_act(args: argparse.Namespace) -> int:
             done = (
                 shell_action(session, case, workflow, actor=actor, reason=reason)
                 if shell_action
-                else review.act(
+                else decisions.act(
                     session, case, workflow, word=args.action, actor=actor, reason=reason
                 )
             )
@@ -351,15 +352,17 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--sender", metavar="ADDRESS", help="envelope sender")
     cases = add("cases", cmd_cases, "list cases")
     cases.add_argument("--state", choices=[s.value for s in State], help="only this state")
+    cases.add_argument("--kind", choices=[k.value for k in Kind], help="only this kind")
     case = add("case", cmd_case, "show one case with its full history")
-    case.add_argument("case_id", metavar="ID", help="e.g. BP-2026-0001")
+    case.add_argument("case_id", metavar="ID", help="e.g. BP-2026-0001, CM-2026-0001, IN-2026-0001")
     case.add_argument("--json", action="store_true", help="print JSON")
     act = add("act", cmd_act, "act on a case as the administrator")
     act.add_argument("case_id", metavar="ID", help="e.g. BP-2026-0001")
     act.add_argument(
         "action",
-        choices=["approve", "endorse", "changes", "reject", "unpublish", "publish"],
-        help="endorse = in the focal point's place; publish = undo an unpublish",
+        choices=["approve", "endorse", "accept", "changes", "reject", "unpublish", "publish"],
+        help="endorse, accept (an internship) = in the focal point's place; "
+        "unpublish (a case or a comment), publish = undo an unpublish",
     )
     act.add_argument("--reason", metavar="R", help="sent to the author")
     add("economies", cmd_economies, "list economies, focal points and travel eligibility")

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from mailflow.economies import Economies
@@ -31,6 +31,15 @@ STAGES = {
     "admin_review": "with the administrator",
     "focal_review": "with the focal point",
     "changes_requested": "with the author for changes",
+}
+
+
+# Participation figures beyond submissions, and how the report names them.
+ENGAGEMENT = {
+    "comments_published": "Comments published (written in the period)",
+    "internship_applications": "Internship applications",
+    "internships_funded": "Internships accepted, funded",
+    "internships_self_funded": "Internships accepted, self-funded",
 }
 
 
@@ -97,12 +106,42 @@ def build_report(
             for days in [[d for _, d in durations.get(stage, [])]]
         ],
         focal_points=_focal_points(session, economies, durations, since, until),
-        participation=_participation(session, names, since, until),
+        participation={
+            **_participation(session, names, since, until),
+            **_engagement(session, since, until),
+        },
     )
 
 
+SUBMISSION_KINDS = (Kind.BEST_PRACTICE, Kind.EXPERIENCE)
+
+
 def _in_period(query: Select[Any], since: datetime, until: datetime) -> Select[Any]:
-    return query.where(Case.created_at >= since, Case.created_at < until)
+    """Submissions (not comments or applications) opened in the period."""
+    return query.where(
+        Case.created_at >= since,
+        Case.created_at < until,
+        or_(Case.kind.is_(None), Case.kind.in_(SUBMISSION_KINDS)),
+    )
+
+
+def _engagement(session: Session, since: datetime, until: datetime) -> dict[str, int]:
+    """Comments and internship applications opened in the period."""
+
+    def count(kind: Kind, *where: Any) -> int:
+        query = select(func.count()).where(
+            Case.kind == kind, Case.created_at >= since, Case.created_at < until, *where
+        )
+        return int(session.scalar(query) or 0)
+
+    return {
+        "comments_published": count(Kind.COMMENT, Case.state == "published"),
+        "internship_applications": count(
+            Kind.INTERNSHIP, Case.state.not_in(("pending_confirmation", "expired"))
+        ),
+        "internships_funded": count(Kind.INTERNSHIP, Case.funding == "funded"),
+        "internships_self_funded": count(Kind.INTERNSHIP, Case.funding == "self_funded"),
+    }
 
 
 def _sorted(counts: dict[str, int]) -> dict[str, int]:
@@ -276,7 +315,8 @@ def as_csv(report: Report) -> str:
     for key, value in report.participation["registered_by_economy"].items():
         writer.writerow(["registered", key, value])
     writer.writerow(["participation", "contributors", report.participation["contributors"]])
-    writer.writerow(["participation", "subscribers", report.participation["subscribers"]])
+    for key in ENGAGEMENT:
+        writer.writerow(["participation", key, report.participation[key]])
     return out.getvalue()
 
 
@@ -344,6 +384,8 @@ def as_text(report: Report, markdown: bool = False) -> str:
     lines.append("")
     lines.append(f"Contributors in the period: {report.participation['contributors']}")
     lines.append(f"Subscribers now: {report.participation['subscribers']}")
+    for key, label in ENGAGEMENT.items():
+        lines.append(f"{label}: {report.participation[key]}")
     return "\n".join(lines) + "\n"
 
 

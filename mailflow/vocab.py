@@ -12,16 +12,40 @@ from mailflow.economies import normalise_name
 
 
 class Kind(StrEnum):
+    """What a case is. Submissions are best practices or experiences (the
+    form's ``Kind:``); comments and internship applications are cases too,
+    about a published one, with their own IDs and flows."""
+
     BEST_PRACTICE = "best_practice"
     EXPERIENCE = "experience"
+    COMMENT = "comment"
+    INTERNSHIP = "internship"
 
     @property
     def label(self) -> str:
-        return "Best practice" if self is Kind.BEST_PRACTICE else "Experience"
+        return _LABELS[self]
 
     @property
     def prefix(self) -> str:
-        return "BP" if self is Kind.BEST_PRACTICE else "EX"
+        return _PREFIXES[self]
+
+    @property
+    def is_submission(self) -> bool:
+        return self in (Kind.BEST_PRACTICE, Kind.EXPERIENCE)
+
+
+_LABELS = {
+    Kind.BEST_PRACTICE: "Best practice",
+    Kind.EXPERIENCE: "Experience",
+    Kind.COMMENT: "Comment",
+    Kind.INTERNSHIP: "Internship application",
+}
+_PREFIXES = {
+    Kind.BEST_PRACTICE: "BP",
+    Kind.EXPERIENCE: "EX",
+    Kind.COMMENT: "CM",
+    Kind.INTERNSHIP: "IN",
+}
 
 
 _KIND_WORDS = {

@@ -13,7 +13,13 @@ from mailflow.economies import Economies
 from mailflow.forms import parse_form, strip_reply
 from mailflow.vocab import Kind, match_area, match_kind
 from mailflow.workflow.fields import read_submission, title_from_subject
-from mailflow.workflow.states import EDITABLE, TRANSITIONS, Event, State, next_state
+from mailflow.workflow.states import (
+    EDITABLE,
+    SUBMISSION_TRANSITIONS,
+    Event,
+    State,
+    next_state,
+)
 
 ECONOMIES = Economies.with_overrides({})
 
@@ -161,12 +167,14 @@ def test_the_transition_table_is_the_spec() -> None:
     assert next_state(State.CHANGES_REQUESTED, Event.REVISED) is State.ADMIN_REVIEW
     assert next_state(State.PUBLISHED, Event.WITHDRAWN) is None
     assert next_state(State.REJECTED, Event.APPROVED) is None
-    assert {s for (s, e) in TRANSITIONS if e is Event.WITHDRAWN} == set(State) - {
+    assert {s for (s, e) in SUBMISSION_TRANSITIONS if e is Event.WITHDRAWN} == set(State) - {
         State.PUBLISHED,
         State.REJECTED,
         State.WITHDRAWN,
         State.UNPUBLISHED,
         State.EXPIRED,
+        State.HOST_REVIEW,  # internships only
+        State.ACCEPTED,
     }
     assert State.ADMIN_REVIEW not in EDITABLE
     # Issue 4: the administrator can take a case off the archive, and undo it.

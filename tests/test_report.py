@@ -130,6 +130,11 @@ def test_each_figure_of_the_report(
         "registered_by_economy": {"Chile": 1, "Peru": 1},
         "contributors": 2,
         "subscribers": 1,
+        # (comments and internships: tests/test_comments.py, test_internships.py)
+        "comments_published": 0,
+        "internship_applications": 0,
+        "internships_funded": 0,
+        "internships_self_funded": 0,
     }
 
     # A period that ends before anything happened has nothing in it.

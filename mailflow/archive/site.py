@@ -51,6 +51,7 @@ from mailflow.notify.render import TEMPLATES, mailto
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Document, Publication, SiteChange
 from mailflow.vocab import AREAS, Kind, PriorityArea
+from mailflow.workflow.states import State
 
 STATIC = ("style.css", "search.js", "favicon.svg")
 _BATCH = 200
@@ -93,6 +94,16 @@ class CaseView:
             "url": self.url,
             "text": self.summary[:_EXCERPT],
         }
+
+
+@dataclass(frozen=True)
+class CommentView:
+    """A published comment as the case page shows it: never an address."""
+
+    name: str
+    economy: str
+    at: datetime
+    text: str
 
 
 @dataclass(frozen=True)
@@ -344,7 +355,7 @@ class Site:
             durable=durable,
             case=view,
             download=download,
-            comments=[],
+            comments=self._comments(session, case),
             comment_url=mailto(
                 self._comment_address.format(view.id), f"Comment on {view.id}: {view.title}"
             ),
@@ -354,6 +365,26 @@ class Site:
                 f"Case: {view.id}\nMotivation: \nPreferred dates: \nOrganization: \n",
             ),
         )
+
+    def _comments(self, session: Session, case: Case) -> list[CommentView]:
+        published = session.scalars(
+            select(Case)
+            .where(
+                Case.about_id == case.id,
+                Case.kind == Kind.COMMENT,
+                Case.state == State.PUBLISHED,
+            )
+            .order_by(Case.state_since, Case.id)
+        )
+        return [
+            CommentView(
+                name=shown(comment.author.name) or "A participant",
+                economy=self.economies.get(comment.economy).name if comment.economy else "",
+                at=comment.state_since,
+                text=shown(comment.summary),
+            )
+            for comment in published
+        ]
 
     def _write_list(self, session: Session, page: ListPage, *, durable: bool) -> None:
         listing = page.listing

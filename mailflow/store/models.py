@@ -101,8 +101,13 @@ class Case(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
     thread_id: Mapped[str] = mapped_column(String(998), default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Comments and internship applications are about a published case.
+    about_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), default=None, index=True)
+    preferred_dates: Mapped[str] = mapped_column(Text, default="")  # internships
+    funding: Mapped[str | None] = mapped_column(String(20), default=None)  # accepted internships
 
     author: Mapped[Participant] = relationship()
+    about: Mapped[Case | None] = relationship(remote_side=[id])
     documents: Mapped[list[Document]] = relationship(order_by="Document.id")
     events: Mapped[list[CaseEvent]] = relationship(order_by="CaseEvent.id")
 

@@ -19,14 +19,15 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Counter, DigestRun, Publication, Subscriber
-from mailflow.vocab import AREAS
+from mailflow.vocab import AREAS, Kind
 from mailflow.workflow import subscriptions
 from mailflow.workflow.context import Workflow
+from mailflow.workflow.states import State
 
 BATCH = 500
 Progress = Callable[[str], None]
@@ -40,6 +41,26 @@ class Item:
     area: str
     economy: str
     url: str
+
+
+@dataclass(frozen=True)
+class CommentItem:
+    case_id: str
+    case_title: str
+    name: str
+    economy: str
+    url: str
+
+
+@dataclass(frozen=True)
+class News:
+    """What a digest tells: cases published and comments approved."""
+
+    cases: list[Item]
+    comments: list[CommentItem]
+
+    def __bool__(self) -> bool:
+        return bool(self.cases or self.comments)
 
 
 @dataclass
@@ -57,13 +78,8 @@ class Digests:
         self._one_click = bool(settings.archive.http_port)
 
     def start(self, session: Session) -> bool:
-        """A new period ending now, unless one ends at that very moment.
-
-        Publishing takes the "archive" counter row before it stamps
-        ``published_at``; waiting on that row here lets a publication in
-        progress commit first, so none can land behind a period's end
-        unseen (on SQLite, writers already run one at a time)."""
-        session.execute(select(Counter.value).where(Counter.name == "archive").with_for_update())
+        """A new period ending now, unless one ends at that very moment."""
+        hold_period_start(session)
         period_end = self.workflow.clock.now()
         exists = session.scalar(select(DigestRun.id).where(DigestRun.period_end == period_end))
         if exists:
@@ -104,13 +120,13 @@ class Digests:
         total = FanOut()
         after = 0
         with self.database.reading() as session:
-            windows: dict[datetime, list[Item]] = {}
+            windows: dict[datetime, News] = {}
             while batch := self.due(session, period_end, after_id=after):
                 for subscriber in batch:
                     start = subscriber.digest_from
                     assert start is not None
                     if start not in windows:
-                        windows[start] = self.published_between(session, start, period_end)
+                        windows[start] = self.news_between(session, start, period_end)
                     if windows[start]:
                         total.sent += 1
                     else:
@@ -138,7 +154,7 @@ class Digests:
     def _batch(self, run_id: int, period_end: datetime, total: FanOut) -> bool:
         with self.database.transaction() as session:
             batch = self.due(session, period_end)
-            windows: dict[datetime, list[Item]] = {}
+            windows: dict[datetime, News] = {}
             sent = 0
             for subscriber in batch:
                 start = subscriber.digest_from
@@ -158,7 +174,7 @@ class Digests:
                 if not getattr(claimed, "rowcount", 0):
                     continue  # another fan-out took this one
                 if start not in windows:
-                    windows[start] = self.published_between(session, start, period_end)
+                    windows[start] = self.news_between(session, start, period_end)
                 if windows[start]:
                     self.workflow.send(session, self.digest(subscriber, windows[start]))
                     sent += 1
@@ -169,6 +185,12 @@ class Digests:
             )
         total.sent += sent
         return bool(batch)
+
+    def news_between(self, session: Session, start: datetime, end: datetime) -> News:
+        return News(
+            self.published_between(session, start, end),
+            self.comments_between(session, start, end),
+        )
 
     def published_between(self, session: Session, start: datetime, end: datetime) -> list[Item]:
         """Cases published in (start, end] (the emails group them by area)."""
@@ -186,7 +208,7 @@ class Digests:
             Item(
                 id=case.public_id,
                 title=case.title,
-                kind="Best practice" if case.kind == "best_practice" else "Experience",
+                kind=Kind(case.kind or Kind.BEST_PRACTICE).label,
                 area=AREAS[publication.area - 1].name,
                 economy=self.workflow.economies.get(publication.economy).name,
                 url=f"{self._base}/cases/{case.public_id}/",
@@ -194,7 +216,37 @@ class Digests:
             for publication, case in rows
         ]
 
-    def digest(self, subscriber: Subscriber, items: list[Item]) -> Outgoing:
+    def comments_between(
+        self, session: Session, start: datetime, end: datetime
+    ) -> list[CommentItem]:
+        """Comments shown on a case page in (start, end], on cases still
+        published, oldest first."""
+        about = aliased(Case)
+        rows = session.execute(
+            select(Case, about)
+            .join(about, about.id == Case.about_id)
+            .where(
+                Case.kind == Kind.COMMENT,
+                Case.state == State.PUBLISHED,
+                Case.state_since > start,
+                Case.state_since <= end,
+                about.state == State.PUBLISHED,
+            )
+            .order_by(Case.state_since, Case.id)
+        )
+        economies = self.workflow.economies
+        return [
+            CommentItem(
+                case_id=case.public_id,
+                case_title=case.title,
+                name=comment.author.name or "A participant",
+                economy=economies.get(comment.economy).name if comment.economy else "",
+                url=f"{self._base}/cases/{case.public_id}/",
+            )
+            for comment, case in rows
+        ]
+
+    def digest(self, subscriber: Subscriber, news: News) -> Outgoing:
         leave = subscriptions.leave_address(subscriber, self.workflow)
         unsubscribe = [f"<mailto:{leave}?subject=unsubscribe>"]
         site = self.workflow.settings.site
@@ -210,7 +262,15 @@ class Digests:
         return Outgoing(
             "digest",
             subscriber.email,
-            {"items": items, "leave_address": leave},
+            {"items": news.cases, "comments": news.comments, "leave_address": leave},
             headers=tuple(headers),
             return_path=subscriptions.bounce_address(subscriber, self.workflow),
         )
+
+
+def hold_period_start(session: Session) -> None:
+    """Wait until no publication or comment being shown is in progress
+    (each takes this row first, then stamps its time), so that none can
+    land behind a digest period's end unseen. On SQLite, writers already
+    run one at a time."""
+    session.execute(select(Counter.value).where(Counter.name == "archive").with_for_update())

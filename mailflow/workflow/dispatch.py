@@ -1,8 +1,6 @@
-"""Which handler answers which of our addresses: one table.
-
-Routes without a handler yet (internship, comment) are not accepted at
-RCPT time; ``mailflow ingest`` keeps such mail as unroutable.
-"""
+"""Which handler answers which of our addresses: one table. A route
+without a handler would not be accepted at RCPT time (and ``mailflow
+ingest`` would keep such mail as unroutable)."""
 
 from __future__ import annotations
 
@@ -11,7 +9,14 @@ from sqlalchemy.orm import Session
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.triage import Incoming
-from mailflow.workflow import actions, registration, submissions, subscriptions
+from mailflow.workflow import (
+    actions,
+    comments,
+    internships,
+    registration,
+    submissions,
+    subscriptions,
+)
 from mailflow.workflow.context import Handler, Workflow
 
 
@@ -28,4 +33,6 @@ HANDLERS: dict[Route, Handler] = {
     Route.SUBSCRIBE: subscriptions.handle_subscribe,
     Route.UNSUBSCRIBE: subscriptions.handle_unsubscribe,
     Route.BOUNCES: subscriptions.record_bounce,
+    Route.COMMENT: comments.handle_comment,
+    Route.INTERNSHIP: internships.handle_internship,
 }

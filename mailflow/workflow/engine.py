@@ -31,8 +31,11 @@ class Engine:
         thread_id: str,
     ) -> Case:
         now = self.clock.now()
+        # Best practices and experiences share a yearly sequence (a case
+        # whose kind is learnt late keeps its number); the others count apart.
+        sequence = str(now.year) if prefix in ("BP", "EX") else f"{prefix}-{now.year}"
         case = Case(
-            public_id=f"{prefix}-{now.year}-{next_number(session, str(now.year)):04d}",
+            public_id=f"{prefix}-{now.year}-{next_number(session, sequence):04d}",
             state=state,
             state_since=now,
             author=author,
@@ -56,7 +59,7 @@ class Engine:
         note: str = "",
     ) -> State:
         current = State(case.state)
-        target = next_state(current, event)
+        target = next_state(current, event, case.kind)
         if target is None:
             raise ActionRefused(f"{case.public_id} is {current}; '{event}' is not possible now")
         now = self.clock.now()
@@ -113,6 +116,23 @@ def next_number(session: Session, name: str) -> int:
     ).scalar_one()
 
 
+def take_number_below(session: Session, name: str, limit: int) -> int | None:
+    """Take the next number of a sequence only while it stays at most
+    ``limit``, else None. One conditional UPDATE: on PostgreSQL a racing
+    transaction waits on the row and re-checks the condition after the
+    first commits, on SQLite writers run one at a time, so the limit holds
+    under any concurrency."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    session.execute(module.insert(Counter).values(name=name, value=0).on_conflict_do_nothing())
+    return session.execute(
+        update(Counter)
+        .where(Counter.name == name, Counter.value < limit)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    ).scalar_one_or_none()
+
+
 def find_case(session: Session, public_id: str) -> Case | None:
     """By ID; a best practice renumbered as an experience (or back) is still
     found under its first ID, since the number part is unique."""
@@ -123,3 +143,9 @@ def find_case(session: Session, public_id: str) -> Case | None:
             select(Case).where(Case.public_id.in_(["BP-" + wanted[3:], "EX-" + wanted[3:]]))
         )
     return case
+
+
+def find_own_case(session: Session, public_id: str, sender: str) -> Case | None:
+    """A case named by its own author; named by anyone else, none."""
+    case = find_case(session, public_id)
+    return case if case is not None and case.author.email == sender else None

@@ -4,7 +4,8 @@ Publishing gives the case its fixed places in the archive's lists (see
 ``Publication``) and queues a ``SiteChange`` in the same transaction; the
 archive writer rewrites the pages afterwards, so a crash in between only
 delays them. ``unpublish`` and ``republish`` are the administrator's, from
-``mailflow act``.
+``mailflow act``; for a comment they take it off its case's page and put
+it back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from mailflow.errors import ActionRefused
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, Publication, SiteChange
+from mailflow.vocab import Kind
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.engine import next_number
 from mailflow.workflow.states import Event, State
@@ -49,6 +51,9 @@ def changed(session: Session, case: Case, workflow: Workflow) -> None:
 def unpublish(session: Session, case: Case, workflow: Workflow, *, actor: str, reason: str) -> str:
     _require(case, State.PUBLISHED, "unpublish")
     workflow.engine.transition(session, case, Event.UNPUBLISHED, actor=actor, note=reason)
+    if case.kind == Kind.COMMENT and case.about is not None:
+        changed(session, case.about, workflow)  # the comment leaves its case's page
+        return f"{case.public_id}: removed from the page of {case.about.public_id} by {actor}"
     publication = session.get(Publication, case.id)
     assert publication is not None
     publication.withdrawn_at = workflow.clock.now()
@@ -69,6 +74,9 @@ def unpublish(session: Session, case: Case, workflow: Workflow, *, actor: str, r
 def republish(session: Session, case: Case, workflow: Workflow, *, actor: str, reason: str) -> str:
     _require(case, State.UNPUBLISHED, "publish")
     workflow.engine.transition(session, case, Event.REPUBLISHED, actor=actor, note=reason)
+    if case.kind == Kind.COMMENT and case.about is not None:
+        changed(session, case.about, workflow)
+        return f"{case.public_id}: back on the page of {case.about.public_id}"
     publish(session, case, workflow)
     workflow.send(
         session,

@@ -3,7 +3,7 @@
 Registration is double opt-in: a participant exists as registered only
 after a reply from the address itself. Confirming also releases every
 submission that waited for it, so contributing never needs a separate
-registration step.
+registration step (comments and internship applications wait the same way).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.store.models import Participant, Token
 from mailflow.triage import Incoming
-from mailflow.workflow import participants, submissions, subscriptions
+from mailflow.vocab import Kind
+from mailflow.workflow import comments, internships, participants, submissions, subscriptions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.states import Event
@@ -72,8 +73,13 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
         workflow.engine.transition(
             session, case, Event.CONFIRMED, actor=participant.email, message=incoming.record
         )
-        submissions.advance(session, case, incoming, workflow, [], just_registered=True)
-    return f"confirmed {participant.email}; {len(waiting)} submission(s) went on"
+        if case.kind == Kind.COMMENT:
+            comments.go_on(session, case, incoming, workflow, just_registered=True)
+        elif case.kind == Kind.INTERNSHIP:
+            internships.advance(session, case, incoming, workflow, [], just_registered=True)
+        else:
+            submissions.advance(session, case, incoming, workflow, [], just_registered=True)
+    return f"confirmed {participant.email}; {len(waiting)} case(s) went on"
 
 
 def _missing(participant: Participant, workflow: Workflow) -> list[Problem]:

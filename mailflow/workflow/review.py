@@ -1,12 +1,12 @@
 """Reviewing by email (SPEC section 4): the administrator approves, asks for
 changes or rejects; then the focal points of the case's economy endorse,
-ask for changes or reject.
+ask for changes or reject. Comments and internship applications are
+reviewed the same way, with the actions of their own flows.
 
 Every reviewer gets one email with one ``mailto:`` link per action (each a
 single-use token bound to case, stage, action and person) and a reply token
 in ``Reply-To``, so that a plain reply starting with an action word works
-too. ``act`` is the one code path for every decision, whether it came by a
-link, by a reply or from ``mailflow act`` in the shell.
+too. This module asks; ``decisions.act`` applies what was decided.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from mailflow.errors import ActionRefused
 from mailflow.forms import strip_reply
 from mailflow.notify.outbox import FileAttachment, Outgoing
 from mailflow.notify.render import mailto
-from mailflow.store.models import Case, InboundMessage, Token
-from mailflow.triage import Incoming
+from mailflow.store.models import Case
 from mailflow.vocab import AREAS, Kind
-from mailflow.workflow import publishing
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.states import Event, State
 
@@ -38,14 +35,46 @@ class Action:
 
 APPROVE = Action("approve", "Approve", Event.APPROVED, "#1e7b34")
 ENDORSE = Action("endorse", "Endorse", Event.ENDORSED, "#1e7b34")
+ACCEPT = Action("accept", "Accept", Event.ACCEPTED, "#1e7b34")
 CHANGES = Action("changes", "Request changes", Event.CHANGES_REQUESTED, "#9a6700")
 REJECT = Action("reject", "Reject", Event.REJECTED, "#b42318")
+ALL_ACTIONS = (APPROVE, ENDORSE, ACCEPT, CHANGES, REJECT)
 
-# Who decides what, at which stage.
-ACTIONS: dict[State, tuple[Action, ...]] = {
-    State.ADMIN_REVIEW: (APPROVE, CHANGES, REJECT),
-    State.FOCAL_REVIEW: (ENDORSE, CHANGES, REJECT),
+# Who decides what, at which stage, for each kind of case ("" = submissions).
+_ACTIONS: dict[str, dict[State, tuple[Action, ...]]] = {
+    "": {
+        State.ADMIN_REVIEW: (APPROVE, CHANGES, REJECT),
+        State.FOCAL_REVIEW: (ENDORSE, CHANGES, REJECT),
+    },
+    Kind.COMMENT: {State.ADMIN_REVIEW: (APPROVE, REJECT)},
+    Kind.INTERNSHIP: {
+        State.ADMIN_REVIEW: (APPROVE, REJECT),
+        State.HOST_REVIEW: (ACCEPT, REJECT),
+    },
 }
+
+
+@dataclass(frozen=True)
+class FocalStage:
+    """A stage where the focal points of an economy decide: they get
+    reminders, and after ``escalate_days`` the administrators may decide in
+    their place (``action``, labelled "... on behalf of <economy>")."""
+
+    template: str
+    action: Action
+
+
+FOCAL_STAGES: dict[State, FocalStage] = {
+    State.FOCAL_REVIEW: FocalStage("focal_review", ENDORSE),
+    State.HOST_REVIEW: FocalStage("host_review", ACCEPT),
+}
+
+
+def actions_at(case: Case) -> tuple[Action, ...]:
+    """The decisions possible on this case now (none outside a review stage)."""
+    by_state = _ACTIONS.get(case.kind or "", _ACTIONS[""])
+    return by_state.get(State(case.state), ())
+
 
 # First words of a plain reply, and what they mean at each stage.
 _WORDS = {
@@ -55,6 +84,8 @@ _WORDS = {
     "ok": "approve",
     "endorse": "endorse",
     "endorsed": "endorse",
+    "accept": "accept",
+    "accepted": "accept",
     "changes": "changes",
     "change": "changes",
     "request": "changes",
@@ -63,15 +94,17 @@ _WORDS = {
     "rejected": "reject",
     "no": "reject",
 }
-_SAME_AT_FOCAL_STAGE = {"approve": "endorse"}
+# "yes" or "approve" to a focal point's email means their positive decision.
+_POSITIVE = {"approve", "endorse", "accept"}
 _PREFILL = re.compile(r"^\s*(reason|comment)s?\b[^:\n]*:\s*", re.IGNORECASE)
 
 
-def action_for(state: State, word: str) -> Action | None:
+def action_for(case: Case, word: str) -> Action | None:
     meaning = _WORDS.get(word, "")
-    if state is State.FOCAL_REVIEW:
-        meaning = _SAME_AT_FOCAL_STAGE.get(meaning, meaning)
-    return next((a for a in ACTIONS.get(state, ()) if a.word == meaning), None)
+    possible = actions_at(case)
+    if meaning in _POSITIVE:
+        return next((a for a in possible if a.word in _POSITIVE), None)
+    return next((a for a in possible if a.word == meaning), None)
 
 
 def reason_from_link(text: str) -> str:
@@ -134,7 +167,7 @@ def links_for(
 ) -> list[dict[str, str]]:
     """One single-use mailto link per action of the case's current stage."""
     links = []
-    for action in ACTIONS[State(case.state)]:
+    for action in actions_at(case):
         label = (labels or {}).get(action.word, action.label)
         token = workflow.tokens.issue(session, action.word, person, case=case)
         links.append(
@@ -161,88 +194,26 @@ def describe(case: Case, workflow: Workflow) -> dict[str, object]:
     }
 
 
-def act(
-    session: Session,
-    case: Case,
-    workflow: Workflow,
-    *,
-    word: str,
-    actor: str,
-    reason: str = "",
-    message: InboundMessage | None = None,
-) -> str:
-    """Apply one reviewer decision and send the emails it causes."""
-    state = State(case.state)
-    action = next((a for a in ACTIONS.get(state, ()) if a.word == word), None)
-    if action is None:
-        allowed = ", ".join(a.word for a in ACTIONS.get(state, ())) or "none"
-        raise ActionRefused(
-            f"{case.public_id} is {state}: '{word}' is not possible now (possible: {allowed})"
-        )
-    on_behalf = action is ENDORSE and actor in workflow.admins
-    note = reason
-    if on_behalf:
-        note = f"endorsed by the administrator for {economy_name(case, workflow)}" + (
-            f": {reason}" if reason else ""
-        )
-    workflow.engine.transition(session, case, action.event, actor=actor, message=message, note=note)
-    _consequences(session, case, workflow, action, actor, reason)
-    return f"{case.public_id}: {action.event} by {actor}"
-
-
-def _consequences(
-    session: Session, case: Case, workflow: Workflow, action: Action, actor: str, reason: str
-) -> None:
-    author = case.author.email
-    context = {**describe(case, workflow), "reason": reason, "actor": actor}
-    if action is APPROVE:
-        workflow.send(
-            session,
-            Outgoing(
-                "case_approved",
-                author,
-                context,
-                case=case,
-                reply_to=workflow.author_reply_to(session, case),
-            ),
-        )
-        send_to_focal_points(session, case, workflow)
-    elif action is ENDORSE:
-        publishing.publish(session, case, workflow)
-        workflow.send(session, Outgoing("case_published", author, context, case=case))
-        tell_admins(session, case, workflow, "endorsed", actor, reason)
-    elif action is CHANGES:
-        workflow.send(
-            session,
-            Outgoing(
-                "changes_requested",
-                author,
-                context,
-                case=case,
-                reply_to=workflow.author_reply_to(session, case),
-            ),
-        )
-        if actor not in workflow.admins:
-            tell_admins(session, case, workflow, "changes_requested", actor, reason)
-    elif action is REJECT:
-        workflow.send(session, Outgoing("case_rejected", author, context, case=case))
-        if actor not in workflow.admins:
-            tell_admins(session, case, workflow, "rejected", actor, reason)
+def deciding_economy(case: Case) -> str | None:
+    """Whose focal points decide: an internship is hosted by the economy
+    of the case it is about; a submission belongs to its author's."""
+    if case.kind == Kind.INTERNSHIP:
+        return case.about.economy if case.about else None
+    return case.economy
 
 
 def send_to_focal_points(session: Session, case: Case, workflow: Workflow) -> None:
-    """The endorse email goes to every focal point of the case's economy;
-    an economy without one follows ``[workflow].no_focal_point``."""
-    economy = workflow.economies.get(case.economy) if case.economy else None
+    """The decision email of the case's focal stage (endorse, or accept an
+    internship) goes to every focal point of the deciding economy; an
+    economy without one follows ``[workflow].no_focal_point``."""
+    template = FOCAL_STAGES[State(case.state)].template
+    code = deciding_economy(case)
+    economy = workflow.economies.get(code) if code else None
     focal_points = list(economy.focal_points) if economy else []
     if focal_points:
-        request_review(
-            session, case, workflow, focal_points, "focal_review", {"no_focal_point": False}
-        )
+        request_review(session, case, workflow, focal_points, template, {"no_focal_point": False})
     elif workflow.settings.workflow.no_focal_point == "admin":
-        request_review(
-            session, case, workflow, workflow.admins, "focal_review", {"no_focal_point": True}
-        )
+        request_review(session, case, workflow, workflow.admins, template, {"no_focal_point": True})
     else:
         workflow.engine.record(
             session,
@@ -264,53 +235,6 @@ def tell_admins(
 
 
 def economy_name(case: Case, workflow: Workflow) -> str:
-    return workflow.economies.get(case.economy).name if case.economy else "its economy"
-
-
-def link_action(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
-    """An action link was clicked: the token names the action."""
-    case = session.get(Case, token.case_id)
-    assert case is not None
-    return act(
-        session,
-        case,
-        workflow,
-        word=token.action,
-        actor=incoming.sender,
-        reason=reason_from_link(incoming.parsed.text),
-        message=incoming.record,
-    )
-
-
-def reply_action(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
-    """A plain reply to a review email: its first word names the action."""
-    case = session.get(Case, token.case_id)
-    assert case is not None
-    word, reason = split_reply(incoming.parsed.text)
-    action = action_for(State(case.state), word)
-    if action is None:
-        workflow.send(
-            session,
-            Outgoing(
-                "reply_not_understood",
-                incoming.sender,
-                {"words": [a.word for a in ACTIONS[State(case.state)]], "word": word[:40]},
-                case=case,
-                answering=incoming,
-            ),
-        )
-        workflow.engine.record(
-            session, case, "reply_not_understood", incoming.sender, incoming.record, note=word[:40]
-        )
-        return f"{case.public_id}: reply not understood"
-    if not workflow.tokens.use(session, token):
-        raise ActionRefused(f"{case.public_id}: the reply token was used meanwhile")
-    return act(
-        session,
-        case,
-        workflow,
-        word=action.word,
-        actor=incoming.sender,
-        reason=reason,
-        message=incoming.record,
-    )
+    """The name of the economy whose focal points decide on the case."""
+    code = deciding_economy(case)
+    return workflow.economies.get(code).name if code else "its economy"

@@ -24,10 +24,17 @@ from mailflow.triage import Incoming
 from mailflow.vocab import Kind
 from mailflow.workflow import fields, participants, review
 from mailflow.workflow.context import Workflow
-from mailflow.workflow.engine import find_case
+from mailflow.workflow.engine import find_own_case
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.states import EDITABLE, Event, State, next_state
 
+# Withdrawing from these is news for the administrators.
+WITH_REVIEWERS = (
+    State.ADMIN_REVIEW,
+    State.FOCAL_REVIEW,
+    State.HOST_REVIEW,
+    State.CHANGES_REQUESTED,
+)
 _CASE_ID = re.compile(r"\b((?:BP|EX)-\d{4}-\d{4})\b", re.IGNORECASE)
 
 
@@ -51,7 +58,7 @@ def author_reply(session: Session, incoming: Incoming, workflow: Workflow, token
 
 def withdraw(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
     state = State(case.state)
-    if next_state(state, Event.WITHDRAWN) is None:
+    if next_state(state, Event.WITHDRAWN, case.kind) is None:
         workflow.send(
             session,
             Outgoing("revision_not_editable", incoming.sender, case=case, answering=incoming),
@@ -63,7 +70,12 @@ def withdraw(session: Session, case: Case, incoming: Incoming, workflow: Workflo
     workflow.send(
         session, Outgoing("case_withdrawn", case.author.email, case=case, answering=incoming)
     )
-    if state in (State.ADMIN_REVIEW, State.FOCAL_REVIEW, State.CHANGES_REQUESTED):
+    if state in (
+        State.ADMIN_REVIEW,
+        State.FOCAL_REVIEW,
+        State.HOST_REVIEW,
+        State.CHANGES_REQUESTED,
+    ):
         review.tell_admins(session, case, workflow, "withdrawn", incoming.sender, "")
     return f"{case.public_id}: withdrawn by its author"
 
@@ -273,9 +285,4 @@ def _merge(problems: list[Problem]) -> list[Problem]:
 
 def _case_named_in_subject(session: Session, incoming: Incoming) -> Case | None:
     match = _CASE_ID.search(incoming.parsed.subject)
-    if match is None:
-        return None
-    case = find_case(session, match[1])
-    if case is None or case.author.email != incoming.sender:
-        return None
-    return case
+    return find_own_case(session, match[1], incoming.sender) if match else None

@@ -72,8 +72,12 @@ def _entry(
     links: list[dict[str, str]] = []
     if item.on_admin:
         labels = {}
-        if case.state == State.FOCAL_REVIEW:
-            labels = {"endorse": f"Endorse on behalf of {review.economy_name(case, workflow)}"}
+        stage = review.FOCAL_STAGES.get(State(case.state))
+        if stage is not None:
+            action = stage.action
+            labels = {
+                action.word: f"{action.label} on behalf of {review.economy_name(case, workflow)}"
+            }
         links = review.links_for(session, case, workflow, admin, labels)
     return {
         "id": case.public_id,

@@ -88,10 +88,11 @@ class Timed:
         """Do everything that is due at the clock's ``now``."""
         now = self.workflow.clock.now()
         report = TickReport()
-        for case_id in self._cases_in(State.FOCAL_REVIEW, now):
-            report.reminders += self._once(case_id, self._remind)
-            report.escalations += self._once(case_id, self._escalate)
-        for state in (State.ADMIN_REVIEW, State.FOCAL_REVIEW):
+        for stage in review.FOCAL_STAGES:
+            for case_id in self._cases_in(stage, now):
+                report.reminders += self._once(case_id, self._remind)
+                report.escalations += self._once(case_id, self._escalate)
+        for state in (State.ADMIN_REVIEW, *review.FOCAL_STAGES):
             for case_id in self._cases_in(state, now):
                 report.author_updates += self._once(case_id, self._tell_author)
         for token_id in self._unconfirmed(now):
@@ -161,7 +162,8 @@ class Timed:
     def _remind(self, session: Session, case: Case, now: datetime) -> int:
         """Reminder n is due n reminder periods after the case reached the
         focal point, and never sooner than one period after the last one."""
-        if case.state != State.FOCAL_REVIEW:
+        stage = review.FOCAL_STAGES.get(State(case.state))
+        if stage is None:
             return 0
         reviewers, _ = waiting.focal_reviewers(case, self.workflow)
         sent = session.scalars(
@@ -184,7 +186,7 @@ class Timed:
             case,
             self.workflow,
             reviewers,
-            "focal_review",
+            stage.template,
             {
                 "no_focal_point": reviewers == self.workflow.admins,
                 "reminder": number,
@@ -206,7 +208,8 @@ class Timed:
         point's place; an endorsement so given is recorded as such."""
         due = case.state_since + timedelta(days=self.settings.escalate_days)
         reviewers, _ = waiting.focal_reviewers(case, self.workflow)
-        if case.state != State.FOCAL_REVIEW or now < due or reviewers == self.workflow.admins:
+        stage = review.FOCAL_STAGES.get(State(case.state))
+        if stage is None or now < due or reviewers == self.workflow.admins:
             return 0  # (the administrators, deciding for an economy, get reminders instead)
         if not self._claim(session, waiting.subject_of(case), "escalation", case.state_since, 0):
             return 0
@@ -217,9 +220,9 @@ class Timed:
             case,
             self.workflow,
             self.workflow.admins,
-            "focal_review",
+            stage.template,
             {"no_focal_point": not reviewers, "escalated": True, "waited_days": waited},
-            labels={"endorse": f"Endorse on behalf of {economy}"},
+            labels={stage.action.word: f"{stage.action.label} on behalf of {economy}"},
         )
         self.workflow.engine.record(
             session,
@@ -234,7 +237,7 @@ class Timed:
     # -- authors -----------------------------------------------------------------
 
     def _tell_author(self, session: Session, case: Case, now: datetime) -> int:
-        if case.state not in (State.ADMIN_REVIEW, State.FOCAL_REVIEW):
+        if case.state != State.ADMIN_REVIEW and case.state not in review.FOCAL_STAGES:
             return 0
         periods = AUTHOR_UPDATE_AFTER_REMINDER_PERIODS
         if now < case.state_since + timedelta(days=self.settings.reminder_days * periods):

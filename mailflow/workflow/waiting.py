@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailflow.store.models import Case, TimedStep
+from mailflow.workflow import review
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.states import State
 
@@ -19,6 +20,7 @@ WAITING = (
     State.INCOMPLETE,
     State.ADMIN_REVIEW,
     State.FOCAL_REVIEW,
+    State.HOST_REVIEW,
     State.CHANGES_REQUESTED,
 )
 
@@ -53,7 +55,8 @@ def steps_taken(session: Session, case: Case, kind: str) -> int:
 
 def focal_reviewers(case: Case, workflow: Workflow) -> tuple[list[str], str]:
     """Who is asked to endorse this case, and how to name them."""
-    economy = workflow.economies.get(case.economy) if case.economy else None
+    code = review.deciding_economy(case)
+    economy = workflow.economies.get(code) if code else None
     name = economy.name if economy else "its economy"
     if economy and economy.focal_points:
         return list(economy.focal_points), f"the focal point of {name}"
@@ -67,7 +70,8 @@ def for_author(case: Case, workflow: Workflow) -> str:
     if case.state == State.ADMIN_REVIEW:
         return "with the administrator"
     reviewers, _ = focal_reviewers(case, workflow)
-    economy = workflow.economies.get(case.economy).name if case.economy else "your economy"
+    code = review.deciding_economy(case)
+    economy = workflow.economies.get(code).name if code else "your economy"
     if reviewers and reviewers != workflow.admins:
         return f"with the focal point of {economy}"
     return f"with the administrator, as {economy} has no focal point"
@@ -76,7 +80,7 @@ def for_author(case: Case, workflow: Workflow) -> str:
 def describe(session: Session, case: Case, workflow: Workflow) -> Waiting:
     state = State(case.state)
     reminders, escalated, on_admin = 0, False, False
-    if state is State.FOCAL_REVIEW:
+    if state in review.FOCAL_STAGES:
         reviewers, on = focal_reviewers(case, workflow)
         reminders = steps_taken(session, case, "reminder")
         escalated = steps_taken(session, case, "escalation") > 0
