@@ -109,17 +109,20 @@ def format_case(data: dict[str, Any]) -> str:
         lines.append(f"About: {data['about']}")
     lines += [
         f"Economy: {data['economy'] or '-'}",
-        f"Priority area: {data['area'] or '-'}",
         f"Organization: {data['organization'] or '-'}",
         f"Author: {data['author']['name']} <{data['author']['email']}>",
-        f"Second contact: {data['second_contact'] or '-'}",
-        "Document: "
-        + (
-            f"{document['filename']} ({document['size']} bytes, {document['type']})"
-            if document
-            else "-"
-        ),
     ]
+    if not data["about"]:  # what only a submission has
+        lines[-2:-2] = [f"Priority area: {data['area'] or '-'}"]
+        lines += [
+            f"Second contact: {data['second_contact'] or '-'}",
+            "Document: "
+            + (
+                f"{document['filename']} ({document['size']} bytes, {document['type']})"
+                if document
+                else "-"
+            ),
+        ]
     if data["preferred_dates"]:
         lines.append(f"Preferred dates: {data['preferred_dates']}")
     if data["funding"]:

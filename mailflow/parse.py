@@ -135,9 +135,24 @@ def _decode_header(value: object) -> str:
 
 def _single_address(header: str) -> tuple[str, str]:
     """(display name, address) of a From header naming exactly one address;
-    ("", "") for one that names none or several (ambiguous: never guessed)."""
+    ("", "") for one that names none or several, or uses group syntax
+    (ambiguous: never guessed)."""
+    if _names_a_group(header):
+        return ("", "")
     found = [(name, address) for name, address in getaddresses([header]) if address]
     return found[0] if len(found) == 1 else ("", "")
+
+
+# What may hold ':' or ';' in a From header without making it a group.
+_QUOTED_COMMENT_OR_ANGLE = re.compile(r'"(?:\\.|[^"\\])*"|\((?:\\.|[^()\\])*\)|<[^<>]*>')
+
+
+def _names_a_group(header: str) -> bool:
+    """A From never holds a group (RFC 5322): ``admin@example.org:;`` is an
+    empty group that names nobody, though a lenient parser reads the group's
+    name as an address."""
+    bare = _QUOTED_COMMENT_OR_ANGLE.sub("", header)
+    return ":" in bare or ";" in bare
 
 
 def _raw_header(raw: bytes, name: str) -> str:

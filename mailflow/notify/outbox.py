@@ -99,7 +99,7 @@ class Outbox:
         message = EmailMessage()
         message["From"] = self._sender
         message["To"] = _address(outgoing.to)
-        message["Subject"] = subject
+        message["Subject"] = header_text(subject)
         message["Date"] = format_datetime(self._clock.now())
         message["Message-ID"] = make_msgid(domain=self._router.domain)
         message["Auto-Submitted"] = "auto-replied" if outgoing.answering else "auto-generated"
@@ -201,6 +201,16 @@ class Outbox:
     def _give_up(self, row: OutboxMessage, error: str) -> None:
         row.failed_at, row.last_error, row.lease_until = self._clock.now(), error[:2000], None
         log.error("outbox %s to %s failed for good: %s", row.id, row.recipient, error)
+
+
+def header_text(text: str) -> str:
+    """Text (a case title, most often) that stays the text of one header: no
+    control characters, and no ``=?`` a mail library could take for an
+    encoded word on its way out; a CR LF encoded inside one would otherwise
+    become a header of its own (CVE-2024-6923). The word joiner keeps the
+    title looking the same."""
+    printable = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    return printable.replace("=?", "=\u2060?")
 
 
 def _address(text: str) -> str:
