@@ -62,6 +62,7 @@ class ParsedMessage:
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
+    _refuse_bombs(raw)
     try:
         mail = mailparser.parse_from_bytes(raw)
         _check_structure(mail.message)
@@ -95,6 +96,39 @@ def parse_message(raw: bytes) -> ParsedMessage:
             _decode_header(v) for v in mail.message.get_all("Authentication-Results") or []
         ),
     )
+
+
+# Real mail has tens of header fields (a long Received chain included).
+MAX_HEADER_FIELDS = 1000
+MAX_HEADER_BYTES = 1_048_576
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FIELD_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
+_BOUNDARY = re.compile(rb'boundary\s*=\s*"?([^";\r\n]{1,200})', re.IGNORECASE)
+
+
+def _refuse_bombs(raw: bytes) -> None:
+    """Count from the raw bytes, before any parsing: mail-parser decodes
+    every header and every part before its tree could be walked, so a
+    message of 100,000 parts or 20,000 header fields would cost seconds of
+    CPU first. The part count is generous (each part has a delimiter line,
+    each multipart a closing one); ``_check_structure`` is the exact test."""
+    end = _HEADER_END.search(raw)
+    header = raw[: end.start()] if end else raw
+    if len(header) > MAX_HEADER_BYTES:
+        raise UnparseableMessage(f"its header is larger than {MAX_HEADER_BYTES // 1024} KB")
+    fields = len(_FIELD_START.findall(header))
+    if fields > MAX_HEADER_FIELDS:
+        raise UnparseableMessage(f"its header has {fields} fields (at most {MAX_HEADER_FIELDS})")
+    boundaries = set(_BOUNDARY.findall(raw))
+    if len(boundaries) > MAX_PARTS:
+        raise UnparseableMessage(f"it has more than {MAX_PARTS} MIME parts")
+    if not boundaries:
+        return
+    delimiter = re.compile(
+        rb"^--(?:" + b"|".join(re.escape(b) for b in boundaries) + rb")", re.MULTILINE
+    )
+    if sum(1 for _ in delimiter.finditer(raw)) > 2 * MAX_PARTS:
+        raise UnparseableMessage(f"it has more than {MAX_PARTS} MIME parts")
 
 
 def _check_structure(message: Message) -> None:
