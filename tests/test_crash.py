@@ -47,6 +47,18 @@ def start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     return process
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as systemd would; SIGKILL if it does not stop in 20 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 @pytest.fixture
 def crash_settings(write_config, database_url: str) -> Settings:  # type: ignore[no-untyped-def]
     return load_settings(write_config("", database_url), environ={})

@@ -71,11 +71,19 @@ def handle_comment(session: Session, incoming: Incoming, workflow: Workflow) -> 
     return go_on(session, comment, incoming, workflow)
 
 
-def _refusal(about: Case | None, text: str) -> str:
+def unavailable(about: Case | None) -> str:
+    """Why a comment or an application cannot be about this case, or "":
+    only published best practices and experiences take them."""
     if about is None or not Kind(about.kind or Kind.BEST_PRACTICE).is_submission:
         return "unknown_case"
     if about.state != State.PUBLISHED:
         return "not_published"
+    return ""
+
+
+def _refusal(about: Case | None, text: str) -> str:
+    if reason := unavailable(about):
+        return reason
     if not text.strip():
         return "empty"
     if len(text) > MAX_CHARS:

@@ -25,7 +25,7 @@ from mailflow.store.models import Case, Token
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
 from mailflow.workflow import participants, review, submissions
-from mailflow.workflow.comments import case_url, tell_case_author
+from mailflow.workflow.comments import case_url, tell_case_author, unavailable
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.engine import find_case, find_own_case, take_number_below
 from mailflow.workflow.fields import Problem
@@ -93,13 +93,7 @@ def handle_internship(session: Session, incoming: Incoming, workflow: Workflow) 
 def _refusal(written: str, about: Case | None) -> str:
     """A case named but not there, or not published, is refused at once;
     one not named yet is only a missing piece."""
-    if not written:
-        return ""
-    if about is None or not Kind(about.kind or Kind.BEST_PRACTICE).is_submission:
-        return "unknown_case"
-    if about.state != State.PUBLISHED:
-        return "not_published"
-    return ""
+    return unavailable(about) if written else ""
 
 
 def _apply(application: Case, form: dict[str, str], about: Case | None) -> list[str]:

@@ -15,7 +15,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
 import smtplib
 import subprocess
 import tempfile
@@ -29,7 +28,7 @@ import pytest
 from conftest import free_port, wait_until
 from mails import address, submission
 from sqlalchemy import func, select
-from test_crash import start
+from test_crash import start, stop
 
 from mailflow.config import Settings, load_settings
 from mailflow.store.db import Database
@@ -160,11 +159,7 @@ def test_a_database_outage_during_a_burst_loses_nothing(
         assert sorted(titles) == sorted(f"Practice {n}" for n in range(BEFORE + DURING))
         assert grown_mib < 100
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         database.dispose()
     print(
         f"\nPostgreSQL down {OUTAGE_SECONDS:.0f} s during a burst: {DURING} messages accepted "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import smtplib
 import subprocess
 import time
@@ -26,7 +25,7 @@ import pytest
 from conftest import wait_until
 from mails import PDF, address, submission
 from sqlalchemy import func, select
-from test_crash import start
+from test_crash import start, stop
 
 from mailflow.config import Settings, load_settings
 from mailflow.store.db import Database
@@ -117,11 +116,7 @@ def service(settings: Settings, log: Path, **environment: str) -> Iterator[None]
     try:
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 @pytest.fixture

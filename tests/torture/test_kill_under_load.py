@@ -12,7 +12,6 @@ import queue
 import random
 import signal
 import smtplib
-import subprocess
 import threading
 import time
 from email.policy import SMTP as SMTP_POLICY
@@ -22,7 +21,7 @@ import pytest
 from conftest import wait_until
 from mails import address, submission
 from sqlalchemy import func, select
-from test_crash import start
+from test_crash import start, stop
 
 from mailflow.config import Settings, load_settings
 from mailflow.store.db import Database
@@ -149,12 +148,7 @@ def test_five_sigkills_under_load_lose_and_double_nothing(
         )
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(process)
 
 
 def _handled(database: Database) -> int:
