@@ -7,15 +7,16 @@ each row is leased before sending, so two drainers never send the same row
 at once, and retried with backoff when the transport fails for a while.
 
 Two guards live here because every email passes here: nothing is ever
-sent in answer to a message that must not be answered, and nothing is ever
-sent to one of our own addresses.
+sent to one of our own addresses, and automatic answers to one address are
+limited, which ends a conversation with a robot that hides what it is (the
+triage already keeps every honest robot from being answered at all).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -36,6 +37,15 @@ from mailflow.triage import Incoming
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+
+# Automatic answers to one address within an hour: to a reply to one of our
+# emails, the same answer about the same case at most twice (a person who
+# fixes a form twice still hears each time; a robot answering us gets a
+# second answer and then silence); and at most ten answers of any kind (a
+# robot that does not thread, or whose every message opens a new case).
+ANSWER_WINDOW = timedelta(hours=1)
+SAME_ANSWERS_PER_WINDOW = 2
+ANSWERS_PER_WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,15 @@ class Outbox:
         if self._router.is_ours(outgoing.to):
             log.warning("not sending %s to our own address %s", outgoing.template, outgoing.to)
             return None
-        message = self.compose(outgoing)
         now = self._clock.now()
+        if outgoing.answering is not None and self._answered_enough(session, outgoing, now):
+            log.warning(
+                "not answering %s with %s again within the hour: a mail loop, most likely",
+                outgoing.to,
+                outgoing.template,
+            )
+            return None
+        message = self.compose(outgoing)
         row = OutboxMessage(
             created_at=now,
             recipient=outgoing.to,
@@ -84,11 +101,37 @@ class Outbox:
             subject=str(message["Subject"]),
             template=outgoing.template,
             case_id=outgoing.case.id if outgoing.case else None,
+            answers_id=outgoing.answering.record.id if outgoing.answering else None,
             raw=message.as_bytes(policy=SMTP),
             next_attempt_at=now,
         )
         session.add(row)
         return row
+
+    def _answered_enough(self, session: Session, outgoing: Outgoing, now: datetime) -> bool:
+        answers = (
+            select(OutboxMessage.template, OutboxMessage.case_id)
+            .where(
+                OutboxMessage.recipient == outgoing.to,
+                OutboxMessage.created_at > now - ANSWER_WINDOW,
+                OutboxMessage.answers_id.is_not(None),
+            )
+            .limit(ANSWERS_PER_WINDOW)
+        )
+        recent = session.execute(answers).all()
+        if len(recent) >= ANSWERS_PER_WINDOW:
+            return True
+        if not self._replies_to_us(outgoing.answering):
+            return False
+        this = (outgoing.template, outgoing.case.id if outgoing.case else None)
+        return sum(1 for answer in recent if tuple(answer) == this) >= SAME_ANSWERS_PER_WINDOW
+
+    def _replies_to_us(self, incoming: Incoming | None) -> bool:
+        if incoming is None:
+            return False
+        ours = "@" + self._router.domain + ">"
+        threaded = (incoming.parsed.in_reply_to, *incoming.parsed.references)
+        return any(message_id.lower().endswith(ours) for message_id in threaded)
 
     def compose(self, outgoing: Outgoing) -> EmailMessage:
         case = outgoing.case

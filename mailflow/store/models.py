@@ -171,7 +171,10 @@ class OutboxMessage(Base):
     change that caused it, and sent afterwards by the drainer."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "sent_at", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "sent_at", "next_attempt_at"),
+        Index("ix_outbox_recipient_created", "recipient", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
@@ -181,6 +184,9 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(Text)
     template: Mapped[str] = mapped_column(String(60))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), default=None)
+    # The message this email answers automatically (None for notifications):
+    # the outbox counts these per address to break loops with robots.
+    answers_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"), default=None)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
