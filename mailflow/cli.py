@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -68,8 +69,23 @@ def _app(settings: Settings) -> Iterator[App]:
         app.database.dispose()
 
 
+def _raise_open_file_limit() -> None:
+    """Every SMTP client holds an open file. Under the usual soft limit of
+    1,024, a thousand idle clients would also keep the workers from opening
+    spool files; the hard limit is what the operator allows (systemd's
+    LimitNOFILE, see deploy/)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger(__name__).warning("open files stay limited to %d: %s", soft, exc)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     app = build(_settings(args))
+    _raise_open_file_limit()
     service = Service(app)
     service.start()
 

@@ -88,7 +88,8 @@ def safe_filename(written: str, extension: str) -> str:
     characters, no leading dots, bounded length, and the extension of the
     real format (``report.exe`` that is a PDF becomes ``report.pdf``)."""
     base = PureWindowsPath(PurePosixPath(written).name).name
-    base = unicodedata.normalize("NFC", base)
+    # pathvalidate removes C0 controls only; C1 (U+0080-U+009F) are controls too.
+    base = "".join(c for c in unicodedata.normalize("NFC", base) if unicodedata.category(c) != "Cc")
     stem = base.rsplit(".", 1)[0] if "." in base else base
     stem = sanitize_filename(stem, replacement_text="_").strip(" ._")
     stem = re.sub(r"_+", "_", "_".join(stem.split()))[:_MAX_NAME] or "document"

@@ -12,6 +12,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from email.errors import HeaderParseError, MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -75,7 +76,16 @@ def parse_message(raw: bytes) -> ParsedMessage:
         text = "\n".join(mail.text_plain) or _html_to_text("\n".join(mail.text_html))
     except UnparseableMessage:
         raise
-    except (RecursionError, LookupError, ValueError, TypeError, AttributeError) as exc:
+    # MessageError too: mail-parser lets the email package's own errors out,
+    # e.g. HeaderParseError for a one-character base64 word in a From name.
+    except (
+        RecursionError,
+        LookupError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        MessageError,
+    ) as exc:
         raise UnparseableMessage(f"the MIME structure could not be read ({exc})") from exc
     if not sender or "@" not in sender:
         raise UnparseableMessage("it has no readable From address")
@@ -87,9 +97,10 @@ def parse_message(raw: bytes) -> ParsedMessage:
         references=tuple(re.findall(_MESSAGE_ID, headers.get("references", "")))[-20:],
         subject=" ".join(headers.get("subject", "").split()),
         sender=sender.lower(),
-        sender_name=sender_name.strip(),
+        # An encoded word can hide a line break; a name is one line.
+        sender_name=" ".join(sender_name.split()),
         recipients=_recipients(headers),
-        text=text.replace("\r\n", "\n").replace("\x00", ""),
+        text=text.replace("\x00", "").replace("\r\n", "\n"),
         attachments=attachments,
         headers=headers,
         authentication_results=tuple(
@@ -162,7 +173,9 @@ def _headers(message: Message) -> dict[str, str]:
 def _decode_header(value: object) -> str:
     try:
         text = str(make_header(decode_header(str(value))))
-    except (LookupError, ValueError, UnicodeError):
+    # HeaderParseError is no ValueError: a one-character base64 word
+    # ("=?utf-8?B?A?=") raised it out of the parser and crashed the worker.
+    except (LookupError, ValueError, UnicodeError, HeaderParseError):
         text = str(value).encode("ascii", "replace").decode()
     return text.replace("\x00", "")
 
