@@ -175,11 +175,7 @@ class Service:
             app.spool, app.workflow.router, self._mail_waiting.set, lmtp=settings.smtp.lmtp
         )
         self.ingress = IngressController(
-            handler,
-            settings.smtp.host,
-            settings.smtp.port,
-            lmtp=settings.smtp.lmtp,
-            max_message_bytes=settings.limits.max_message_bytes,
+            handler, settings.smtp, max_message_bytes=settings.limits.max_message_bytes
         )
 
     def start(self) -> None:

@@ -97,6 +97,9 @@ class SmtpSettings(Section):
     host: str = "127.0.0.1"
     port: Port = 8025
     lmtp: bool = False
+    # mailflow additions: beyond these, a new connection hears 421 and closes.
+    max_connections: Annotated[int, Field(ge=1)] = 500
+    max_connections_per_client: Annotated[int, Field(ge=1)] = 50
 
 
 class ImapSettings(Section):

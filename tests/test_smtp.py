@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import time
 
 import pytest
 from conftest import Client, Mailbox
@@ -113,3 +114,45 @@ def test_lmtp_answers_once_per_recipient(write_config) -> None:  # type: ignore[
         Mailbox(settings.outbound.maildir).wait_for(1, "ana@example.org")
     finally:
         service.stop()
+
+
+def test_too_many_connections_hear_421_and_a_freed_place_is_taken_again(
+    write_config,  # type: ignore[no-untyped-def]
+) -> None:
+    """Beyond [smtp].max_connections_per_client, a new connection from the
+    same address gets 421 at once; when one closes, the next is served."""
+    environ = {"MAILFLOW_SMTP_MAX_CONNECTIONS_PER_CLIENT": "2"}
+    settings = load_settings(write_config(), environ=environ)
+    service = Service(build(settings))
+    service.start()
+    where = (settings.smtp.host, settings.smtp.port)
+    try:
+        held = [socket.create_connection(where, 10) for _ in range(2)]
+        for connection in held:
+            assert connection.makefile("rb").readline().startswith(b"220")
+        with socket.create_connection(where, 10) as refused:
+            lines = refused.makefile("rb")
+            assert lines.readline().startswith(b"421 4.7.0 Too many connections")
+            assert lines.readline() == b""  # and closed
+        held.pop().close()
+        time.sleep(0.2)  # the server sees the close
+        with smtplib.SMTP(*where, timeout=10) as smtp:
+            assert smtp.noop()[0] == 250
+        for connection in held:
+            connection.close()
+    finally:
+        service.stop()
+
+
+def test_a_session_of_endless_noops_is_closed(client: Client) -> None:
+    """NOOP restarts the idle timeout, so it is limited: the 101st in one
+    session gets 421 and the connection closes."""
+    with socket.create_connection((client.host, client.port), 10) as raw:
+        lines = raw.makefile("rb")
+        assert lines.readline().startswith(b"220")
+        for _ in range(100):
+            raw.sendall(b"NOOP\r\n")
+            assert lines.readline().startswith(b"250")
+        raw.sendall(b"NOOP\r\n")
+        assert lines.readline().startswith(b"421")
+        assert lines.readline() == b""

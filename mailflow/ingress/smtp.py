@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from aiosmtpd.smtp import SMTP, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
+from mailflow.config import SmtpSettings
 from mailflow.errors import SpoolError
 from mailflow.ingress.data import Outcome, read_data
 from mailflow.routing import Router
@@ -37,6 +39,16 @@ NO_SUCH_USER = "550 5.1.1 No such mailbox here; write to help@{domain} for the a
 NOT_OUR_DOMAIN = "550 5.7.1 Relaying denied: we only accept mail for {domain}"
 DISK_FULL = "452 4.3.1 Insufficient storage; please try again later"
 TRY_AGAIN = "451 4.3.0 Temporary failure; please try again later"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections; please try again later"
+# aiosmtpd answers 421 and closes when a session sends a command more often
+# than this. Commands that carry no mail could otherwise hold a connection
+# for ever, since each one restarts the idle timeout (Postfix's
+# smtpd_junk_command_limit is 100 too); mail itself is not limited, as a
+# relay may deliver any number of messages over one connection.
+COMMAND_CALL_LIMITS = {
+    **dict.fromkeys(("NOOP", "RSET", "VRFY", "EXPN", "HELP", "HELO", "EHLO", "LHLO"), 100),
+    "*": 10**9,
+}
 # aiosmtpd's own DATA replies, word for word, so the faster reader is invisible.
 NEED_RCPT = "503 Error: need RCPT command"
 DATA_SYNTAX = "501 Syntax: DATA"
@@ -98,8 +110,57 @@ class IngressHandler:
         return "\r\n".join([status] * max(1, len(envelope.rcpt_tos)))
 
 
+class ConnectionLimits:
+    """Open sessions, in all and per client address, so that idle or slow
+    clients cannot take every file the process may open. Used only from
+    the event loop's thread, so it needs no lock."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total, self.per_client = total, per_client
+        self._open: Counter[str] = Counter()
+
+    def admit(self, client: str) -> bool:
+        if self._open.total() >= self.total or self._open[client] >= self.per_client:
+            return False
+        self._open[client] += 1
+        return True
+
+    def release(self, client: str) -> None:
+        self._open[client] -= 1
+        if not self._open[client]:
+            del self._open[client]
+
+
 class IngressSMTP(SMTP):
-    """aiosmtpd's SMTP with the message read in chunks (ingress.data)."""
+    """aiosmtpd's SMTP with connection limits and the message read in
+    chunks (ingress.data)."""
+
+    def __init__(self, handler: IngressHandler, *, limits: ConnectionLimits, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        self._limits = limits
+        self._client: str | None = None  # set once admitted
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is not None:  # STARTTLS: the same session, again
+            super().connection_made(transport)
+            return
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if peer else ""
+        if not self._limits.admit(client):
+            log.warning("refused a connection from %s: too many open sessions", client)
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(f"{TOO_MANY_CONNECTIONS}\r\n".encode())
+            transport.close()
+            return
+        self._client = client
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._client is None:  # refused: aiosmtpd never saw it
+            return
+        self._limits.release(self._client)
+        self._client = None
+        super().connection_lost(error)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -146,18 +207,26 @@ class IngressController(Controller):
     """aiosmtpd's threaded controller, speaking LMTP when configured."""
 
     def __init__(
-        self, handler: IngressHandler, host: str, port: int, *, lmtp: bool, max_message_bytes: int
+        self,
+        handler: IngressHandler,
+        settings: SmtpSettings,
+        *,
+        max_message_bytes: int,
     ) -> None:
         super().__init__(
             handler,
-            hostname=host,
-            port=port,
+            hostname=settings.host,
+            port=settings.port,
             data_size_limit=max_message_bytes,
             server_hostname="mailflow",
             ident="mailflow",
+            command_call_limit=COMMAND_CALL_LIMITS,
         )
-        self._lmtp = lmtp
+        self._lmtp = settings.lmtp
+        self._limits = ConnectionLimits(
+            settings.max_connections, settings.max_connections_per_client
+        )
 
     def factory(self) -> Any:
         protocol = IngressLMTP if self._lmtp else IngressSMTP
-        return protocol(self.handler, **self.SMTP_kwargs)
+        return protocol(self.handler, limits=self._limits, **self.SMTP_kwargs)
