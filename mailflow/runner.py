@@ -72,8 +72,11 @@ class Runner:
             return self._shunt(entry, envelope)
         key = delivery_key(envelope, raw)
         try:
+            # Parsed before the transaction begins: on SQLite that takes the
+            # one write lock, which the other workers would wait on meanwhile.
+            parsed = _parse(raw)
             with self.database.transaction() as session:
-                result = self._handle(session, key, envelope, raw)
+                result = self._handle(session, key, envelope, raw, parsed)
         except IntegrityError:
             return self._after_integrity_error(entry, key)
         except (OperationalError, InterfaceError) as exc:
@@ -87,7 +90,14 @@ class Runner:
         self.spool.ack(entry)
         return result
 
-    def _handle(self, session: Session, key: str, envelope: Envelope, raw: bytes) -> Result:
+    def _handle(
+        self,
+        session: Session,
+        key: str,
+        envelope: Envelope,
+        raw: bytes,
+        parsed: ParsedMessage | UnparseableMessage,
+    ) -> Result:
         if session.scalar(select(InboundMessage.id).where(InboundMessage.delivery_key == key)):
             return Result.DUPLICATE
         record = InboundMessage(
@@ -100,14 +110,12 @@ class Runner:
         )
         session.add(record)
         session.flush()
-        try:
-            parsed = parse_message(raw)
-        except UnparseableMessage as exc:
-            record.outcome, record.detail = "unparseable", exc.reason
+        if isinstance(parsed, UnparseableMessage):
+            record.outcome, record.detail = "unparseable", parsed.reason
             self._tell_admins(
                 session,
                 "admin_bad_message",
-                {"record": record, "reason": exc.reason, "envelope": envelope},
+                {"record": record, "reason": parsed.reason, "envelope": envelope},
             )
             return Result.DONE
         _describe(record, parsed)
@@ -184,6 +192,13 @@ class Runner:
                 select(InboundMessage.id).where(InboundMessage.delivery_key == key)
             )
         return found is not None
+
+
+def _parse(raw: bytes) -> ParsedMessage | UnparseableMessage:
+    try:
+        return parse_message(raw)
+    except UnparseableMessage as unparseable:
+        return unparseable
 
 
 def _describe(record: InboundMessage, parsed: ParsedMessage) -> None:
