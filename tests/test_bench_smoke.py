@@ -44,7 +44,7 @@ def test_the_archive_benchmark_runs_and_writes_its_section(tmp_path: Path) -> No
     ("benchmark", "shown"),
     [
         ("fanout", "| 200 |"),
-        ("memory", "peak RSS MB"),
+        ("memory", "peak above idle"),
         ("endtoend", "| SQLite |"),
         ("report", "| 200 |"),
     ],
