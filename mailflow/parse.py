@@ -117,14 +117,19 @@ _FIELD_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
 _BOUNDARY = re.compile(rb'boundary\s*=\s*"?([^";\r\n]{1,200})', re.IGNORECASE)
 
 
+def _header_block(raw: bytes) -> bytes:
+    """The message up to the blank line that ends its header."""
+    end = _HEADER_END.search(raw)
+    return raw[: end.start()] if end else raw
+
+
 def _refuse_bombs(raw: bytes) -> None:
     """Count from the raw bytes, before any parsing: mail-parser decodes
     every header and every part before its tree could be walked, so a
     message of 100,000 parts or 20,000 header fields would cost seconds of
     CPU first. The part count is generous (each part has a delimiter line,
     each multipart a closing one); ``_check_structure`` is the exact test."""
-    end = _HEADER_END.search(raw)
-    header = raw[: end.start()] if end else raw
+    header = _header_block(raw)
     if len(header) > MAX_HEADER_BYTES:
         raise UnparseableMessage(f"its header is larger than {MAX_HEADER_BYTES // 1024} KB")
     fields = len(_FIELD_START.findall(header))
@@ -207,11 +212,9 @@ def _names_a_group(header: str) -> bool:
 def _raw_header(raw: bytes, name: str) -> str:
     """A header exactly as written, RFC 2047 words still encoded (mail-parser
     hands back decoded values)."""
-    end = _HEADER_END.search(raw)
     # The header block only: the parser would otherwise read every line of
     # the body too (a third of the parsing time of a 300 KB submission).
-    header = raw[: end.end()] if end else raw
-    value = BytesHeaderParser(policy=compat32).parsebytes(header).get(name, "")
+    value = BytesHeaderParser(policy=compat32).parsebytes(_header_block(raw)).get(name, "")
     return str(value).replace("\r", "").replace("\n", " ")
 
 

@@ -24,6 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -233,3 +234,19 @@ def browser() -> Iterator[Any]:
     driver.set_page_load_timeout(20)
     yield driver
     driver.quit()
+
+
+def property_settings(variable: str, default: int) -> hypothesis.settings:
+    """hypothesis settings bounded for CI; the environment ``variable`` sets
+    the number of examples for a longer run by hand. No example database
+    and a printed blob: a failure is reproduced from its report alone."""
+    return hypothesis.settings(
+        max_examples=int(os.environ.get(variable, str(default))),
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[
+            hypothesis.HealthCheck.too_slow,
+            hypothesis.HealthCheck.data_too_large,
+        ],
+    )

@@ -47,6 +47,19 @@ def start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     return process
 
 
+def handled(database: Database) -> int:
+    """Distinct subjects processed to a handler: each test message has its own."""
+    with database.transaction() as session:
+        return int(
+            session.scalar(
+                select(func.count(func.distinct(InboundMessage.subject))).where(
+                    InboundMessage.outcome.like("handled%")
+                )
+            )
+            or 0
+        )
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM, as systemd would; SIGKILL if it does not stop in 20 s."""
     if process.poll() is not None:

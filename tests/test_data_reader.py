@@ -20,7 +20,6 @@ seconds); the example database is off and a failure prints its blob.
 from __future__ import annotations
 
 import asyncio
-import os
 import smtplib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,21 +31,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
-from conftest import free_port
-from hypothesis import HealthCheck, event, given, settings
+from conftest import free_port, property_settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from bench.corpus import submission
 from mailflow.ingress.smtp import ConnectionLimits, IngressLMTP, IngressSMTP
 
-EXAMPLES = int(os.environ.get("MAILFLOW_DATA_EXAMPLES", "300"))
-AGREE = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+AGREE = property_settings("MAILFLOW_DATA_EXAMPLES", 300)
 LINE_LIMIT = SMTP.line_length_limit  # 1001: 998 octets, CRLF and a transparency dot
 DATA = Path(__file__).parent / "data"
 

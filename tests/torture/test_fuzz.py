@@ -30,7 +30,6 @@ message as an ``@example`` once fixed. For a coverage-guided run, each test's
 from __future__ import annotations
 
 import base64
-import os
 import quopri
 import re
 from datetime import UTC, datetime
@@ -38,7 +37,8 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import parseaddr
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from conftest import property_settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 from mails import DOMAIN, PDF, submission
 
@@ -56,14 +56,7 @@ from mailflow.workflow.internships import APPLICATION_KEYS
 
 pytestmark = pytest.mark.torture
 
-EXAMPLES = int(os.environ.get("MAILFLOW_FUZZ_EXAMPLES", "500"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = property_settings("MAILFLOW_FUZZ_EXAMPLES", 500)
 
 AUTHSERV_ID = "mx.mailflow.localhost"
 ROUTER = Router(DOMAIN, AddressSettings(), HANDLERS, own_senders=[f"Mailflow <noreply@{DOMAIN}>"])

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 from mails import address, submission
-from sqlalchemy import func, select
-from test_crash import start, stop
+from sqlalchemy import select
+from test_crash import handled, start, stop
 
 from mailflow.config import Settings, load_settings
 from mailflow.store.db import Database
-from mailflow.store.models import Case, InboundMessage, OutboxMessage
+from mailflow.store.models import Case, OutboxMessage
 
 pytestmark = pytest.mark.torture
 
@@ -122,7 +122,7 @@ def test_five_sigkills_under_load_lose_and_double_nothing(
 
         database = Database(settings.database.url)
         try:
-            wait_until(lambda: _handled(database) >= MESSAGES, 300, "every message handled")
+            wait_until(lambda: handled(database) >= MESSAGES, 300, "every message handled")
             spool = settings.spool.dir
             wait_until(
                 lambda: not any((spool / "new").iterdir()) and not any((spool / "cur").iterdir()),
@@ -149,15 +149,3 @@ def test_five_sigkills_under_load_lose_and_double_nothing(
     finally:
         for process in processes:
             stop(process)
-
-
-def _handled(database: Database) -> int:
-    with database.transaction() as session:
-        return int(
-            session.scalar(
-                select(func.count(func.distinct(InboundMessage.subject))).where(
-                    InboundMessage.outcome.like("handled%")
-                )
-            )
-            or 0
-        )

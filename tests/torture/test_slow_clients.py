@@ -32,12 +32,12 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 from mails import address, submission
-from sqlalchemy import func, select
-from test_crash import start, stop
+from sqlalchemy import select
+from test_crash import handled, start, stop
 
 from mailflow.config import Settings, load_settings
 from mailflow.store.db import Database
-from mailflow.store.models import Case, InboundMessage
+from mailflow.store.models import Case
 
 pytestmark = pytest.mark.torture
 
@@ -237,18 +237,6 @@ def connections(process: subprocess.Popen[bytes], port: int) -> int:
         if int(fields[1].rpartition(":")[2], 16) == port and not listening:
             count += fields[9] in inodes
     return count
-
-
-def handled(database: Database) -> int:
-    with database.transaction() as session:
-        return int(
-            session.scalar(
-                select(func.count(func.distinct(InboundMessage.subject))).where(
-                    InboundMessage.outcome.like("handled%")
-                )
-            )
-            or 0
-        )
 
 
 def summary(timings: list[Timing]) -> str:
