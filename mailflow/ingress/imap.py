@@ -216,6 +216,10 @@ class ImapIngress:
         fresh IDLE. Any untagged response is reason enough to look again."""
         client.idle()
         try:
+            # Mail that arrived since the pass may be announced before IDLE's
+            # continuation line; imaplib files that away, unseen by idle_check.
+            if _announced_during_pass(client):
+                return
             deadline = time.monotonic() + self._idle_seconds
             while not stopping.is_set() and time.monotonic() < deadline:
                 responses = client.idle_check(timeout=1)
