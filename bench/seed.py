@@ -77,13 +77,12 @@ def seed_published(
                 kind = rng.choice([Kind.BEST_PRACTICE, Kind.EXPERIENCE])
                 case = workflow.engine.open_case(
                     session,
-                    prefix=kind.prefix,
+                    kind=kind,
                     author=author,
                     state=State.PUBLISHED,
                     message=None,
                     thread_id="",
                 )
-                case.kind = kind
                 case.title = title(number) if title else f"Case {number}: {words[:60]}"
                 case.economy = rng.choice(ECONOMIES)
                 case.area = rng.choice(AREAS).number

@@ -43,6 +43,7 @@ from mailflow.workflow import subscriptions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 from mailflow.workflow.engine import Engine
+from mailflow.workflow.flows import build_flows
 from mailflow.workflow.timed import Timed
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,10 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         timedelta(days=settings.workflow.token_days),
         settings.security.token_only,
     )
-    workflow = Workflow(settings, router, economies, Engine(clock), tokens, outbox, clock)
+    flows = build_flows(settings)
+    workflow = Workflow(
+        settings, router, economies, Engine(clock, flows), flows, tokens, outbox, clock
+    )
     spool = Spool(settings.spool.dir, settings.spool.max_tries)
     return App(
         settings,

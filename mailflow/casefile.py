@@ -80,6 +80,17 @@ def case_file(session: Session, public_id: str, economies: Economies) -> dict[st
         }
         if document
         else None,
+        # Every document the case was sent with, oldest first: a revision or
+        # a language editor's correction adds one and keeps the others.
+        "documents": [
+            {
+                "filename": d.filename,
+                "size": d.size,
+                "sha256": d.sha256,
+                "added": d.created_at.isoformat(),
+            }
+            for d in case.documents
+        ],
         "created": case.created_at.isoformat(),
         "history": [
             {
@@ -123,6 +134,11 @@ def format_case(data: dict[str, Any]) -> str:
                 else "-"
             ),
         ]
+    for earlier in data["documents"][:-1]:
+        lines.append(
+            f"Earlier document: {earlier['filename']} ({earlier['size']} bytes, "
+            f"added {earlier['added'][:16].replace('T', ' ')} UTC)"
+        )
     if data["preferred_dates"]:
         lines.append(f"Preferred dates: {data['preferred_dates']}")
     if data["funding"]:

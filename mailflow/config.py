@@ -180,6 +180,20 @@ class WorkflowSettings(Section):
     escalate_days: Days = 21
     no_focal_point: Literal["admin", "hold"] = "admin"
     daily_summary: Cron = "0 8 * * *"
+    stages: list[Literal["admin", "editor", "focal_point"]] = ["admin", "focal_point"]
+
+    @model_validator(mode="after")
+    def _stages_in_order(self) -> WorkflowSettings:
+        if self.stages not in (["admin", "focal_point"], ["admin", "editor", "focal_point"]):
+            raise ValueError(
+                'stages must be ["admin", "focal_point"] or ["admin", "editor", "focal_point"]'
+                " (the language editor stands between the administrator and the focal point)"
+            )
+        return self
+
+
+class EditorSettings(Section):
+    addresses: list[Email] = []
 
 
 class SecuritySettings(Section):
@@ -219,6 +233,7 @@ class Settings(Section):
     addresses: AddressSettings = AddressSettings()
     economies: dict[str, EconomySettings] = {}
     workflow: WorkflowSettings = WorkflowSettings()
+    editors: EditorSettings = EditorSettings()
     security: SecuritySettings = SecuritySettings()
     limits: LimitSettings = LimitSettings()
     digest: DigestSettings = DigestSettings()
@@ -264,6 +279,11 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         settings = Settings.model_validate({**raw, "source": path.resolve()})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, from_environment)) from exc
+    if "editor" in settings.workflow.stages and not settings.editors.addresses:
+        raise ConfigError(
+            f'{path}: [workflow] stages names "editor": list the language editors '
+            "in [editors] addresses"
+        )
     return _resolve_paths(settings, path.resolve().parent)
 
 

@@ -28,7 +28,7 @@ FORMATS = {
     "rtf": "application/rtf",
     "txt": "text/plain",
 }
-ACCEPTED = "PDF, DOCX, DOC, ODT, RTF or TXT"
+ACCEPTED = tuple(extension.upper() for extension in FORMATS)  # the templates list them
 _OLE2 = bytes.fromhex("d0cf11e0a1b11ae1")
 _MAX_NAME = 120
 
@@ -97,8 +97,8 @@ def safe_filename(written: str, extension: str) -> str:
 
 
 def pick_document(attachments: tuple[Attachment, ...]) -> tuple[Document | None, list[str]]:
-    """The attachment to keep, and a note for each one that was not accepted
-    (to tell the author why). A real document (PDF, DOCX...) wins over a
+    """The attachment to keep, and the name of each one that was not a
+    document (to tell the author why). A real document (PDF, DOCX...) wins over a
     text file, which is often a calendar entry, a vCard or a signature."""
     refused: list[str] = []
     found: list[Document] = []
@@ -106,7 +106,7 @@ def pick_document(attachments: tuple[Attachment, ...]) -> tuple[Document | None,
         extension = detect_format(attachment.content)
         if extension is None:
             name = safe_filename(attachment.filename or "attachment", "bin")
-            refused.append(f"{name.removesuffix('.bin')} is not a {ACCEPTED} file")
+            refused.append(name.removesuffix(".bin"))
             continue
         filename = safe_filename(attachment.filename or "document", extension)
         found.append(Document(filename, extension, FORMATS[extension], attachment.content))

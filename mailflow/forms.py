@@ -188,3 +188,22 @@ def _join(lines: list[str]) -> str:
     """Lines of one value, with blank lines kept as paragraph breaks."""
     paragraphs = " ".join(line if line else "\n\n" for line in lines)
     return "\n\n".join(" ".join(p.split()) for p in paragraphs.split("\n\n") if p.strip())
+
+
+def first_word(text: str) -> tuple[str, str]:
+    """The first word of a reply (lower case, without punctuation), and the
+    rest of the reply: an action word and its reason."""
+    parts = [*strip_reply(text).split(maxsplit=1), "", ""]
+    return parts[0].lower().strip(".,:;!"), parts[1].strip()
+
+
+_PREFILLED = re.compile(r"^\s*(reason|comment)s?\b[^:\n]*:\s*", re.IGNORECASE)
+
+
+def reason_from_link(text: str) -> str:
+    """The reason written under the prefilled "Reason (optional):" line of
+    an action link's email."""
+    lines = strip_reply(text).strip().splitlines()
+    if lines:
+        lines[0] = _PREFILLED.sub("", lines[0])
+    return "\n".join(lines).strip()

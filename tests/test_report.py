@@ -50,7 +50,7 @@ def history(settings: Settings) -> Iterator[App]:
 
         def case(author: Participant, state: State, economy: str, area: int, kind: str) -> Case:
             opened = engine.open_case(
-                session, prefix="BP", author=author, state=state, message=None, thread_id=""
+                session, kind=None, author=author, state=state, message=None, thread_id=""
             )
             opened.economy, opened.area, opened.kind = economy, area, kind
             opened.title = f"Case from {economy}"

@@ -23,6 +23,7 @@ from mailflow.app import App, Service, build
 from mailflow.cli import main
 from mailflow.config import Settings, load_settings
 from mailflow.store.models import Case, CaseEvent, Participant, Token
+from mailflow.vocab import Kind
 from mailflow.workflow.states import State
 
 DAY = timedelta(days=1)
@@ -82,7 +83,7 @@ def silent_at_focal_point(
         for title in titles:
             case = app.workflow.engine.open_case(
                 session,
-                prefix="BP",
+                kind=Kind.BEST_PRACTICE,
                 author=author,
                 state=State.FOCAL_REVIEW,
                 message=None,

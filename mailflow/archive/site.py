@@ -180,11 +180,11 @@ class Site:
             economies=list(economies),
             submit_address=f"{addresses.submit}@{domain}",
             help_address=f"{addresses.help}@{domain}",
+            internship_address=f"{addresses.internship}@{domain}",
             mailto=mailto,
         )
         self._env.filters.update(paragraphs=paragraphs, day=_day, size=_size)
         self._comment_address = f"{addresses.comment}+{{}}@{domain}"
-        self._internship_address = f"{addresses.internship}@{domain}"
 
     # -- what the rest of mailflow calls -------------------------------------
 
@@ -356,14 +356,7 @@ class Site:
             case=view,
             download=download,
             comments=self._comments(session, case),
-            comment_url=mailto(
-                self._comment_address.format(view.id), f"Comment on {view.id}: {view.title}"
-            ),
-            internship_url=mailto(
-                self._internship_address,
-                f"Internship application: {view.id}",
-                f"Case: {view.id}\nMotivation: \nPreferred dates: \nOrganization: \n",
-            ),
+            comment_address=self._comment_address.format(view.id),
         )
 
     def _comments(self, session: Session, case: Case) -> list[CommentView]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from mailflow.workflow.states import State
 
 
 class Timestamp(TypeDecorator[datetime]):
@@ -90,7 +93,11 @@ class Case(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(20), unique=True)
     kind: Mapped[str | None] = mapped_column(String(20), default=None)
-    state: Mapped[str] = mapped_column(String(30), index=True)
+    # Stored as the state's value in a VARCHAR(30), as it always was.
+    state: Mapped[State] = mapped_column(
+        Enum(State, native_enum=False, length=30, values_callable=lambda e: [m.value for m in e]),
+        index=True,
+    )
     state_since: Mapped[datetime] = mapped_column(Timestamp)
     title: Mapped[str] = mapped_column(Text, default="")
     economy: Mapped[str | None] = mapped_column(String(2), default=None)

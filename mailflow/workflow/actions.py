@@ -20,17 +20,9 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, CaseEvent, OutboxMessage, Token
 from mailflow.tokens import Refusal
 from mailflow.triage import Incoming, failed_dmarc
-from mailflow.vocab import Kind
-from mailflow.workflow import (
-    comments,
-    decisions,
-    internships,
-    registration,
-    review,
-    submissions,
-    subscriptions,
-)
+from mailflow.workflow import decisions, registration, steps, subscriptions
 from mailflow.workflow.context import Workflow
+from mailflow.workflow.flow import ALL_ACTIONS
 
 TokenHandler = Callable[[Session, Incoming, Workflow, Token], str]
 
@@ -38,25 +30,12 @@ TokenHandler = Callable[[Session, Incoming, Workflow, Token], str]
 # action -> (handler, whether acting uses the token up). A reply token of
 # an incomplete case stays valid while the case waits for its author: each
 # reply may bring one more missing piece.
-def author_reply(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
-    """A reply of a case's author, answered by the flow of its kind."""
-    case = session.get(Case, token.case_id)
-    assert case is not None
-    handler = _AUTHOR_REPLIES.get(case.kind or "", submissions.author_reply)
-    return handler(session, incoming, workflow, token)
-
-
-_AUTHOR_REPLIES: dict[str, TokenHandler] = {
-    Kind.COMMENT: comments.author_reply,
-    Kind.INTERNSHIP: internships.author_reply,
-}
-
 TOKEN_ACTIONS: dict[str, tuple[TokenHandler, bool]] = {
     "confirm": (registration.confirm, True),
     "subscribe": (subscriptions.confirm, True),
-    "author": (author_reply, False),
+    "author": (steps.author_reply, False),
     "review": (decisions.reply_action, False),  # used up only when it acts
-    **{action.word: (decisions.link_action, True) for action in review.ALL_ACTIONS},
+    **{action.word: (decisions.link_action, True) for action in ALL_ACTIONS},
 }
 
 EXPLANATION_INTERVAL = timedelta(hours=1)

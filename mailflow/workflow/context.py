@@ -22,6 +22,7 @@ from mailflow.store.models import Case
 from mailflow.tokens import Tokens
 from mailflow.triage import Incoming
 from mailflow.workflow.engine import Engine
+from mailflow.workflow.flow import Flows
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Workflow:
     router: Router
     economies: Economies
     engine: Engine
+    flows: Flows
     tokens: Tokens
     outbox: Outbox
     clock: Clock

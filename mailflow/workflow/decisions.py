@@ -1,42 +1,25 @@
 """Applying a reviewer's decision: by an action link, by a reply that starts
 with an action word, or by `mailflow act` in the shell, always through
-``act``. The transition, its history row and the emails it causes happen
-in the caller's transaction; what follows depends on the kind of case
-(submissions here, comments and internships in their own modules).
+``act``, which names the event; ``steps.move`` applies it and what it
+causes, in the caller's transaction.
+
+A language editor who approves may send the correction with it: a
+document attached or a ``Summary:`` line becomes the case's new version
+(the earlier one is kept) before the case moves on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlalchemy.orm import Session
 
 from mailflow.errors import ActionRefused
+from mailflow.forms import first_word, reason_from_link
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import Case, InboundMessage, Token
+from mailflow.store.models import Case, Token
 from mailflow.triage import Incoming
-from mailflow.vocab import Kind
-from mailflow.workflow import comments, internships, publishing
+from mailflow.workflow import reviewing, steps, versions
 from mailflow.workflow.context import Workflow
-from mailflow.workflow.review import (
-    APPROVE,
-    CHANGES,
-    ENDORSE,
-    FOCAL_STAGES,
-    REJECT,
-    Action,
-    action_for,
-    actions_at,
-    describe,
-    economy_name,
-    reason_from_link,
-    send_to_focal_points,
-    split_reply,
-    tell_admins,
-)
-from mailflow.workflow.states import State
-
-Consequences = Callable[[Session, Case, Workflow, Action, str, str], None]
+from mailflow.workflow.flow import Action, Reviewers, Stage
 
 
 def act(
@@ -47,74 +30,35 @@ def act(
     word: str,
     actor: str,
     reason: str = "",
-    message: InboundMessage | None = None,
+    incoming: Incoming | None = None,
 ) -> str:
     """Apply one reviewer decision and send the emails it causes."""
-    state = State(case.state)
-    possible = actions_at(case)
-    action = next((a for a in possible if a.word == word), None)
-    if action is None:
-        allowed = ", ".join(a.word for a in possible) or "none"
+    stage = workflow.flows.of(case).stage(case.state)
+    action = stage.action(word) if stage else None
+    if stage is None or action is None:
+        allowed = ", ".join(a.word for a in stage.actions) if stage else "none"
         raise ActionRefused(
-            f"{case.public_id} is {state}: '{word}' is not possible now (possible: {allowed})"
+            f"{case.public_id} is {case.state}: '{word}' is not possible now (possible: {allowed})"
         )
-    note = reason
-    stage = FOCAL_STAGES.get(state)
-    if stage and action is stage.action and actor in workflow.admins:
-        note = f"{action.event} by the administrator for {economy_name(case, workflow)}" + (
-            f": {reason}" if reason else ""
-        )
-    workflow.engine.transition(session, case, action.event, actor=actor, message=message, note=note)
-    _AFTER_DECISION.get(case.kind or "", _after_submission_decision)(
-        session, case, workflow, action, actor, reason
+    if incoming is not None and stage.reviewers is Reviewers.EDITORS and action.positive:
+        versions.correct(session, case, workflow, incoming)
+    # The history says when the administrators decided in a focal point's place.
+    for_economy = stage.focal and action.positive and actor in workflow.admins
+    economy = reviewing.economy_name(case, workflow) if for_economy else ""
+    steps.move(
+        session,
+        case,
+        workflow,
+        action.event,
+        actor=actor,
+        incoming=incoming,
+        reason=reason,
+        note=f"{action.event} by the administrator for {economy}"
+        + (f": {reason}" if reason else "")
+        if for_economy
+        else reason,
     )
     return f"{case.public_id}: {action.event} by {actor}"
-
-
-def _after_submission_decision(
-    session: Session, case: Case, workflow: Workflow, action: Action, actor: str, reason: str
-) -> None:
-    author = case.author.email
-    context = {**describe(case, workflow), "reason": reason, "actor": actor}
-    if action is APPROVE:
-        workflow.send(
-            session,
-            Outgoing(
-                "case_approved",
-                author,
-                context,
-                case=case,
-                reply_to=workflow.author_reply_to(session, case),
-            ),
-        )
-        send_to_focal_points(session, case, workflow)
-    elif action is ENDORSE:
-        publishing.publish(session, case, workflow)
-        workflow.send(session, Outgoing("case_published", author, context, case=case))
-        tell_admins(session, case, workflow, "endorsed", actor, reason)
-    elif action is CHANGES:
-        workflow.send(
-            session,
-            Outgoing(
-                "changes_requested",
-                author,
-                context,
-                case=case,
-                reply_to=workflow.author_reply_to(session, case),
-            ),
-        )
-        if actor not in workflow.admins:
-            tell_admins(session, case, workflow, "changes_requested", actor, reason)
-    elif action is REJECT:
-        workflow.send(session, Outgoing("case_rejected", author, context, case=case))
-        if actor not in workflow.admins:
-            tell_admins(session, case, workflow, "rejected", actor, reason)
-
-
-_AFTER_DECISION: dict[str, Consequences] = {
-    Kind.COMMENT: comments.decided,
-    Kind.INTERNSHIP: internships.decided,
-}
 
 
 def link_action(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
@@ -128,23 +72,28 @@ def link_action(session: Session, incoming: Incoming, workflow: Workflow, token:
         word=token.action,
         actor=incoming.sender,
         reason=reason_from_link(incoming.parsed.text),
-        message=incoming.record,
+        incoming=incoming,
     )
 
 
 def reply_action(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
-    """A plain reply to a review email: its first word names the action."""
+    """A plain reply to a review email: its first word names the action
+    (an editor's reply that brings a correction approves it)."""
     case = session.get(Case, token.case_id)
     assert case is not None
-    word, reason = split_reply(incoming.parsed.text)
-    action = action_for(case, word)
-    if action is None:
+    stage = workflow.flows.of(case).stage(case.state)
+    word, reason = first_word(incoming.parsed.text)
+    action = _meaning(stage, word) if stage else None
+    editor = stage is not None and stage.reviewers is Reviewers.EDITORS
+    if stage and action is None and editor and versions.brings_correction(incoming):
+        action, reason = stage.decision, ""
+    if stage is None or action is None:
         workflow.send(
             session,
             Outgoing(
                 "reply_not_understood",
                 incoming.sender,
-                {"words": [a.word for a in actions_at(case)], "word": word[:40]},
+                {"words": [a.word for a in stage.actions] if stage else [], "word": word[:40]},
                 case=case,
                 answering=incoming,
             ),
@@ -162,5 +111,34 @@ def reply_action(session: Session, incoming: Incoming, workflow: Workflow, token
         word=action.word,
         actor=incoming.sender,
         reason=reason,
-        message=incoming.record,
+        incoming=incoming,
     )
+
+
+# First words of a plain reply, and what they mean: "yes" or "approve" to a
+# focal point's email means their positive decision, whatever its name.
+_WORDS = {
+    "approve": "approve",
+    "approved": "approve",
+    "yes": "approve",
+    "ok": "approve",
+    "endorse": "endorse",
+    "endorsed": "endorse",
+    "accept": "accept",
+    "accepted": "accept",
+    "changes": "changes",
+    "change": "changes",
+    "request": "changes",
+    "revise": "changes",
+    "reject": "reject",
+    "rejected": "reject",
+    "no": "reject",
+}
+_POSITIVE = {"approve", "endorse", "accept"}
+
+
+def _meaning(stage: Stage, word: str) -> Action | None:
+    meaning = _WORDS.get(word, "")
+    if meaning in _POSITIVE:
+        return stage.decision
+    return stage.action(meaning)

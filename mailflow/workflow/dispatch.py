@@ -9,15 +9,9 @@ from sqlalchemy.orm import Session
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.triage import Incoming
-from mailflow.workflow import (
-    actions,
-    comments,
-    internships,
-    registration,
-    submissions,
-    subscriptions,
-)
+from mailflow.workflow import actions, registration, subscriptions
 from mailflow.workflow.context import Handler, Workflow
+from mailflow.workflow.flows import comment, internship, submission
 
 
 def answer_help(session: Session, incoming: Incoming, workflow: Workflow) -> str:
@@ -28,11 +22,11 @@ def answer_help(session: Session, incoming: Incoming, workflow: Workflow) -> str
 HANDLERS: dict[Route, Handler] = {
     Route.HELP: answer_help,
     Route.REGISTER: registration.handle_register,
-    Route.SUBMIT: submissions.handle_submission,
+    Route.SUBMIT: submission.handle_submission,
     Route.ACTIONS: actions.handle_action,
     Route.SUBSCRIBE: subscriptions.handle_subscribe,
     Route.UNSUBSCRIBE: subscriptions.handle_unsubscribe,
     Route.BOUNCES: subscriptions.record_bounce,
-    Route.COMMENT: comments.handle_comment,
-    Route.INTERNSHIP: internships.handle_internship,
+    Route.COMMENT: comment.handle_comment,
+    Route.INTERNSHIP: internship.handle_internship,
 }

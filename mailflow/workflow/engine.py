@@ -13,29 +13,37 @@ from sqlalchemy.orm import Session
 from mailflow.clock import Clock
 from mailflow.errors import ActionRefused
 from mailflow.store.models import Case, CaseEvent, Counter, InboundMessage, Participant
-from mailflow.workflow.states import Event, State, next_state
+from mailflow.vocab import Kind
+from mailflow.workflow.flow import Flows
+from mailflow.workflow.states import Event, State
 
 
 class Engine:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, flows: Flows) -> None:
         self.clock = clock
+        self.flows = flows
 
     def open_case(
         self,
         session: Session,
         *,
-        prefix: str,
+        kind: Kind | None,
         author: Participant,
         state: State,
         message: InboundMessage | None,
         thread_id: str,
     ) -> Case:
+        """A new case; a submission whose kind is not known yet counts as a
+        best practice until it is."""
         now = self.clock.now()
+        prefix = (kind or Kind.BEST_PRACTICE).prefix
         # Best practices and experiences share a yearly sequence (a case
         # whose kind is learnt late keeps its number); the others count apart.
-        sequence = str(now.year) if prefix in ("BP", "EX") else f"{prefix}-{now.year}"
+        shared = kind is None or kind.is_submission
+        sequence = str(now.year) if shared else f"{prefix}-{now.year}"
         case = Case(
             public_id=f"{prefix}-{now.year}-{next_number(session, sequence):04d}",
+            kind=kind.value if kind else None,
             state=state,
             state_since=now,
             author=author,
@@ -59,7 +67,7 @@ class Engine:
         note: str = "",
     ) -> State:
         current = State(case.state)
-        target = next_state(current, event, case.kind)
+        target = self.flows.of(case).next_state(current, event)
         if target is None:
             raise ActionRefused(f"{case.public_id} is {current}; '{event}' is not possible now")
         now = self.clock.now()

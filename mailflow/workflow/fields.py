@@ -11,30 +11,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
 from mailflow.store.models import Case
-from mailflow.vocab import AREAS, Kind, match_area, match_kind
+from mailflow.vocab import Kind, match_area, match_kind
 
 # "Best practice   (or: Experience)" copied from the form still matches.
 _TRAILING_HINT = re.compile(r"\s*\([^()]*\)\s*$")
 _SUBJECT_NOISE = re.compile(r"^\s*((re|fw|fwd|aw|tr)\s*:\s*)+", re.IGNORECASE)
 _CASE_TAG = re.compile(r"\[(?:BP|EX|IN|CM)-\d{4}-\d{4}\]\s*", re.IGNORECASE)
 
-KIND_VALUES = ("Best practice", "Experience")
 # Bounds of the columns the values go to; longer text is cut, not refused.
 _LONGEST = {"title": 500, "organization": 300, "second_contact": 400}
-AREA_VALUES = tuple(f"{a.number} {a.name}" for a in AREAS)
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing the author must fix: which field, what is wrong, and the
-    values that would be accepted (empty when any text will do)."""
+    """One thing the author must fix, as codes: which field of the form
+    (``title``, ``economy``, ``area``...), what is wrong with it
+    (``missing``, ``unrecognised``, ``not_a_document``, ``too_large``,
+    ``no_published_case``) and what they wrote. ``templates/mail/_problems``
+    says it, with the accepted values."""
 
     field: str
-    text: str
-    accepted: tuple[str, ...] = ()
+    code: str = "missing"
+    value: str = ""
 
 
 @dataclass
@@ -71,19 +71,17 @@ def read_submission(form: dict[str, str], economies: Economies) -> Submission:
     if "kind" in form:
         result.kind = match_kind(form["kind"]) or match_kind(without_hint(form["kind"]))
         if result.kind is None:
-            result.problems.append(_unrecognised("Kind", form["kind"], KIND_VALUES))
+            result.problems.append(_unrecognised("kind", form["kind"]))
     if "economy" in form:
         economy = economies.match(form["economy"]) or economies.match(without_hint(form["economy"]))
         result.economy = economy.code if economy else None
         if economy is None:
-            result.problems.append(
-                _unrecognised("Economy", form["economy"], tuple(economies.names()))
-            )
+            result.problems.append(_unrecognised("economy", form["economy"]))
     if "area" in form:
         area = match_area(form["area"]) or match_area(without_hint(form["area"]))
         result.area = area.number if area else None
         if area is None:
-            result.problems.append(_unrecognised("Priority area", form["area"], AREA_VALUES))
+            result.problems.append(_unrecognised("area", form["area"]))
     return result
 
 
@@ -109,35 +107,28 @@ def apply(case: Case, submission: Submission) -> list[str]:
     return changed
 
 
-def missing(case: Case, economies: Economies) -> list[Problem]:
+REQUIRED = ("title", "kind", "economy", "area", "organization", "summary")
+
+
+def missing(case: Case) -> list[Problem]:
     """The required fields the case still lacks (the document aside)."""
-    problems = []
-    if not case.title:
-        problems.append(
-            Problem("Title", "is missing (write it as the subject, or as a Title: line)")
-        )
-    if not case.kind:
-        problems.append(Problem("Kind", "is missing", KIND_VALUES))
-    if not case.economy:
-        problems.append(Problem("Economy", "is missing", tuple(economies.names())))
-    if not case.area:
-        problems.append(Problem("Priority area", "is missing", AREA_VALUES))
-    if not case.organization:
-        problems.append(Problem("Organization", "is missing (the name of your organization)"))
-    if not case.summary:
-        problems.append(Problem("Summary", "is missing (a few sentences about the case)"))
-    return problems
+    return [Problem(name) for name in REQUIRED if not getattr(case, name)]
 
 
-def missing_document(refused: list[str], too_big: str | None) -> Problem:
-    if too_big:
-        return Problem("Document", too_big)
-    reason = "; ".join(refused) if refused else "no file was attached"
-    return Problem("Document", f"is missing ({reason}). Attach one {ACCEPTED} file")
+def missing_document(refused: list[str]) -> Problem:
+    """No document: the names of the attachments that were not one."""
+    if refused:
+        return Problem("document", "not_a_document", ", ".join(refused))
+    return Problem("document")
 
 
-def _unrecognised(name: str, written: str, accepted: tuple[str, ...]) -> Problem:
-    return Problem(name, f'we could not recognise "{written[:80]}"', accepted)
+def document_too_large(filename: str) -> Problem:
+    """Larger than [limits].max_attachment_bytes."""
+    return Problem("document", "too_large", filename)
+
+
+def _unrecognised(name: str, written: str) -> Problem:
+    return Problem(name, "unrecognised", written[:80])
 
 
 def _text(value: str | None) -> str | None:

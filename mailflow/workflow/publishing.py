@@ -4,8 +4,8 @@ Publishing gives the case its fixed places in the archive's lists (see
 ``Publication``) and queues a ``SiteChange`` in the same transaction; the
 archive writer rewrites the pages afterwards, so a crash in between only
 delays them. ``unpublish`` and ``republish`` are the administrator's, from
-``mailflow act``; for a comment they take it off its case's page and put
-it back.
+``mailflow act``; what they cause is each flow's (a comment leaves its
+case's page and comes back).
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from mailflow.errors import ActionRefused
-from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, Publication, SiteChange
-from mailflow.vocab import Kind
+from mailflow.workflow import steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.engine import next_number
 from mailflow.workflow.states import Event, State
@@ -48,40 +47,23 @@ def changed(session: Session, case: Case, workflow: Workflow) -> None:
     session.add(SiteChange(case_id=case.id, created_at=workflow.clock.now()))
 
 
-def unpublish(session: Session, case: Case, workflow: Workflow, *, actor: str, reason: str) -> str:
-    _require(case, State.PUBLISHED, "unpublish")
-    workflow.engine.transition(session, case, Event.UNPUBLISHED, actor=actor, note=reason)
-    if case.kind == Kind.COMMENT and case.about is not None:
-        changed(session, case.about, workflow)  # the comment leaves its case's page
-        return f"{case.public_id}: removed from the page of {case.about.public_id} by {actor}"
+def take_off(session: Session, case: Case, workflow: Workflow) -> None:
+    """Called once the case is ``unpublished``: its pages go, its places stay."""
     publication = session.get(Publication, case.id)
     assert publication is not None
     publication.withdrawn_at = workflow.clock.now()
     changed(session, case, workflow)
-    workflow.send(
-        session,
-        Outgoing(
-            "case_unpublished",
-            case.author.email,
-            {"reason": reason},
-            case=case,
-            reply_to=workflow.admins[0],  # a question goes to a person
-        ),
-    )
+
+
+def unpublish(session: Session, case: Case, workflow: Workflow, *, actor: str, reason: str) -> str:
+    _require(case, State.PUBLISHED, "unpublish")
+    steps.move(session, case, workflow, Event.UNPUBLISHED, actor=actor, reason=reason)
     return f"{case.public_id}: unpublished by {actor}"
 
 
 def republish(session: Session, case: Case, workflow: Workflow, *, actor: str, reason: str) -> str:
     _require(case, State.UNPUBLISHED, "publish")
-    workflow.engine.transition(session, case, Event.REPUBLISHED, actor=actor, note=reason)
-    if case.kind == Kind.COMMENT and case.about is not None:
-        changed(session, case.about, workflow)
-        return f"{case.public_id}: back on the page of {case.about.public_id}"
-    publish(session, case, workflow)
-    workflow.send(
-        session,
-        Outgoing("case_published", case.author.email, {"reason": reason}, case=case),
-    )
+    steps.move(session, case, workflow, Event.REPUBLISHED, actor=actor, reason=reason)
     return f"{case.public_id}: published again by {actor}"
 
 

@@ -14,8 +14,7 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.store.models import Participant, Token
 from mailflow.triage import Incoming
-from mailflow.vocab import Kind
-from mailflow.workflow import comments, internships, participants, submissions, subscriptions
+from mailflow.workflow import participants, steps, subscriptions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.states import Event
@@ -36,7 +35,9 @@ def handle_register(session: Session, incoming: Incoming, workflow: Workflow) ->
             ),
         )
         return "register: already registered"
-    problems = [p for p in form.problems if p.field == "Economy"] + _missing(participant, workflow)
+    problems = steps.merge(
+        [*(p for p in form.problems if p.field == "economy"), *_missing(participant)]
+    )
     if problems:
         workflow.send(
             session,
@@ -51,7 +52,7 @@ def handle_register(session: Session, incoming: Incoming, workflow: Workflow) ->
         return f"register: incomplete ({len(problems)} to fix)"
     if subscriptions.wants_digests(incoming.parsed.text):
         subscriptions.join_when_registered(session, participant.email, workflow)
-    submissions.ask_to_confirm(session, participant.email, incoming, workflow, None)
+    steps.ask_to_confirm(session, participant.email, incoming, workflow, None)
     return "register: waiting for the sender to confirm"
 
 
@@ -70,24 +71,16 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
         )
         return f"confirmed {participant.email}"
     for case in waiting:
-        workflow.engine.transition(
-            session, case, Event.CONFIRMED, actor=participant.email, message=incoming.record
+        steps.move(
+            session, case, workflow, Event.CONFIRMED, actor=participant.email, incoming=incoming
         )
-        if case.kind == Kind.COMMENT:
-            comments.go_on(session, case, incoming, workflow, just_registered=True)
-        elif case.kind == Kind.INTERNSHIP:
-            internships.advance(session, case, incoming, workflow, [], just_registered=True)
-        else:
-            submissions.advance(session, case, incoming, workflow, [], just_registered=True)
     return f"confirmed {participant.email}; {len(waiting)} case(s) went on"
 
 
-def _missing(participant: Participant, workflow: Workflow) -> list[Problem]:
-    problems = []
-    if not participant.name:
-        problems.append(Problem("Name", "is missing (your full name)"))
-    if not participant.economy:
-        problems.append(Problem("Economy", "is missing", tuple(workflow.economies.names())))
-    if not participant.organization:
-        problems.append(Problem("Organization", "is missing (the name of your organization)"))
-    return problems
+def _missing(participant: Participant) -> list[Problem]:
+    wanted = {
+        "name": participant.name,
+        "economy": participant.economy,
+        "organization": participant.organization,
+    }
+    return [Problem(field) for field, value in wanted.items() if not value]

@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session
 
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import InboundMessage, Subscriber
-from mailflow.workflow import review, waiting
+from mailflow.workflow import reviewing, waiting
 from mailflow.workflow.context import Workflow
-from mailflow.workflow.states import State
 
 MAX_LISTED = 100
 
@@ -71,18 +70,15 @@ def _entry(
     case = item.case
     links: list[dict[str, str]] = []
     if item.on_admin:
-        labels = {}
-        stage = review.FOCAL_STAGES.get(State(case.state))
-        if stage is not None:
-            action = stage.action
-            labels = {
-                action.word: f"{action.label} on behalf of {review.economy_name(case, workflow)}"
-            }
-        links = review.links_for(session, case, workflow, admin, labels)
+        stage = workflow.flows.of(case).stage(case.state)
+        on_behalf = stage is not None and stage.focal
+        links = reviewing.links_for(session, case, workflow, admin, on_behalf=on_behalf)
     return {
         "id": case.public_id,
-        "title": case.title or "(no title yet)",
+        "title": case.title,
+        "flow": workflow.flows.of(case).name,
         "on": item.on,
+        "economy": item.economy,
         "since": item.since,
         "days": (workflow.clock.now() - item.since).days,
         "reminders": item.reminders,

@@ -28,7 +28,7 @@ from mailflow.cron import first_fire, next_fire
 from mailflow.notify.outbox import FileAttachment, Outgoing
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Participant, Schedule, TimedStep, Token
-from mailflow.workflow import review, summary, waiting
+from mailflow.workflow import reviewing, steps, summary, waiting
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.digests import Digests
 from mailflow.workflow.states import Event, State
@@ -88,11 +88,12 @@ class Timed:
         """Do everything that is due at the clock's ``now``."""
         now = self.workflow.clock.now()
         report = TickReport()
-        for stage in review.FOCAL_STAGES:
-            for case_id in self._cases_in(stage, now):
+        flows = self.workflow.flows
+        for state in flows.focal_states():
+            for case_id in self._cases_in(state, now):
                 report.reminders += self._once(case_id, self._remind)
                 report.escalations += self._once(case_id, self._escalate)
-        for state in (State.ADMIN_REVIEW, *review.FOCAL_STAGES):
+        for state in flows.review_states():
             for case_id in self._cases_in(state, now):
                 report.author_updates += self._once(case_id, self._tell_author)
         for token_id in self._unconfirmed(now):
@@ -115,7 +116,7 @@ class Timed:
     def _cases_in(self, state: State, now: datetime) -> list[int]:
         days = self.settings
         soonest = min(days.reminder_days, days.escalate_days)
-        if state is State.ADMIN_REVIEW:
+        if state not in self.workflow.flows.focal_states():
             soonest = days.reminder_days * AUTHOR_UPDATE_AFTER_REMINDER_PERIODS
         with self.database.transaction() as session:
             return list(
@@ -162,10 +163,10 @@ class Timed:
     def _remind(self, session: Session, case: Case, now: datetime) -> int:
         """Reminder n is due n reminder periods after the case reached the
         focal point, and never sooner than one period after the last one."""
-        stage = review.FOCAL_STAGES.get(State(case.state))
-        if stage is None:
+        stage = self.workflow.flows.of(case).stage(case.state)
+        if stage is None or not stage.focal:
             return 0
-        reviewers, _ = waiting.focal_reviewers(case, self.workflow)
+        reviewers = reviewing.reviewers_of(stage, case, self.workflow)
         sent = session.scalars(
             select(TimedStep.done_at).where(
                 TimedStep.subject == waiting.subject_of(case),
@@ -181,14 +182,14 @@ class Timed:
         if not self._claim(session, waiting.subject_of(case), "reminder", case.state_since, number):
             return 0
         waited = (now - case.state_since).days
-        review.request_review(
+        reviewing.request_review(
             session,
             case,
             self.workflow,
             reviewers,
             stage.template,
             {
-                "no_focal_point": reviewers == self.workflow.admins,
+                "no_focal_point": not reviewing.has_focal_point(case, self.workflow),
                 "reminder": number,
                 "waited_days": waited,
             },
@@ -207,22 +208,24 @@ class Timed:
         """After ``escalate_days`` the administrators can decide in the focal
         point's place; an endorsement so given is recorded as such."""
         due = case.state_since + timedelta(days=self.settings.escalate_days)
-        reviewers, _ = waiting.focal_reviewers(case, self.workflow)
-        stage = review.FOCAL_STAGES.get(State(case.state))
-        if stage is None or now < due or reviewers == self.workflow.admins:
+        stage = self.workflow.flows.of(case).stage(case.state)
+        if stage is None or not stage.focal or now < due:
+            return 0
+        reviewers = reviewing.reviewers_of(stage, case, self.workflow)
+        if reviewers == self.workflow.admins:
             return 0  # (the administrators, deciding for an economy, get reminders instead)
         if not self._claim(session, waiting.subject_of(case), "escalation", case.state_since, 0):
             return 0
-        economy = review.economy_name(case, self.workflow)
+        economy = reviewing.economy_name(case, self.workflow)
         waited = (now - case.state_since).days
-        review.request_review(
+        reviewing.request_review(
             session,
             case,
             self.workflow,
             self.workflow.admins,
             stage.template,
             {"no_focal_point": not reviewers, "escalated": True, "waited_days": waited},
-            labels={stage.action.word: f"{stage.action.label} on behalf of {economy}"},
+            on_behalf=True,
         )
         self.workflow.engine.record(
             session,
@@ -237,7 +240,7 @@ class Timed:
     # -- authors -----------------------------------------------------------------
 
     def _tell_author(self, session: Session, case: Case, now: datetime) -> int:
-        if case.state != State.ADMIN_REVIEW and case.state not in review.FOCAL_STAGES:
+        if case.state not in self.workflow.flows.review_states():
             return 0
         periods = AUTHOR_UPDATE_AFTER_REMINDER_PERIODS
         if now < case.state_since + timedelta(days=self.settings.reminder_days * periods):
@@ -245,19 +248,24 @@ class Timed:
         if not self._claim(session, waiting.subject_of(case), "author_update", case.state_since, 0):
             return 0
         where = waiting.describe(session, case, self.workflow)
-        where_text = waiting.for_author(case, self.workflow)
         self.workflow.send(
             session,
             Outgoing(
                 "case_status",
                 case.author.email,
-                {"where": where_text, "since": case.state_since, "reminders": where.reminders},
+                {
+                    **reviewing.case_values(case, self.workflow),
+                    "on": where.on,
+                    "on_economy": where.economy,
+                    "since": case.state_since,
+                    "reminders": where.reminders,
+                },
                 case=case,
                 reply_to=self.workflow.author_reply_to(session, case),
             ),
         )
         self.workflow.engine.record(
-            session, case, "author_informed", "mailflow", None, note=f"waiting {where_text}"
+            session, case, "author_informed", "mailflow", None, note=f"waiting on {where.on}"
         )
         return 1
 
@@ -330,9 +338,10 @@ class Timed:
                 Case.author_id == participant.id, Case.state == State.PENDING_CONFIRMATION
             )
         ):
-            self.workflow.engine.transition(
+            steps.move(
                 session,
                 case,
+                self.workflow,
                 Event.EXPIRED,
                 actor="mailflow",
                 note=f"not confirmed within {self.settings.confirm_days} days",
@@ -343,7 +352,13 @@ class Timed:
             Outgoing(
                 "confirmation_expired",
                 participant.email,
-                {"cases": expired, "confirm_days": self.settings.confirm_days},
+                {
+                    "items": [
+                        {"case": case, "flow": self.workflow.flows.of(case).name}
+                        for case in expired
+                    ],
+                    "confirm_days": self.settings.confirm_days,
+                },
                 case=expired[0] if len(expired) == 1 else None,
             ),
         )

@@ -1,6 +1,9 @@
 """What waits, on whom, and since when: read from the database, for the
 administrator's daily summary and for the authors' "where it stands"
-emails. Read-only."""
+emails. Read-only. On whom a case waits is a code (``author_confirm``,
+``author_missing``, ``author_changes``, ``admin``, ``editor``,
+``focal_point``, ``admin_for_focal_point``, ``on_hold``); the templates
+say it."""
 
 from __future__ import annotations
 
@@ -11,25 +14,25 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailflow.store.models import Case, TimedStep
-from mailflow.workflow import review
+from mailflow.workflow import reviewing
 from mailflow.workflow.context import Workflow
-from mailflow.workflow.states import State
+from mailflow.workflow.flow import Reviewers
+from mailflow.workflow.states import WAITING, State
 
-WAITING = (
-    State.PENDING_CONFIRMATION,
-    State.INCOMPLETE,
-    State.ADMIN_REVIEW,
-    State.FOCAL_REVIEW,
-    State.HOST_REVIEW,
-    State.CHANGES_REQUESTED,
-)
+_ON_AUTHOR = {
+    State.PENDING_CONFIRMATION: "author_confirm",
+    State.INCOMPLETE: "author_missing",
+    State.CHANGES_REQUESTED: "author_changes",
+}
+_ON_REVIEWERS = {Reviewers.ADMINS: "admin", Reviewers.EDITORS: "editor"}
 
 
 @dataclass(frozen=True)
 class Waiting:
     case: Case
     since: datetime
-    on: str  # who it waits on, as a sentence part: "the focal point of Chile"
+    on: str  # on whom it waits, a code (see the module's docstring)
+    economy: str  # the deciding economy's name, for the focal stages
     reminders: int
     escalated: bool
     on_admin: bool  # the administrator can act on it now
@@ -53,47 +56,32 @@ def steps_taken(session: Session, case: Case, kind: str) -> int:
     )
 
 
-def focal_reviewers(case: Case, workflow: Workflow) -> tuple[list[str], str]:
-    """Who is asked to endorse this case, and how to name them."""
-    code = review.deciding_economy(case)
-    economy = workflow.economies.get(code) if code else None
-    name = economy.name if economy else "its economy"
-    if economy and economy.focal_points:
-        return list(economy.focal_points), f"the focal point of {name}"
+def waits_on(case: Case, workflow: Workflow) -> str:
+    """On whom the case waits now, as a code."""
+    if case.state in _ON_AUTHOR:
+        return _ON_AUTHOR[State(case.state)]
+    stage = workflow.flows.of(case).stage(case.state)
+    if stage is None:
+        return ""
+    if not stage.focal:
+        return _ON_REVIEWERS[stage.reviewers]
+    if reviewing.has_focal_point(case, workflow):
+        return "focal_point"
     if workflow.settings.workflow.no_focal_point == "admin":
-        return workflow.admins, f"you, in the place of the focal point of {name} (it has none)"
-    return [], f"nobody: {name} has no focal point, so it is on hold for you"
-
-
-def for_author(case: Case, workflow: Workflow) -> str:
-    """Where the case stands, as its author should read it."""
-    if case.state == State.ADMIN_REVIEW:
-        return "with the administrator"
-    reviewers, _ = focal_reviewers(case, workflow)
-    code = review.deciding_economy(case)
-    economy = workflow.economies.get(code).name if code else "your economy"
-    if reviewers and reviewers != workflow.admins:
-        return f"with the focal point of {economy}"
-    return f"with the administrator, as {economy} has no focal point"
+        return "admin_for_focal_point"
+    return "on_hold"
 
 
 def describe(session: Session, case: Case, workflow: Workflow) -> Waiting:
-    state = State(case.state)
-    reminders, escalated, on_admin = 0, False, False
-    if state in review.FOCAL_STAGES:
-        reviewers, on = focal_reviewers(case, workflow)
+    on = waits_on(case, workflow)
+    reminders, escalated = 0, False
+    stage = workflow.flows.of(case).stage(case.state)
+    if stage is not None and stage.focal:
         reminders = steps_taken(session, case, "reminder")
         escalated = steps_taken(session, case, "escalation") > 0
-        on_admin = escalated or not reviewers or reviewers == workflow.admins
-    elif state is State.ADMIN_REVIEW:
-        on, on_admin = "you (the administrator)", True
-    elif state is State.PENDING_CONFIRMATION:
-        on = "the author, to confirm their address"
-    elif state is State.INCOMPLETE:
-        on = "the author, to send what is missing"
-    else:
-        on = "the author, to send the changes asked for"
-    return Waiting(case, case.state_since, on, reminders, escalated, on_admin)
+    on_admin = escalated or on in ("admin", "admin_for_focal_point", "on_hold")
+    economy = reviewing.economy_name(case, workflow)
+    return Waiting(case, case.state_since, on, economy, reminders, escalated, on_admin)
 
 
 def everything_waiting(session: Session, workflow: Workflow) -> list[Waiting]:

@@ -1,5 +1,5 @@
-"""Mail to ``comment+<CASE-ID>@``: an opinion on a published case (SPEC
-section 6).
+"""Comments: mail to ``comment+<CASE-ID>@``, an opinion on a published case
+(SPEC section 6).
 
 A comment is a case of its own (``CM-2026-0001``) about the published one,
 so it has a history, tokens and `mailflow case` like any other. The text
@@ -7,26 +7,78 @@ kept is what the person wrote, without quoted text, signatures or mail
 client boilerplate (the raw message stays with the inbound record). An
 unregistered sender confirms their address first. With
 ``[comments].moderation`` the administrators approve or reject it by the
-same action links as submissions; without, mailflow approves it at once.
-An approved comment is shown on the case's page (name and economy, never
-the address), goes into the next digest, and the case's author is told.
+same action links as submissions; without, it has no reviewer stage and is
+shown at once. An approved comment is shown on the case's page (name and
+economy, never the address), goes into the next digest, and the case's
+author is told.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from mailflow.forms import comment_text
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import Case, Token
+from mailflow.store.models import Case
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
-from mailflow.workflow import digests, participants, publishing, review, submissions
+from mailflow.workflow import digests, participants, publishing, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.engine import find_case
+from mailflow.workflow.fields import Problem
+from mailflow.workflow.flow import (
+    APPROVE,
+    REJECT,
+    Effect,
+    EffectKey,
+    Flow,
+    Reviewers,
+    Stage,
+    Step,
+)
 from mailflow.workflow.states import Event, State
 
 MAX_CHARS = 5000  # a comment, not an essay: the document is for that
+MODERATION = Stage(
+    "admin", State.ADMIN_REVIEW, Reviewers.ADMINS, (APPROVE, REJECT), "comment_review"
+)
+
+
+def build(moderation: bool) -> Flow:
+    """With moderation, the administrators approve each comment; without,
+    a comment has no stage and is shown as soon as it is complete."""
+    if moderation:
+        stages: tuple[Stage, ...] = (MODERATION,)
+        completed: tuple[Effect, ...] = (
+            steps.tell_author("comment_received", reply="case", answer=True),
+        )
+        decided: dict[EffectKey, tuple[Effect, ...]] = {
+            Event.APPROVED: (show,),
+            Event.REJECTED: (steps.tell_author("comment_rejected"),),
+        }
+    else:
+        stages, completed, decided = (), (shown_unmoderated,), {}
+    return Flow(
+        name="comment",
+        kinds=(Kind.COMMENT,),
+        stages=stages,
+        done=State.PUBLISHED,
+        effects={
+            Event.CONFIRMED: (steps.go_on,),
+            Event.COMPLETED: completed,
+            **decided,
+            Event.UNPUBLISHED: (its_page_changed,),
+            Event.REPUBLISHED: (its_page_changed,),
+            Event.WITHDRAWN: (steps.withdrawn,),
+        },
+        missing=missing,
+        revise=steps.refuse_revision,  # a comment cannot be edited; a new one can be sent
+        context=context,
+        revisable=False,
+        publishes=True,
+    )
 
 
 def handle_comment(session: Session, incoming: Incoming, workflow: Workflow) -> str:
@@ -52,23 +104,22 @@ def handle_comment(session: Session, incoming: Incoming, workflow: Workflow) -> 
     registered = author.confirmed_at is not None
     comment = workflow.engine.open_case(
         session,
-        prefix=Kind.COMMENT.prefix,
+        kind=Kind.COMMENT,
         author=author,
-        state=State.ADMIN_REVIEW if registered else State.PENDING_CONFIRMATION,
+        state=State.INCOMPLETE if registered else State.PENDING_CONFIRMATION,
         message=incoming.record,
         thread_id=incoming.parsed.message_id,
     )
-    comment.kind = Kind.COMMENT
     comment.about = about
-    comment.title = f"Comment on {about.public_id}: {about.title}"[:500]
+    comment.title = about.title
     comment.summary = text
     comment.economy = author.economy or None
     if not registered:
-        submissions.ask_to_confirm(session, author.email, incoming, workflow, comment)
+        steps.ask_to_confirm(session, author.email, incoming, workflow, comment)
         return (
             f"comment {comment.public_id} on {about.public_id}: waiting for the sender to confirm"
         )
-    return go_on(session, comment, incoming, workflow)
+    return steps.advance(session, comment, workflow, incoming, [])
 
 
 def unavailable(about: Case | None) -> str:
@@ -91,85 +142,47 @@ def _refusal(about: Case | None, text: str) -> str:
     return ""
 
 
-def go_on(
-    session: Session,
-    comment: Case,
-    incoming: Incoming,
-    workflow: Workflow,
-    *,
-    just_registered: bool = False,
-) -> str:
-    """A comment from a registered sender: to the administrators, or, with
-    moderation off, onto the page at once."""
+def missing(comment: Case, workflow: Workflow) -> list[Problem]:
+    return []  # an empty comment is refused when it arrives
+
+
+def context(comment: Case, workflow: Workflow) -> dict[str, Any]:
     about = comment.about
     assert about is not None
-    if not workflow.settings.comments.moderation:
-        workflow.engine.transition(
-            session, comment, Event.APPROVED, actor="mailflow", note="moderation is off"
-        )
-        _show(session, comment, workflow)
-        return f"comment {comment.public_id} on {about.public_id}: published (no moderation)"
-    workflow.send(
-        session,
-        Outgoing(
-            "comment_received",
-            comment.author.email,
-            _context(comment, workflow),
-            case=comment,
-            answering=incoming,
-            reply_to=workflow.author_reply_to(session, comment),
-        ),
-    )
-    economy = workflow.economies.get(comment.economy) if comment.economy else None
-    review.request_review(
-        session,
-        comment,
-        workflow,
-        workflow.admins,
-        "comment_review",
-        {**_context(comment, workflow), "commenter": comment.author, "economy": economy},
-    )
-    return f"comment {comment.public_id} on {about.public_id}: waiting for the administrator"
+    return {"about": about, "about_url": case_url(about, workflow), "commenter": comment.author}
 
 
-def decided(
-    session: Session,
-    comment: Case,
-    workflow: Workflow,
-    action: review.Action,
-    actor: str,
-    reason: str,
-) -> None:
-    if action is review.APPROVE:
-        _show(session, comment, workflow)
-    elif action is review.REJECT:
-        workflow.send(
-            session,
-            Outgoing(
-                "comment_rejected",
-                comment.author.email,
-                {**_context(comment, workflow), "reason": reason},
-                case=comment,
-            ),
-        )
-
-
-def _show(session: Session, comment: Case, workflow: Workflow) -> None:
+def show(step: Step) -> None:
     """On the case's page, and the commenter and the case's author told."""
+    session, comment, workflow = step.session, step.case, step.workflow
     about = comment.about
     assert about is not None
     # Shown from now: stamped only once no digest period can be starting.
     digests.hold_period_start(session)
     comment.state_since = workflow.clock.now()
     publishing.changed(session, about, workflow)
-    context = _context(comment, workflow)
-    workflow.send(
-        session, Outgoing("comment_published", comment.author.email, context, case=comment)
-    )
+    steps.tell_author("comment_published")(step)
     if about.author.email != comment.author.email:
         tell_case_author(
-            session, workflow, "case_commented", comment, {**context, "text": comment.summary}
+            session,
+            workflow,
+            "case_commented",
+            comment,
+            {**context(comment, workflow), "text": comment.summary},
         )
+
+
+def shown_unmoderated(step: Step) -> None:
+    step.workflow.engine.record(
+        step.session, step.case, "approved", "mailflow", None, note="moderation is off"
+    )
+    show(step)
+
+
+def its_page_changed(step: Step) -> None:
+    """The comment leaves its case's page, or comes back to it."""
+    assert step.case.about is not None
+    publishing.changed(step.session, step.case.about, step.workflow)
 
 
 def tell_case_author(
@@ -185,33 +198,12 @@ def tell_case_author(
     assert about is not None
     economy = workflow.economies.get(about_it.economy) if about_it.economy else None
     person = {
-        "person_name": about_it.author.name or "A participant",
+        "person_name": about_it.author.name,
         "person_economy": economy.name if economy else "",
     }
     workflow.send(
         session, Outgoing(template, about.author.email, {**context, **person}, case=about)
     )
-
-
-def author_reply(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
-    """The commenter answered us: "withdraw" takes the comment back while
-    it waits; a comment cannot be edited (a new one can be sent)."""
-    comment = session.get(Case, token.case_id)
-    assert comment is not None
-    word, _ = review.split_reply(incoming.parsed.text)
-    if word == "withdraw":
-        return submissions.withdraw(session, comment, incoming, workflow)
-    workflow.send(
-        session,
-        Outgoing("revision_not_editable", incoming.sender, case=comment, answering=incoming),
-    )
-    return f"{comment.public_id}: a reply to a comment changes nothing"
-
-
-def _context(comment: Case, workflow: Workflow) -> dict[str, object]:
-    about = comment.about
-    assert about is not None
-    return {"about": about, "about_url": case_url(about, workflow)}
 
 
 def case_url(case: Case, workflow: Workflow) -> str:

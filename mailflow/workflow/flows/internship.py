@@ -1,0 +1,251 @@
+"""Internship applications: mail to ``internship@``, to learn a published
+case on the field (SPEC section 6).
+
+An application is a case of its own (``IN-2026-0001``) about the published
+one. Like a submission it waits for an unregistered sender to confirm, and
+for the missing pieces (the case ID, Motivation, Preferred dates, the
+applicant's economy), asked for in one reply. Then the administrators
+approve or reject it, and the focal points of the host economy (the
+published case's) accept or reject it, with the reminders and escalation
+of any focal stage. On acceptance it is funded when the applicant's economy
+is travel-eligible and a funded place is free: places are taken by one
+conditional increment, so ``[internships].funded_cap`` holds however many
+acceptances race.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailflow.forms import parse_form
+from mailflow.notify.outbox import Outgoing
+from mailflow.store.models import Case
+from mailflow.triage import Incoming
+from mailflow.vocab import Kind
+from mailflow.workflow import participants, reviewing, steps
+from mailflow.workflow.context import Workflow
+from mailflow.workflow.engine import find_case, find_own_case, take_number_below
+from mailflow.workflow.fields import Problem
+from mailflow.workflow.flow import ACCEPT, APPROVE, REJECT, Flow, Reviewers, Stage, Step
+from mailflow.workflow.flows.comment import case_url, tell_case_author, unavailable
+from mailflow.workflow.states import Event, State
+
+# Motivation runs to the next key, as a submission's summary does, and is
+# kept in the case's summary.
+APPLICATION_KEYS = {
+    "case": "case",
+    "case id": "case",
+    "motivation": "summary",
+    "why": "summary",
+    "preferred dates": "dates",
+    "preferred date": "dates",
+    "dates": "dates",
+    "when": "dates",
+    "organization": "organization",
+    "organisation": "organization",
+}
+_CASE_ID = re.compile(r"\b((?:BP|EX)-\d{4}-\d{4})\b", re.IGNORECASE)
+_OWN_ID = re.compile(r"\b(IN-\d{4}-\d{4})\b", re.IGNORECASE)
+FUNDED_PLACES = "internships:funded"
+
+
+def build() -> Flow:
+    return Flow(
+        name="internship",
+        kinds=(Kind.INTERNSHIP,),
+        stages=(
+            Stage(
+                "admin",
+                State.ADMIN_REVIEW,
+                Reviewers.ADMINS,
+                (APPROVE, REJECT),
+                "internship_review",
+            ),
+            Stage(
+                "host", State.HOST_REVIEW, Reviewers.FOCAL_POINTS, (ACCEPT, REJECT), "host_review"
+            ),
+        ),
+        done=State.ACCEPTED,
+        effects={
+            Event.CONFIRMED: (steps.go_on,),
+            Event.COMPLETED: (steps.tell_author("internship_received", reply="case", answer=True),),
+            Event.APPROVED: (steps.tell_author("internship_approved"),),
+            Event.ACCEPTED: (fund_and_introduce, steps.tell_admins("accepted", unless_theirs=True)),
+            Event.REJECTED: (
+                steps.tell_author("internship_rejected"),
+                steps.tell_admins("rejected", unless_theirs=True),
+            ),
+            Event.WITHDRAWN: (steps.withdrawn,),
+        },
+        missing=missing,
+        revise=revise,
+        context=context,
+        incomplete_mail="internship_incomplete",
+        revisable=False,
+    )
+
+
+def handle_internship(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    parsed = incoming.parsed
+    own = _own_application(session, incoming)
+    if own is not None:
+        return steps.revise(session, own, incoming, workflow)
+    form = parse_form(parsed.text, APPLICATION_KEYS)
+    written = _case_id(parsed.subject, form.get("case", ""), parsed.text)
+    about = find_case(session, written) if written else None
+    refusal = unavailable(about) if written else ""  # none named yet: only a missing piece
+    if refusal:
+        workflow.send(
+            session,
+            Outgoing(
+                "internship_refused",
+                incoming.sender,
+                {"reason": refusal, "case_id": written},
+                answering=incoming,
+            ),
+        )
+        return f"internship refused: {refusal.replace('_', ' ')} ({written})"
+    applicant, told = participants.introduce(session, parsed, workflow.economies, workflow.clock)
+    registered = applicant.confirmed_at is not None
+    application = workflow.engine.open_case(
+        session,
+        kind=Kind.INTERNSHIP,
+        author=applicant,
+        state=State.INCOMPLETE if registered else State.PENDING_CONFIRMATION,
+        message=incoming.record,
+        thread_id=parsed.message_id,
+    )
+    _apply(application, form, about)
+    application.organization = application.organization or applicant.organization
+    if not registered:
+        steps.ask_to_confirm(session, applicant.email, incoming, workflow, application)
+        return f"internship {application.public_id}: waiting for the sender to confirm"
+    economy_problems = [p for p in told.problems if p.field == "economy"]
+    return steps.advance(session, application, workflow, incoming, economy_problems)
+
+
+def _apply(application: Case, form: dict[str, str], about: Case | None) -> list[str]:
+    """Take what the form says; returns the names of what changed."""
+    changed = []
+    if about is not None and application.about_id != about.id:
+        application.about = about
+        application.title = about.title
+        changed.append("case")
+    for field, value, limit in (
+        ("summary", form.get("summary", ""), 5000),
+        ("preferred_dates", form.get("dates", ""), 500),
+        ("organization", form.get("organization", ""), 300),
+    ):
+        if value and getattr(application, field) != value[:limit]:
+            setattr(application, field, value[:limit])
+            changed.append(field)
+    return changed
+
+
+def missing(application: Case, workflow: Workflow) -> list[Problem]:
+    # The applicant's economy, when no message named it, is their registered
+    # one: known only once they confirmed.
+    application.economy = application.economy or application.author.economy or None
+    wanted = {
+        "case": application.about,
+        "motivation": application.summary,
+        "dates": application.preferred_dates,
+        "economy": application.economy,
+    }
+    return [Problem(field) for field, value in wanted.items() if not value]
+
+
+def revise(session: Session, application: Case, incoming: Incoming, workflow: Workflow) -> str:
+    """A reply bringing missing pieces, while the application allows it."""
+    parsed = incoming.parsed
+    form = parse_form(parsed.text, APPLICATION_KEYS)
+    written = _case_id("", form.get("case", ""), "")
+    about = find_case(session, written) if written else None
+    problems = []
+    if written and unavailable(about):
+        problems.append(Problem("case", "no_published_case", written))
+        about = None
+    _, told = participants.introduce(session, parsed, workflow.economies, workflow.clock)
+    changed = _apply(application, form, about)
+    workflow.engine.record(
+        session,
+        application,
+        "revised",
+        incoming.sender,
+        incoming.record,
+        note=", ".join(changed) or "nothing changed",
+    )
+    if application.state == State.PENDING_CONFIRMATION:
+        steps.ask_to_confirm(session, application.author.email, incoming, workflow, application)
+        return f"revision of {application.public_id}: still waiting for confirmation"
+    problems += [p for p in told.problems if p.field == "economy"]
+    return steps.advance(session, application, workflow, incoming, problems)
+
+
+def fund_and_introduce(step: Step) -> None:
+    """Funded or self-funded; the applicant and the case's author told."""
+    session, application, workflow = step.session, step.case, step.workflow
+    funding, why, taken = _funding(session, application, workflow)
+    application.funding = funding
+    workflow.engine.record(
+        session, application, "funding", "mailflow", None, note=f"{funding}: {why}"
+    )
+    values = {**reviewing.case_values(application, workflow), "reason": step.reason}
+    workflow.send(
+        session,
+        Outgoing(
+            "internship_accepted",
+            application.author.email,
+            {**values, "funding": funding, "funding_reason": why, "funded_taken": taken},
+            case=application,
+        ),
+    )
+    tell_case_author(
+        session,
+        workflow,
+        "internship_news",
+        application,
+        {**values, "preferred_dates": application.preferred_dates},
+    )
+
+
+def _funding(session: Session, application: Case, workflow: Workflow) -> tuple[str, str, int]:
+    """Funded or self-funded, why (``not_eligible``, ``cap_reached``,
+    ``place_free``), and how many funded places are taken now."""
+    economy = workflow.economies.get(application.economy) if application.economy else None
+    if economy is None or not economy.travel_eligible:
+        return "self_funded", "not_eligible", 0
+    taken = take_number_below(session, FUNDED_PLACES, workflow.settings.internships.funded_cap)
+    if taken is None:
+        return "self_funded", "cap_reached", 0
+    return "funded", "place_free", taken
+
+
+def context(application: Case, workflow: Workflow) -> dict[str, Any]:
+    about = application.about
+    host = reviewing.deciding_economy(application)
+    return {
+        "about": about,
+        "about_url": case_url(about, workflow) if about else "",
+        "host": workflow.economies.get(host) if host else None,
+        "applicant": application.author,
+        "funded_cap": workflow.settings.internships.funded_cap,
+    }
+
+
+def _case_id(subject: str, field: str, text: str) -> str:
+    """The published case applied for: the subject (the case page's link
+    fills it), then a ``Case:`` line, then anywhere in the text."""
+    for place in (subject, field, text):
+        match = _CASE_ID.search(place)
+        if match:
+            return match[1].upper()
+    return ""
+
+
+def _own_application(session: Session, incoming: Incoming) -> Case | None:
+    match = _OWN_ID.search(incoming.parsed.subject)
+    return find_own_case(session, match[1], incoming.sender) if match else None

@@ -1,0 +1,184 @@
+"""Best practices and experiences: mail to ``submit@`` and everything after.
+
+A new message opens a case. An unregistered sender is asked to confirm
+their address first (``pending_confirmation``); a registered one gets, in
+one email, either everything still to fix (``incomplete``) or the
+acknowledgement, and the case goes through the reviewer stages of
+``[workflow].stages`` to the archive. A reply in the case's thread (its
+reply token, or the case ID in the subject) adds what was missing or
+revises the case.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailflow.forms import parse_form
+from mailflow.store.models import Case
+from mailflow.triage import Incoming
+from mailflow.vocab import Kind
+from mailflow.workflow import fields, participants, publishing, steps, versions
+from mailflow.workflow.context import Workflow
+from mailflow.workflow.engine import find_own_case
+from mailflow.workflow.fields import Problem
+from mailflow.workflow.flow import APPROVE, CHANGES, ENDORSE, REJECT, Flow, Reviewers, Stage
+from mailflow.workflow.states import Event, State
+
+STAGES = {
+    "admin": Stage(
+        "admin", State.ADMIN_REVIEW, Reviewers.ADMINS, (APPROVE, CHANGES, REJECT), "admin_review"
+    ),
+    "editor": Stage(
+        "editor", State.EDITOR_REVIEW, Reviewers.EDITORS, (APPROVE, CHANGES), "editor_review"
+    ),
+    "focal_point": Stage(
+        "focal_point",
+        State.FOCAL_REVIEW,
+        Reviewers.FOCAL_POINTS,
+        (ENDORSE, CHANGES, REJECT),
+        "focal_review",
+    ),
+}
+_CASE_ID = re.compile(r"\b((?:BP|EX)-\d{4}-\d{4})\b", re.IGNORECASE)
+
+
+def build(stages: list[str]) -> Flow:
+    """The submission flow through the stages ``[workflow].stages`` names."""
+    return Flow(
+        name="submission",
+        kinds=(Kind.BEST_PRACTICE, Kind.EXPERIENCE),
+        stages=tuple(STAGES[name] for name in stages),
+        done=State.PUBLISHED,
+        effects={
+            Event.CONFIRMED: (steps.go_on,),
+            Event.COMPLETED: (steps.tell_author("submission_ack", reply="case", answer=True),),
+            (State.ADMIN_REVIEW, Event.APPROVED): (
+                steps.tell_author("case_approved", reply="case"),
+            ),
+            Event.ENDORSED: (
+                publish,
+                steps.tell_author("case_published"),
+                steps.tell_admins("endorsed"),
+            ),
+            Event.CHANGES_REQUESTED: (
+                steps.tell_author("changes_requested", reply="case"),
+                steps.tell_admins("changes_requested", unless_theirs=True),
+            ),
+            Event.REJECTED: (
+                steps.tell_author("case_rejected"),
+                steps.tell_admins("rejected", unless_theirs=True),
+            ),
+            Event.REVISED: (steps.tell_author("revision_received", reply="case", answer=True),),
+            Event.WITHDRAWN: (steps.withdrawn,),
+            Event.UNPUBLISHED: (take_off, steps.tell_author("case_unpublished", reply="admin")),
+            Event.REPUBLISHED: (publish, steps.tell_author("case_published")),
+        },
+        missing=missing,
+        revise=revise,
+        context=context,
+        incomplete_mail="submission_incomplete",
+        publishes=True,
+    )
+
+
+def handle_submission(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    """Mail to ``submit@``: a new case, or a revision of one named in the
+    subject by its own author."""
+    match = _CASE_ID.search(incoming.parsed.subject)
+    case = find_own_case(session, match[1], incoming.sender) if match else None
+    if case is not None:
+        return steps.revise(session, case, incoming, workflow)
+    return open_submission(session, incoming, workflow)
+
+
+def open_submission(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    parsed = incoming.parsed
+    author, submission = participants.introduce(session, parsed, workflow.economies, workflow.clock)
+    registered = author.confirmed_at is not None
+    case = workflow.engine.open_case(
+        session,
+        kind=submission.kind,
+        author=author,
+        state=State.INCOMPLETE if registered else State.PENDING_CONFIRMATION,
+        message=incoming.record,
+        thread_id=parsed.message_id,
+    )
+    case.title = fields.title_from_subject(parsed.subject)[:500]
+    fields.apply(case, submission)
+    case.economy = case.economy or author.economy or None
+    case.organization = case.organization or author.organization
+    document_problems = versions.attach_document(session, case, incoming, workflow)
+    if not registered:
+        steps.ask_to_confirm(session, author.email, incoming, workflow, case)
+        return f"submission {case.public_id}: waiting for the sender to confirm"
+    return steps.advance(
+        session, case, workflow, incoming, [*submission.problems, *document_problems]
+    )
+
+
+def missing(case: Case, workflow: Workflow) -> list[Problem]:
+    problems = fields.missing(case)
+    if case.document is None:
+        problems.append(fields.missing_document([]))
+    return problems
+
+
+def revise(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
+    """The author's reply while the case is editable: what it brings is
+    applied; a case waiting for changes goes back to the reviewers."""
+    state = State(case.state)
+    submission = fields.read_submission(parse_form(incoming.parsed.text), workflow.economies)
+    changed = fields.apply(case, submission)
+    document_problems = versions.attach_document(session, case, incoming, workflow)
+    if incoming.parsed.attachments and not document_problems:
+        changed.append("document")
+    if state is not State.CHANGES_REQUESTED:
+        _renumber(case)
+    workflow.engine.record(
+        session,
+        case,
+        "revised",
+        incoming.sender,
+        incoming.record,
+        note=", ".join(changed) or "nothing changed",
+    )
+    if state is State.PENDING_CONFIRMATION:
+        steps.ask_to_confirm(session, case.author.email, incoming, workflow, case)
+        return f"revision of {case.public_id}: still waiting for confirmation"
+    if state is State.INCOMPLETE:
+        return steps.advance(
+            session, case, workflow, incoming, [*submission.problems, *document_problems]
+        )
+    steps.move(
+        session,
+        case,
+        workflow,
+        Event.REVISED,
+        actor=incoming.sender,
+        incoming=incoming,
+        note=", ".join(changed),
+        changed=tuple(changed),
+    )
+    return f"revision of {case.public_id}: back with the reviewers"
+
+
+def context(case: Case, workflow: Workflow) -> dict[str, Any]:
+    return {}
+
+
+def publish(step: steps.Step) -> None:
+    publishing.publish(step.session, step.case, step.workflow)
+
+
+def take_off(step: steps.Step) -> None:
+    publishing.take_off(step.session, step.case, step.workflow)
+
+
+def _renumber(case: Case) -> None:
+    """A case whose kind was learnt late takes the right prefix and keeps
+    its number (the yearly sequence is shared by all kinds)."""
+    if case.kind:
+        case.public_id = Kind(case.kind).prefix + case.public_id[2:]

@@ -1,0 +1,161 @@
+"""Asking reviewers (SPEC section 4): who reviews a stage, and the review
+email each of them gets.
+
+Every reviewer gets one email with one ``mailto:`` link per action of the
+stage (each a single-use token bound to case, stage, action and person)
+and a reply token in ``Reply-To``, so that a plain reply starting with an
+action word works too. The templates name and colour the buttons and write
+the prefilled reply; this module passes the action words and addresses.
+``decisions.act`` applies what was decided.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailflow.notify.outbox import FileAttachment, Outgoing
+from mailflow.store.models import Case
+from mailflow.vocab import AREAS, Kind
+from mailflow.workflow.context import Workflow
+from mailflow.workflow.flow import Reviewers, Stage, Step
+
+
+def enter_stage(step: Step, stage: Stage) -> None:
+    """A case reached ``stage``: its reviewers get the review email. An
+    economy without a focal point follows ``[workflow].no_focal_point``:
+    its cases go to the administrators, or wait for one."""
+    session, case, workflow = step.session, step.case, step.workflow
+    reviewers = reviewers_of(stage, case, workflow)
+    if reviewers:
+        request_review(
+            session,
+            case,
+            workflow,
+            reviewers,
+            stage.template,
+            {"changed": list(step.changed), "no_focal_point": not has_focal_point(case, workflow)},
+        )
+        return
+    workflow.engine.record(
+        session,
+        case,
+        "held",
+        "mailflow",
+        None,
+        note=f"{economy_name(case, workflow)} has no focal point",
+    )
+    tell_admins(session, case, workflow, "held", "mailflow", "")
+
+
+def reviewers_of(stage: Stage, case: Case, workflow: Workflow) -> list[str]:
+    """Who is asked to decide at ``stage`` (none: the case is on hold)."""
+    if stage.reviewers is Reviewers.ADMINS:
+        return workflow.admins
+    if stage.reviewers is Reviewers.EDITORS:
+        return list(workflow.settings.editors.addresses)
+    if has_focal_point(case, workflow):
+        return focal_points(case, workflow)
+    return workflow.admins if workflow.settings.workflow.no_focal_point == "admin" else []
+
+
+def focal_points(case: Case, workflow: Workflow) -> list[str]:
+    code = deciding_economy(case)
+    economy = workflow.economies.get(code) if code else None
+    return list(economy.focal_points) if economy else []
+
+
+def has_focal_point(case: Case, workflow: Workflow) -> bool:
+    return bool(focal_points(case, workflow))
+
+
+def request_review(
+    session: Session,
+    case: Case,
+    workflow: Workflow,
+    reviewers: list[str],
+    template: str,
+    context: dict[str, Any],
+    *,
+    on_behalf: bool = False,
+) -> None:
+    """One review email per reviewer, each with its own links; with
+    ``on_behalf`` the administrators decide for the economy's focal point."""
+    document = case.document
+    attachments = (
+        (FileAttachment(document.filename, document.content_type, document.content),)
+        if document
+        else ()
+    )
+    for person in reviewers:
+        reply = workflow.tokens.issue(session, "review", person, case=case)
+        workflow.send(
+            session,
+            Outgoing(
+                template,
+                person,
+                {
+                    **case_values(case, workflow),
+                    **context,
+                    "links": links_for(session, case, workflow, person, on_behalf=on_behalf),
+                },
+                case=case,
+                reply_to=workflow.action_address(reply),
+                attachments=attachments,
+            ),
+        )
+
+
+def links_for(
+    session: Session, case: Case, workflow: Workflow, person: str, *, on_behalf: bool = False
+) -> list[dict[str, str]]:
+    """One single-use action address per action of the case's current
+    stage; ``templates/mail/_actions.j2`` makes each a button."""
+    stage = workflow.flows.of(case).stage(case.state)
+    links = []
+    for action in stage.actions if stage else ():
+        token = workflow.tokens.issue(session, action.word, person, case=case)
+        links.append(
+            {
+                "word": action.word,
+                "address": workflow.action_address(token),
+                "on_behalf": economy_name(case, workflow) if on_behalf and action.positive else "",
+            }
+        )
+    return links
+
+
+def case_values(case: Case, workflow: Workflow) -> dict[str, Any]:
+    """The values every email about a case shows: the readable fields and
+    what its kind's flow adds."""
+    return {
+        "kind": Kind(case.kind) if case.kind else None,
+        "area": AREAS[case.area - 1] if case.area else None,
+        "economy": workflow.economies.get(case.economy) if case.economy else None,
+        "flow": workflow.flows.of(case).name,
+        **workflow.flows.of(case).context(case, workflow),
+    }
+
+
+def deciding_economy(case: Case) -> str | None:
+    """Whose focal points decide: an internship is hosted by the economy
+    of the case it is about; a submission belongs to its author's."""
+    if case.kind == Kind.INTERNSHIP:
+        return case.about.economy if case.about else None
+    return case.economy
+
+
+def economy_name(case: Case, workflow: Workflow) -> str:
+    """The name of the economy whose focal points decide, for the history
+    and the buttons (a proper name: it needs no translation)."""
+    code = deciding_economy(case)
+    return workflow.economies.get(code).name if code else ""
+
+
+def tell_admins(
+    session: Session, case: Case, workflow: Workflow, what: str, actor: str, reason: str
+) -> None:
+    context = {**case_values(case, workflow), "what": what, "actor": actor, "reason": reason}
+    for admin in workflow.admins:
+        workflow.send(session, Outgoing("admin_case_update", admin, context, case=case))

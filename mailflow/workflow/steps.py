@@ -1,0 +1,270 @@
+"""The steps every flow shares, written once: moving a case and applying
+what the move causes, confirming a first-time sender, asking once for what
+is missing, revising and withdrawing by reply, and the effects that tell
+the author or the administrators.
+
+``move`` is the one function that applies a flow's effects table: the
+engine changes the state (compare-and-set, history row), then the effects
+declared for that event run, then the reviewers of the stage reached are
+asked. Handlers only decide which event happened.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from mailflow.forms import first_word
+from mailflow.notify.outbox import Outgoing
+from mailflow.store.models import Case, Token
+from mailflow.triage import Incoming
+from mailflow.workflow import participants, reviewing
+from mailflow.workflow.context import Workflow
+from mailflow.workflow.fields import Problem
+from mailflow.workflow.flow import Effect, Step
+from mailflow.workflow.states import EDITABLE, Event, State
+
+
+def move(
+    session: Session,
+    case: Case,
+    workflow: Workflow,
+    event: Event,
+    *,
+    actor: str,
+    incoming: Incoming | None = None,
+    reason: str = "",
+    note: str | None = None,
+    changed: tuple[str, ...] = (),
+    just_registered: bool = False,
+) -> State:
+    """Apply ``event`` to the case and everything it causes; ``note`` (by
+    default the reason) goes into the history."""
+    flow = workflow.flows.of(case)
+    before = State(case.state)
+    after = workflow.engine.transition(
+        session,
+        case,
+        event,
+        actor=actor,
+        message=incoming.record if incoming else None,
+        note=reason if note is None else note,
+    )
+    step = Step(
+        session,
+        case,
+        workflow,
+        event,
+        actor,
+        before,
+        after,
+        reason=reason,
+        incoming=incoming,
+        changed=changed,
+        just_registered=just_registered,
+    )
+    for effect in flow.effects_of(before, event):
+        effect(step)
+    stage = flow.stage(after)
+    if stage is not None:
+        reviewing.enter_stage(step, stage)
+    return after
+
+
+# -- confirming and completing --------------------------------------------------
+
+
+def ask_to_confirm(
+    session: Session, email: str, incoming: Incoming, workflow: Workflow, case: Case | None
+) -> None:
+    """One email with a Confirm link; replying to it confirms as well."""
+    author = participants.find_or_add(session, email, workflow.clock)
+    secret = workflow.tokens.issue(session, "confirm", email, participant=author)
+    address = workflow.action_address(secret)
+    workflow.send(
+        session,
+        Outgoing(
+            "submission_confirm" if case else "register_confirm",
+            email,
+            {
+                **(reviewing.case_values(case, workflow) if case else {}),
+                "participant": author,
+                "confirm_address": address,
+                "confirm_days": workflow.settings.workflow.confirm_days,
+            },
+            case=case,
+            answering=incoming,
+            reply_to=address,
+        ),
+    )
+
+
+def advance(
+    session: Session,
+    case: Case,
+    workflow: Workflow,
+    incoming: Incoming | None,
+    problems: list[Problem],
+    *,
+    just_registered: bool = False,
+) -> str:
+    """An incomplete case moves on when nothing is missing; otherwise its
+    author hears, once, everything that is still to fix."""
+    flow = workflow.flows.of(case)
+    problems = merge([*problems, *flow.missing(case, workflow)])
+    if problems:
+        workflow.send(
+            session,
+            Outgoing(
+                flow.incomplete_mail,
+                case.author.email,
+                {
+                    **reviewing.case_values(case, workflow),
+                    "problems": problems,
+                    "just_registered": just_registered,
+                },
+                case=case,
+                answering=incoming,
+                reply_to=workflow.author_reply_to(session, case),
+            ),
+        )
+        return f"{case.public_id}: incomplete ({len(problems)} to fix)"
+    reached = move(
+        session,
+        case,
+        workflow,
+        Event.COMPLETED,
+        actor=case.author.email,
+        incoming=incoming,
+        just_registered=just_registered,
+    )
+    return f"{case.public_id}: complete, now {reached}"
+
+
+def go_on(step: Step) -> None:
+    """The author confirmed their address: the case goes on as if it had
+    just arrived from a registered sender."""
+    advance(step.session, step.case, step.workflow, step.incoming, [], just_registered=True)
+
+
+def merge(problems: list[Problem]) -> list[Problem]:
+    """One line per field: the first problem found for it wins (a value we
+    could not recognise beats "is missing")."""
+    by_field: dict[str, Problem] = {}
+    for problem in problems:
+        by_field.setdefault(problem.field, problem)
+    return list(by_field.values())
+
+
+# -- the author's replies --------------------------------------------------------
+
+
+def author_reply(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
+    """The author answered one of our emails about their case: "withdraw"
+    as the first word withdraws it; anything else revises it."""
+    case = session.get(Case, token.case_id)
+    assert case is not None
+    word, _ = first_word(incoming.parsed.text)
+    if word == "withdraw":
+        return withdraw(session, case, incoming, workflow)
+    return revise(session, case, incoming, workflow)
+
+
+def revise(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
+    """A reply that may change the case, while its state allows that."""
+    if case.state not in EDITABLE:
+        return refuse_revision(session, case, incoming, workflow)
+    return workflow.flows.of(case).revise(session, case, incoming, workflow)
+
+
+def refuse_revision(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
+    workflow.send(
+        session,
+        Outgoing(
+            "revision_not_editable",
+            incoming.sender,
+            reviewing.case_values(case, workflow),
+            case=case,
+            answering=incoming,
+        ),
+    )
+    workflow.engine.record(
+        session,
+        case,
+        "revision_refused",
+        incoming.sender,
+        incoming.record,
+        note=f"the case is {case.state}",
+    )
+    return f"revision of {case.public_id} refused: it is {case.state}"
+
+
+def withdraw(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
+    if workflow.flows.of(case).next_state(case.state, Event.WITHDRAWN) is None:
+        return refuse_revision(session, case, incoming, workflow)
+    move(session, case, workflow, Event.WITHDRAWN, actor=incoming.sender, incoming=incoming)
+    return f"{case.public_id}: withdrawn by its author"
+
+
+# -- effects ----------------------------------------------------------------------
+
+
+def tell_author(
+    template: str, *, reply: Literal["", "case", "admin"] = "", answer: bool = False
+) -> Effect:
+    """An effect: the author gets ``template``. ``reply`` makes their reply
+    reach the case (to revise or withdraw it) or an administrator;
+    ``answer`` threads it as the answer to the message that caused it."""
+
+    def effect(step: Step) -> None:
+        session, case, workflow = step.session, step.case, step.workflow
+        reply_to = ""
+        if reply == "case":
+            reply_to = workflow.author_reply_to(session, case)
+        elif reply == "admin":
+            reply_to = workflow.admins[0]  # a question goes to a person
+        context = {
+            **reviewing.case_values(case, workflow),
+            "reason": step.reason,
+            "actor": step.actor,
+            "by_admin": step.by_admin,
+            "decided_at": step.from_state,
+            "just_registered": step.just_registered,
+        }
+        workflow.send(
+            session,
+            Outgoing(
+                template,
+                case.author.email,
+                context,
+                case=case,
+                answering=step.incoming if answer else None,
+                reply_to=reply_to,
+            ),
+        )
+
+    effect.__qualname__ = f"tell_author({template!r})"
+    return effect
+
+
+def tell_admins(what: str, *, unless_theirs: bool = False) -> Effect:
+    """An effect: the administrators hear ``what`` happened; with
+    ``unless_theirs``, only when somebody else did it."""
+
+    def effect(step: Step) -> None:
+        if unless_theirs and step.by_admin:
+            return
+        reviewing.tell_admins(step.session, step.case, step.workflow, what, step.actor, step.reason)
+
+    effect.__qualname__ = f"tell_admins({what!r})"
+    return effect
+
+
+def withdrawn(step: Step) -> None:
+    """The author is told; the administrators too, when reviewers were at
+    work on the case."""
+    tell_author("case_withdrawn", answer=True)(step)
+    at_work = (*step.workflow.flows.review_states(), State.CHANGES_REQUESTED)
+    if step.from_state in at_work:
+        tell_admins("withdrawn")(step)
