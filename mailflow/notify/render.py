@@ -1,5 +1,6 @@
 """Render the wording of every email from ``templates/mail``. The only
-importer of jinja2 for mail.
+importer of jinja2 for mail, and the one place that finds the templates
+folder (``TEMPLATES``, for the site and the report as well).
 
 Each email is a pair ``<name>.txt.j2`` / ``<name>.html.j2``. The text
 template's first line is ``Subject: ...``. HTML templates autoescape
@@ -9,13 +10,25 @@ everything; text templates do not need to.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+def templates_folder() -> Path:
+    """The installed package ``mailflow.templates``: ``templates/`` of the
+    checkout in an editable install, ``mailflow/templates/`` in a wheel
+    (``pyproject.toml`` maps the one onto the other)."""
+    folder = resources.files("mailflow.templates")
+    if not isinstance(folder, Path):
+        raise RuntimeError(f"mailflow's templates must be files on disk, not {folder!r}")
+    return folder
+
+
+TEMPLATES = templates_folder()
 
 
 @dataclass(frozen=True)
