@@ -3,6 +3,10 @@
 Counts are SQL aggregates. Stage times come from the history, read as a
 stream of (case, time, from, to) rows in order: only durations are kept,
 never the cases. Read-only; the formats are text, markdown, JSON and CSV.
+
+Python passes figures and codes (stage ``admin_review``, figure
+``internships_funded``); every word a reader sees comes from
+``templates/report/`` and must never be built here.
 """
 
 from __future__ import annotations
@@ -11,41 +15,53 @@ import csv
 import io
 import json
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import case as sql_case
+from sqlalchemy.orm import Session, aliased
 
 from mailflow.economies import Economies
-from mailflow.notify.render import TEMPLATES
+from mailflow.notify.render import Renderer
 from mailflow.store.models import Case, CaseEvent, Participant, Publication, Subscriber, TimedStep
 from mailflow.vocab import AREAS, Kind
+from mailflow.workflow.states import State
 
-# The stages people wait in, and how the report names them.
-STAGES = {
-    "pending_confirmation": "waiting for the author to confirm",
-    "incomplete": "waiting for missing information",
-    "admin_review": "with the administrator",
-    "focal_review": "with the focal point",
-    "changes_requested": "with the author for changes",
-}
+_TEMPLATES = Renderer()  # one environment for every report; reads templates/report/
 
+# Where a case ends. Every other state is a stage where it waits on someone;
+# a stage found in the history but unknown here (a new reviewer stage) is
+# reported too, so adding one needs no change in this module.
+OUTCOMES = frozenset(
+    {
+        State.PUBLISHED,
+        State.ACCEPTED,
+        State.REJECTED,
+        State.WITHDRAWN,
+        State.UNPUBLISHED,
+        State.EXPIRED,
+    }
+)
 
-# Participation figures beyond submissions, and how the report names them.
-ENGAGEMENT = {
-    "comments_published": "Comments published (written in the period)",
-    "internship_applications": "Internship applications",
-    "internships_funded": "Internships accepted, funded",
-    "internships_self_funded": "Internships accepted, self-funded",
-}
+# Where the focal points of an economy decide: a submission's endorsement,
+# an internship's acceptance by the host economy.
+FOCAL_STAGES = (State.FOCAL_REVIEW, State.HOST_REVIEW)
+
+# Participation figures beyond submissions, in the order they are shown.
+ENGAGEMENT = (
+    "comments_published",
+    "internship_applications",
+    "internships_funded",
+    "internships_self_funded",
+)
 
 
 @dataclass
 class StageTime:
-    stage: str
+    stage: str  # a state code: admin_review, host_review, ...
     finished: int
     median_days: float | None
     p90_days: float | None
@@ -101,8 +117,8 @@ def build_report(
         ),
         published=_published(session, names, since, until),
         stages=[
-            StageTime(label, len(days), _median(days), _p90(days))
-            for stage, label in STAGES.items()
+            StageTime(stage, len(days), _median(days), _p90(days))
+            for stage in _stages(durations)
             for days in [[d for _, d in durations.get(stage, [])]]
         ],
         focal_points=_focal_points(session, economies, durations, since, until),
@@ -135,9 +151,9 @@ def _engagement(session: Session, since: datetime, until: datetime) -> dict[str,
         return int(session.scalar(query) or 0)
 
     return {
-        "comments_published": count(Kind.COMMENT, Case.state == "published"),
+        "comments_published": count(Kind.COMMENT, Case.state == State.PUBLISHED),
         "internship_applications": count(
-            Kind.INTERNSHIP, Case.state.not_in(("pending_confirmation", "expired"))
+            Kind.INTERNSHIP, Case.state.not_in((State.PENDING_CONFIRMATION, State.EXPIRED))
         ),
         "internships_funded": count(Kind.INTERNSHIP, Case.funding == "funded"),
         "internships_self_funded": count(Kind.INTERNSHIP, Case.funding == "self_funded"),
@@ -165,6 +181,14 @@ def _published(
         {"id": i, "title": t, "economy": names.get(e, e), "area": AREAS[a - 1].name}
         for i, t, e, a in rows
     ]
+
+
+def _stages(durations: dict[str, list[tuple[int, float]]]) -> list[str]:
+    """Every stage where a case waits, in the order of the workflow, then any
+    other the history holds (e.g. a stage added after this code)."""
+    known = [state.value for state in State if state not in OUTCOMES]
+    seen = sorted(stage for stage in durations if stage not in OUTCOMES and stage not in known)
+    return known + seen
 
 
 def _stage_durations(
@@ -196,12 +220,18 @@ def _focal_points(
     since: datetime,
     until: datetime,
 ) -> list[FocalPoints]:
-    economy_of = dict(
+    # Whose focal points decide (as review.deciding_economy): an internship's
+    # host is the economy of the case it is about; a submission's is its own.
+    about = aliased(Case)
+    deciding = sql_case((Case.kind == Kind.INTERNSHIP, about.economy), else_=Case.economy)
+    economy_of: dict[int, str | None] = dict(
         session.execute(
-            select(Case.id, Case.economy).where(
+            select(Case.id, deciding)
+            .outerjoin(about, Case.about_id == about.id)
+            .where(
                 Case.id.in_(
                     select(CaseEvent.case_id).where(
-                        CaseEvent.to_state == "focal_review",
+                        CaseEvent.to_state.in_(FOCAL_STAGES),
                         CaseEvent.at >= since,
                         CaseEvent.at < until,
                     )
@@ -226,7 +256,7 @@ def _focal_points(
             target = reminders if kind == "reminder" else escalations
             target[economy] = target.get(economy, 0) + number
     answered: dict[str, list[float]] = {}
-    for case_id, days in durations.get("focal_review", []):
+    for case_id, days in (stay for stage in FOCAL_STAGES for stay in durations.get(stage, [])):
         economy = economy_of.get(case_id)
         if economy:
             answered.setdefault(economy, []).append(days)
@@ -257,7 +287,7 @@ def _participation(
     )
     contributors = session.scalar(
         _in_period(select(func.count(func.distinct(Case.author_id))), since, until).where(
-            Case.state.not_in(("pending_confirmation", "expired"))
+            Case.state.not_in((State.PENDING_CONFIRMATION, State.EXPIRED))
         )
     )
     subscribers = session.scalar(
@@ -321,80 +351,38 @@ def as_csv(report: Report) -> str:
 
 
 def as_text(report: Report, markdown: bool = False) -> str:
-    lines: list[str] = []
-
-    def heading(text: str) -> None:
-        lines.extend(["", f"## {text}" if markdown else text.upper(), ""])
-
-    def table(header: list[str], rows: list[list[Any]]) -> None:
-        cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
-        if markdown:
-            lines.append("| " + " | ".join(header) + " |")
-            lines.append("|" + "|".join(" --- " for _ in header) + "|")
-            lines.extend("| " + " | ".join(row) + " |" for row in cells)
-            return
-        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
-        for row in [header, *cells]:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-    title = f"mailflow report, {report.since[:10]} to {report.until[:10]}"
-    lines.append(f"# {title}" if markdown else title)
-    lines.append(
-        f"{report.submitted} {'submission' if report.submitted == 1 else 'submissions'} "
-        "in the period."
+    """The text (or markdown) report, also the body of the monthly email."""
+    return _TEMPLATES.render(
+        "report/report.txt.j2",
+        report=report,
+        engagement=ENGAGEMENT,
+        markdown=markdown,
+        columns=_columns,
     )
-    for section, label in (
-        ("by_state", "State"),
-        ("by_kind", "Kind"),
-        ("by_area", "Priority area"),
-        ("by_economy", "Economy"),
-    ):
-        heading(f"By {label.lower()}")
-        table([label, "Cases"], [[k, v] for k, v in getattr(report, section).items()])
-    heading("Published (outcomes)")
-    table(
-        ["Case", "Title", "Economy", "Area"],
-        [[c["id"], c["title"], c["economy"], c["area"]] for c in report.published],
-    )
-    heading("Time in each stage (days, stays that ended in the period)")
-    table(
-        ["Stage", "Stays", "Median", "90th percentile"],
-        [[s.stage, s.finished, s.median_days, s.p90_days] for s in report.stages],
-    )
-    heading("Focal points")
-    table(
-        ["Economy", "Focal point", "Cases", "Reminders", "Escalations", "Median days"],
-        [
+
+
+def _columns(header: Sequence[str], rows: Iterable[Sequence[Any]], markdown: bool) -> str:
+    """A table laid out: columns padded to line up, or in markdown. Layout
+    only: the header and every word in it come from the template."""
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    if markdown:
+        return "\n".join(
             [
-                f.economy,
-                "yes" if f.has_focal_point else "NONE",
-                f.cases,
-                f.reminders,
-                f.escalations,
-                f.median_days,
+                "| " + " | ".join(header) + " |",
+                "|" + "|".join(" --- " for _ in header) + "|",
+                *("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells),
             ]
-            for f in report.focal_points
-        ],
+        )
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [list(header), *cells]
     )
-    heading("Participation")
-    table(
-        ["Economy", "Registered participants"],
-        [[k, v] for k, v in report.participation["registered_by_economy"].items()],
-    )
-    lines.append("")
-    lines.append(f"Contributors in the period: {report.participation['contributors']}")
-    lines.append(f"Subscribers now: {report.participation['subscribers']}")
-    for key, label in ENGAGEMENT.items():
-        lines.append(f"{label}: {report.participation[key]}")
-    return "\n".join(lines) + "\n"
 
 
 def as_html(report: Report) -> str:
     """One page with bar charts drawn here as inline SVG: no script, no
     external file, printable; every text from the database escaped."""
-    environment = Environment(
-        loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
-    )
     charts = {
         "state": _bars(report.by_state),
         "area": _bars(report.by_area),
@@ -403,7 +391,7 @@ def as_html(report: Report) -> str:
             {s.stage: s.median_days for s in report.stages if s.median_days is not None}
         ),
     }
-    return environment.get_template("report/report.html.j2").render(report=report, charts=charts)
+    return _TEMPLATES.render("report/report.html.j2", report=report, charts=charts)
 
 
 def _bars(values: dict[str, Any], longest: int = 330) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
-"""Render the wording of every email from ``templates/mail``. The only
-importer of jinja2 for mail, and the one place that finds the templates
-folder (``TEMPLATES``, for the site and the report as well).
+"""Render the wording of every email from ``templates/mail``, and of the
+reports from ``templates/report``. The only importer of jinja2 for mail
+and reports, and the one place that finds the templates folder
+(``TEMPLATES``, for the site as well).
 
 Each email is a pair ``<name>.txt.j2`` / ``<name>.html.j2``. The text
 template's first line is ``Subject: ...``. HTML templates autoescape
@@ -60,6 +61,7 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self._env.globals.update(globals_)
+        self._env.add_extension("jinja2.ext.do")  # {% do rows.append(...) %}
 
     def mail(self, name: str, **context: Any) -> Rendered:
         text = self._env.get_template(f"mail/{name}.txt.j2").render(**context)
@@ -70,3 +72,8 @@ class Renderer:
         return Rendered(
             " ".join(first.removeprefix("Subject: ").split()), body.strip() + "\n", html
         )
+
+    def render(self, name: str, **context: Any) -> str:
+        """Any other template, e.g. ``report/report.txt.j2``; escaped when
+        its name ends in ``html.j2``, as for mail."""
+        return self._env.get_template(name).render(**context)
