@@ -25,6 +25,7 @@ from mailflow.cli import main
 from mailflow.clock import FixedClock
 from mailflow.config import Settings
 from mailflow.store.models import Case, CaseEvent, Participant, Subscriber, TimedStep
+from mailflow.vocab import Kind
 from mailflow.workflow import publishing
 from mailflow.workflow.states import Event, State
 
@@ -180,15 +181,20 @@ def test_every_stage_where_a_case_waits_is_named(
         bo = session.scalars(select(Participant).where(Participant.email == "bo@example.org")).one()
         chilean = session.scalars(select(Case).where(Case.public_id == "BP-2026-0001")).one()
         internship = engine.open_case(
-            session, prefix="IN", author=bo, state=State.ADMIN_REVIEW, message=None, thread_id=""
+            session,
+            kind=Kind.INTERNSHIP,
+            author=bo,
+            state=State.ADMIN_REVIEW,
+            message=None,
+            thread_id="",
         )
-        internship.kind, internship.economy, internship.about_id = "internship", "PE", chilean.id
+        internship.economy, internship.about_id = "PE", chilean.id
         clock.advance(DAY)
         engine.transition(session, internship, Event.APPROVED, actor="test")
         clock.advance(3 * DAY)  # 3 days with Chile's focal points, the hosts
         engine.transition(session, internship, Event.ACCEPTED, actor="test")
         edited = engine.open_case(
-            session, prefix="BP", author=bo, state=State.ADMIN_REVIEW, message=None, thread_id=""
+            session, kind=None, author=bo, state=State.ADMIN_REVIEW, message=None, thread_id=""
         )
         for days, left, entered in (
             (1, "admin_review", "editor_review"),
