@@ -7,7 +7,7 @@ thread draining the outbox, and the archive: a thread rewriting the pages
 of changed cases and, on ``[archive].http_port``, a web server for them.
 The threads wake as soon as there is work and otherwise poll, so work
 queued by another process (``mailflow ingest``, ``mailflow act``) is
-picked up too. A timer runs the timed work (``workflow/timed.py``) every
+picked up too. A timer runs the timed work (``scheduling/timed.py``) every
 minute.
 """
 
@@ -25,6 +25,7 @@ from mailflow.archive.site import Site
 from mailflow.clock import Clock, SystemClock
 from mailflow.config import Settings
 from mailflow.cron import Ticker
+from mailflow.digest import subscriptions
 from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
 from mailflow.errors import ConfigError
@@ -35,16 +36,15 @@ from mailflow.notify.render import Renderer, mailto
 from mailflow.notify.transports import MaildirTransport, SmtpTransport, Transport
 from mailflow.routing import Route, Router
 from mailflow.runner import Result, Runner
+from mailflow.scheduling.timed import Timed
 from mailflow.spool import Spool
 from mailflow.store.db import Database
 from mailflow.tokens import Tokens, load_or_create_key
 from mailflow.vocab import AREAS
-from mailflow.workflow import subscriptions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 from mailflow.workflow.engine import Engine
 from mailflow.workflow.flows import build_flows
-from mailflow.workflow.timed import Timed
 
 log = logging.getLogger(__name__)
 

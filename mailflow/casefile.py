@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from mailflow.economies import Economies
 from mailflow.errors import NotFound
 from mailflow.store.models import Case
+from mailflow.store.queries import case_named
 from mailflow.vocab import AREAS, Kind
-from mailflow.workflow.engine import find_case
 
 
 def list_cases(
@@ -49,7 +49,7 @@ def format_list(rows: list[dict[str, str]]) -> str:
 
 
 def case_file(session: Session, public_id: str, economies: Economies) -> dict[str, Any]:
-    case = find_case(session, public_id)
+    case = case_named(session, public_id)
     if case is None:
         raise NotFound(f"no case {public_id.upper()}; `mailflow cases` lists them")
     document = case.document

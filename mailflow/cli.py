@@ -27,9 +27,9 @@ from mailflow.economies import Economies
 from mailflow.errors import ConfigError, MailflowError, NotFound, UsageError
 from mailflow.spool import Envelope, Spool
 from mailflow.store.db import Database
+from mailflow.store.queries import case_named
 from mailflow.vocab import Kind
 from mailflow.workflow import decisions, publishing
-from mailflow.workflow.engine import find_case
 from mailflow.workflow.states import State
 
 # sysexits.h: what an MTA's pipe transport understands.
@@ -179,7 +179,7 @@ def cmd_act(args: argparse.Namespace) -> int:
     with _app(_settings(args)) as app:
         workflow = app.workflow
         with app.database.transaction() as session:
-            case = find_case(session, args.case_id)
+            case = case_named(session, args.case_id)
             if case is None:
                 raise NotFound(f"no case {args.case_id.upper()}; `mailflow cases` lists them")
             shell_action = publishing.SHELL_ACTIONS.get(args.action)

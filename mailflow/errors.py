@@ -8,6 +8,9 @@
      +-- SpoolError (OSError)      a message could not be made durable; the sender must retry
      +-- NotFound (LookupError)    a case, token or message named by a person does not exist
      +-- ActionRefused             a command or action is not allowed in the case's state
+     +-- UsageError (ValueError)   a command-line argument that cannot be used as given
+     +-- UnparseableMessage        the bytes are not a message we can read; kept, never answered
+     +-- PermanentFailure          an outgoing email can never be delivered as it is (a 5xx)
 
 Foreign exceptions (tomllib, pydantic, SQLAlchemy, OSError from the disk) are
 converted at the module that talks to the library, with ``raise ... from``.
@@ -42,3 +45,15 @@ class ActionRefused(MailflowError):
 
 class UsageError(MailflowError, ValueError):
     """A command-line argument that cannot be used as given."""
+
+
+class UnparseableMessage(MailflowError):
+    """The bytes are not a message we can read; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PermanentFailure(MailflowError):
+    """The message can never be delivered as it is."""

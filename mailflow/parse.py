@@ -22,19 +22,13 @@ from html.parser import HTMLParser
 
 import mailparser
 
+from mailflow.errors import UnparseableMessage
+
 MAX_PARTS = 200
 MAX_DEPTH = 12
 # Addresses and ids we can safely put back into headers of our own mail.
 _ANSWERABLE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}$")
 _MESSAGE_ID = r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>"
-
-
-class UnparseableMessage(Exception):
-    """The bytes are not a message we can read; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from mailflow.errors import UnparseableMessage
 from mailflow.notify.outbox import Outgoing
-from mailflow.parse import ParsedMessage, UnparseableMessage, parse_message
+from mailflow.parse import ParsedMessage, parse_message
 from mailflow.routing import Destination, Route
 from mailflow.spool import Envelope, Spool, SpoolEntry
 from mailflow.store.db import Database

@@ -25,8 +25,8 @@ from mailflow.archive import pages
 from mailflow.archive.site import paragraphs
 from mailflow.cli import main
 from mailflow.config import Settings
+from mailflow.store.queries import case_named
 from mailflow.workflow import publishing
-from mailflow.workflow.engine import find_case
 
 PAYLOAD = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
@@ -298,7 +298,7 @@ def test_incremental_publishing_gives_the_same_site_as_a_full_build(
             case_id = taken.pop(rng.randrange(len(taken)))
             act = publishing.unpublish if taken is live else publishing.republish
             with app.database.transaction() as session:
-                case = find_case(session, case_id)
+                case = case_named(session, case_id)
                 assert case is not None
                 act(session, case, app.workflow, actor=admin, reason="test")
             given.append(case_id)

@@ -28,8 +28,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
+from mailflow.errors import PermanentFailure
 from mailflow.notify.render import Renderer
-from mailflow.notify.transports import PermanentFailure, Transport
+from mailflow.notify.transports import Transport
 from mailflow.routing import Router
 from mailflow.store.db import Database
 from mailflow.store.models import Case, OutboxMessage

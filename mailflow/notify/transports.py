@@ -20,9 +20,7 @@ from typing import Protocol
 
 import aiosmtplib
 
-
-class PermanentFailure(Exception):
-    """The message can never be delivered as it is."""
+from mailflow.errors import PermanentFailure
 
 
 class Transport(Protocol):

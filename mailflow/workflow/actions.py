@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from mailflow.digest import subscriptions
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import Case, CaseEvent, OutboxMessage, Token
+from mailflow.store import queries
+from mailflow.store.models import Case, CaseEvent, Token
 from mailflow.tokens import Refusal
 from mailflow.triage import Incoming, failed_dmarc
-from mailflow.workflow import decisions, registration, steps, subscriptions
+from mailflow.workflow import decisions, registration, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.flow import ALL_ACTIONS
 
@@ -105,11 +107,4 @@ def _explained_recently(session: Session, address: str, workflow: Workflow) -> b
             text("SELECT pg_advisory_xact_lock(hashtext(:address))"), {"address": address}
         )
     since = workflow.clock.now() - EXPLANATION_INTERVAL
-    count = session.scalar(
-        select(func.count(OutboxMessage.id)).where(
-            OutboxMessage.recipient == address,
-            OutboxMessage.template == "token_refused",
-            OutboxMessage.created_at > since,
-        )
-    )
-    return bool(count)
+    return queries.emails_since(session, address, "token_refused", since) > 0

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from mailflow.digest import subscriptions
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.triage import Incoming
-from mailflow.workflow import actions, registration, subscriptions
+from mailflow.workflow import actions, registration
 from mailflow.workflow.context import Handler, Workflow
 from mailflow.workflow.flows import comment, internship, submission
 

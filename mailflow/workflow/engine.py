@@ -6,7 +6,7 @@ does, together with the emails the change causes."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -139,21 +139,3 @@ def take_number_below(session: Session, name: str, limit: int) -> int | None:
         .values(value=Counter.value + 1)
         .returning(Counter.value)
     ).scalar_one_or_none()
-
-
-def find_case(session: Session, public_id: str) -> Case | None:
-    """By ID; a best practice renumbered as an experience (or back) is still
-    found under its first ID, since the number part is unique."""
-    wanted = public_id.strip().upper()
-    case = session.scalar(select(Case).where(Case.public_id == wanted))
-    if case is None and wanted[:3] in ("BP-", "EX-"):
-        case = session.scalar(
-            select(Case).where(Case.public_id.in_(["BP-" + wanted[3:], "EX-" + wanted[3:]]))
-        )
-    return case
-
-
-def find_own_case(session: Session, public_id: str, sender: str) -> Case | None:
-    """A case named by its own author; named by anyone else, none."""
-    case = find_case(session, public_id)
-    return case if case is not None and case.author.email == sender else None

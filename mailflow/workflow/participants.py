@@ -4,21 +4,20 @@ themselves may change with each message; afterwards it is theirs."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
 from mailflow.economies import Economies
 from mailflow.forms import parse_form
 from mailflow.parse import ParsedMessage
-from mailflow.store.models import Case, Participant
+from mailflow.store import queries
+from mailflow.store.models import Participant
 from mailflow.workflow.fields import Submission, read_submission
-from mailflow.workflow.states import State
 
 
 def find_or_add(session: Session, email: str, clock: Clock) -> Participant:
     address = email.strip().lower()
-    participant = session.scalar(select(Participant).where(Participant.email == address))
+    participant = queries.participant(session, address)
     if participant is None:
         participant = Participant(email=address, created_at=clock.now())
         session.add(participant)
@@ -52,14 +51,3 @@ def learn(
     participant.name = (name or participant.name)[:200]
     participant.economy = economy or participant.economy
     participant.organization = (organization or participant.organization)[:300]
-
-
-def waiting_cases(session: Session, participant: Participant) -> list[Case]:
-    """Submissions kept until their author confirms the address."""
-    return list(
-        session.scalars(
-            select(Case)
-            .where(Case.author_id == participant.id, Case.state == State.PENDING_CONFIRMATION)
-            .order_by(Case.id)
-        )
-    )

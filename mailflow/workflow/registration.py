@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from mailflow.digest import subscriptions
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
+from mailflow.store import queries
 from mailflow.store.models import Participant, Token
 from mailflow.triage import Incoming
-from mailflow.workflow import participants, steps, subscriptions
+from mailflow.workflow import participants, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.states import Event
@@ -61,7 +63,7 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
     assert participant is not None
     participant.confirmed_at = workflow.clock.now()
     subscriptions.registered(session, participant.email, workflow)
-    waiting = participants.waiting_cases(session, participant)
+    waiting = queries.waiting_for_confirmation(session, participant.id)
     if not waiting:
         workflow.send(
             session,

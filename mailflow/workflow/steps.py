@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from mailflow.forms import first_word
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import Case, Token
+from mailflow.store.models import Case, Participant, Token
 from mailflow.triage import Incoming
+from mailflow.vocab import Kind
 from mailflow.workflow import participants, reviewing
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
@@ -73,6 +74,33 @@ def move(
 
 
 # -- confirming and completing --------------------------------------------------
+
+
+def open_case(
+    session: Session, workflow: Workflow, incoming: Incoming, author: Participant, kind: Kind | None
+) -> Case:
+    """A new case from ``author``, who must confirm their address first
+    unless they are registered already."""
+    registered = author.confirmed_at is not None
+    return workflow.engine.open_case(
+        session,
+        kind=kind,
+        author=author,
+        state=State.INCOMPLETE if registered else State.PENDING_CONFIRMATION,
+        message=incoming.record,
+        thread_id=incoming.parsed.message_id,
+    )
+
+
+def begin(
+    session: Session, case: Case, workflow: Workflow, incoming: Incoming, problems: list[Problem]
+) -> str:
+    """A new case goes on: its author is asked to confirm their address,
+    or hears at once what is missing, or the case moves on."""
+    if case.state == State.PENDING_CONFIRMATION:
+        ask_to_confirm(session, case.author.email, incoming, workflow, case)
+        return f"{case.public_id}: waiting for the sender to confirm"
+    return advance(session, case, workflow, incoming, problems)
 
 
 def ask_to_confirm(

@@ -45,8 +45,9 @@ from mails import DOMAIN, PDF, submission
 from mailflow.config import AddressSettings
 from mailflow.documents import Document, pick_document
 from mailflow.economies import Economies, builtin_economies
+from mailflow.errors import UnparseableMessage
 from mailflow.forms import RUNS_TO_NEXT_KEY, SUBMISSION_KEYS, comment_text, parse_form
-from mailflow.parse import ParsedMessage, UnparseableMessage, parse_message
+from mailflow.parse import ParsedMessage, parse_message
 from mailflow.routing import Router
 from mailflow.spool import Envelope
 from mailflow.triage import SILENT_RULES, destinations, failed_dmarc, must_stay_silent

@@ -19,14 +19,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mailflow.digest import digests
 from mailflow.forms import comment_text
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case
+from mailflow.store.queries import case_named
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
-from mailflow.workflow import digests, participants, publishing, steps
+from mailflow.workflow import participants, publishing, steps
 from mailflow.workflow.context import Workflow
-from mailflow.workflow.engine import find_case
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.flow import (
     APPROVE,
@@ -84,7 +85,7 @@ def build(moderation: bool) -> Flow:
 def handle_comment(session: Session, incoming: Incoming, workflow: Workflow) -> str:
     assert incoming.destination is not None
     written = incoming.destination.tag.upper()
-    about = find_case(session, written) if written else None
+    about = case_named(session, written) if written else None
     text = comment_text(incoming.parsed.text)
     refusal = _refusal(about, text)
     if refusal:
@@ -101,25 +102,12 @@ def handle_comment(session: Session, incoming: Incoming, workflow: Workflow) -> 
     assert about is not None
     author = participants.find_or_add(session, incoming.sender, workflow.clock)
     participants.learn(author, name=incoming.parsed.sender_name, economy=None, organization=None)
-    registered = author.confirmed_at is not None
-    comment = workflow.engine.open_case(
-        session,
-        kind=Kind.COMMENT,
-        author=author,
-        state=State.INCOMPLETE if registered else State.PENDING_CONFIRMATION,
-        message=incoming.record,
-        thread_id=incoming.parsed.message_id,
-    )
+    comment = steps.open_case(session, workflow, incoming, author, Kind.COMMENT)
     comment.about = about
     comment.title = about.title
     comment.summary = text
     comment.economy = author.economy or None
-    if not registered:
-        steps.ask_to_confirm(session, author.email, incoming, workflow, comment)
-        return (
-            f"comment {comment.public_id} on {about.public_id}: waiting for the sender to confirm"
-        )
-    return steps.advance(session, comment, workflow, incoming, [])
+    return steps.begin(session, comment, workflow, incoming, [])
 
 
 def unavailable(about: Case | None) -> str:

@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session
 from mailflow.forms import parse_form
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case
+from mailflow.store.queries import case_named, own_case
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
 from mailflow.workflow import participants, reviewing, steps
 from mailflow.workflow.context import Workflow
-from mailflow.workflow.engine import find_case, find_own_case, take_number_below
+from mailflow.workflow.engine import take_number_below
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.flow import ACCEPT, APPROVE, REJECT, Flow, Reviewers, Stage, Step
 from mailflow.workflow.flows.comment import case_url, tell_case_author, unavailable
@@ -95,7 +96,7 @@ def handle_internship(session: Session, incoming: Incoming, workflow: Workflow) 
         return steps.revise(session, own, incoming, workflow)
     form = parse_form(parsed.text, APPLICATION_KEYS)
     written = _case_id(parsed.subject, form.get("case", ""), parsed.text)
-    about = find_case(session, written) if written else None
+    about = case_named(session, written) if written else None
     refusal = unavailable(about) if written else ""  # none named yet: only a missing piece
     if refusal:
         workflow.send(
@@ -109,22 +110,11 @@ def handle_internship(session: Session, incoming: Incoming, workflow: Workflow) 
         )
         return f"internship refused: {refusal.replace('_', ' ')} ({written})"
     applicant, told = participants.introduce(session, parsed, workflow.economies, workflow.clock)
-    registered = applicant.confirmed_at is not None
-    application = workflow.engine.open_case(
-        session,
-        kind=Kind.INTERNSHIP,
-        author=applicant,
-        state=State.INCOMPLETE if registered else State.PENDING_CONFIRMATION,
-        message=incoming.record,
-        thread_id=parsed.message_id,
-    )
+    application = steps.open_case(session, workflow, incoming, applicant, Kind.INTERNSHIP)
     _apply(application, form, about)
     application.organization = application.organization or applicant.organization
-    if not registered:
-        steps.ask_to_confirm(session, applicant.email, incoming, workflow, application)
-        return f"internship {application.public_id}: waiting for the sender to confirm"
     economy_problems = [p for p in told.problems if p.field == "economy"]
-    return steps.advance(session, application, workflow, incoming, economy_problems)
+    return steps.begin(session, application, workflow, incoming, economy_problems)
 
 
 def _apply(application: Case, form: dict[str, str], about: Case | None) -> list[str]:
@@ -163,7 +153,7 @@ def revise(session: Session, application: Case, incoming: Incoming, workflow: Wo
     parsed = incoming.parsed
     form = parse_form(parsed.text, APPLICATION_KEYS)
     written = _case_id("", form.get("case", ""), "")
-    about = find_case(session, written) if written else None
+    about = case_named(session, written) if written else None
     problems = []
     if written and unavailable(about):
         problems.append(Problem("case", "no_published_case", written))
@@ -248,4 +238,4 @@ def _case_id(subject: str, field: str, text: str) -> str:
 
 def _own_application(session: Session, incoming: Incoming) -> Case | None:
     match = _OWN_ID.search(incoming.parsed.subject)
-    return find_own_case(session, match[1], incoming.sender) if match else None
+    return own_case(session, match[1], incoming.sender) if match else None

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from mailflow.forms import parse_form
 from mailflow.store.models import Case
+from mailflow.store.queries import own_case
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
 from mailflow.workflow import fields, participants, publishing, steps, versions
 from mailflow.workflow.context import Workflow
-from mailflow.workflow.engine import find_own_case
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.flow import APPROVE, CHANGES, ENDORSE, REJECT, Flow, Reviewers, Stage
 from mailflow.workflow.states import Event, State
@@ -88,7 +88,7 @@ def handle_submission(session: Session, incoming: Incoming, workflow: Workflow) 
     """Mail to ``submit@``: a new case, or a revision of one named in the
     subject by its own author."""
     match = _CASE_ID.search(incoming.parsed.subject)
-    case = find_own_case(session, match[1], incoming.sender) if match else None
+    case = own_case(session, match[1], incoming.sender) if match else None
     if case is not None:
         return steps.revise(session, case, incoming, workflow)
     return open_submission(session, incoming, workflow)
@@ -97,24 +97,13 @@ def handle_submission(session: Session, incoming: Incoming, workflow: Workflow) 
 def open_submission(session: Session, incoming: Incoming, workflow: Workflow) -> str:
     parsed = incoming.parsed
     author, submission = participants.introduce(session, parsed, workflow.economies, workflow.clock)
-    registered = author.confirmed_at is not None
-    case = workflow.engine.open_case(
-        session,
-        kind=submission.kind,
-        author=author,
-        state=State.INCOMPLETE if registered else State.PENDING_CONFIRMATION,
-        message=incoming.record,
-        thread_id=parsed.message_id,
-    )
+    case = steps.open_case(session, workflow, incoming, author, submission.kind)
     case.title = fields.title_from_subject(parsed.subject)[:500]
     fields.apply(case, submission)
     case.economy = case.economy or author.economy or None
     case.organization = case.organization or author.organization
     document_problems = versions.attach_document(session, case, incoming, workflow)
-    if not registered:
-        steps.ask_to_confirm(session, author.email, incoming, workflow, case)
-        return f"submission {case.public_id}: waiting for the sender to confirm"
-    return steps.advance(
+    return steps.begin(
         session, case, workflow, incoming, [*submission.problems, *document_problems]
     )
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import InboundMessage, Subscriber
-from mailflow.workflow import reviewing, waiting
+from mailflow.scheduling import waiting
+from mailflow.store import queries
+from mailflow.workflow import reviewing
 from mailflow.workflow.context import Workflow
 
 MAX_LISTED = 100
@@ -22,25 +22,11 @@ def send_daily_summary(session: Session, workflow: Workflow, since: datetime | N
     now = workflow.clock.now()
     since = since or now - timedelta(days=1)
     items = waiting.everything_waiting(session, workflow)
-    unroutable = session.execute(
-        select(InboundMessage.received_at, InboundMessage.sender, InboundMessage.subject)
-        .where(InboundMessage.outcome == "unroutable", InboundMessage.received_at > since)
-        .order_by(InboundMessage.received_at)
-        .limit(MAX_LISTED)
-    ).all()
-    suspended = session.scalars(
-        select(Subscriber.email)
-        .where(Subscriber.suspended_at > since)
-        .order_by(Subscriber.suspended_at)
-        .limit(MAX_LISTED)
-    ).all()
+    unroutable = queries.messages_kept_since(session, "unroutable", since, MAX_LISTED)
+    suspended = queries.suspended_since(session, since, MAX_LISTED)
     if not items and not unroutable and not suspended:
         return False
-    ignored = session.scalar(
-        select(func.count()).where(
-            InboundMessage.outcome == "ignored", InboundMessage.received_at > since
-        )
-    )
+    ignored = queries.messages_counted_since(session, "ignored", since)
     for admin in workflow.admins:
         entries = [_entry(session, item, workflow, admin) for item in items[:MAX_LISTED]]
         workflow.send(

@@ -19,18 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailflow import report
 from mailflow.cron import first_fire, next_fire
+from mailflow.digest.digests import Digests
 from mailflow.notify.outbox import FileAttachment, Outgoing
+from mailflow.scheduling import summary, waiting
+from mailflow.store import queries
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Participant, Schedule, TimedStep, Token
-from mailflow.workflow import reviewing, steps, summary, waiting
+from mailflow.workflow import reviewing, steps
 from mailflow.workflow.context import Workflow
-from mailflow.workflow.digests import Digests
 from mailflow.workflow.states import Event, State
 
 log = logging.getLogger(__name__)
@@ -119,13 +121,7 @@ class Timed:
         if state not in self.workflow.flows.focal_states():
             soonest = days.reminder_days * AUTHOR_UPDATE_AFTER_REMINDER_PERIODS
         with self.database.transaction() as session:
-            return list(
-                session.scalars(
-                    select(Case.id)
-                    .where(Case.state == state, Case.state_since <= now - timedelta(soonest))
-                    .order_by(Case.state_since)
-                )
-            )
+            return queries.case_ids_in_since(session, state, now - timedelta(soonest))
 
     def _once(self, case_id: int, step: Callable[[Session, Case, datetime], int]) -> int:
         """Run one step for one case in its own transaction; a step claimed
@@ -138,15 +134,7 @@ class Timed:
             return 0
 
     def _claim(self, session: Session, subject: str, kind: str, episode: datetime, n: int) -> bool:
-        taken = session.scalar(
-            select(TimedStep.id).where(
-                TimedStep.subject == subject,
-                TimedStep.kind == kind,
-                TimedStep.episode == episode,
-                TimedStep.number == n,
-            )
-        )
-        if taken:
+        if queries.timed_step_taken(session, subject, kind, episode, n):
             return False
         session.add(
             TimedStep(
@@ -167,13 +155,9 @@ class Timed:
         if stage is None or not stage.focal:
             return 0
         reviewers = reviewing.reviewers_of(stage, case, self.workflow)
-        sent = session.scalars(
-            select(TimedStep.done_at).where(
-                TimedStep.subject == waiting.subject_of(case),
-                TimedStep.kind == "reminder",
-                TimedStep.episode == case.state_since,
-            )
-        ).all()
+        sent = queries.timed_steps_done(
+            session, waiting.subject_of(case), "reminder", case.state_since
+        )
         number = len(sent) + 1
         period = timedelta(days=self.settings.reminder_days)
         due = max([case.state_since + number * period, *(s + period for s in sent)])
@@ -275,21 +259,7 @@ class Timed:
         """Confirmation requests older than ``confirm_days``, not yet expired."""
         cutoff = now - timedelta(days=self.settings.confirm_days)
         with self.database.transaction() as session:
-            handled = exists().where(
-                TimedStep.kind == "confirm_expired", TimedStep.number == Token.id
-            )
-            return list(
-                session.scalars(
-                    select(Token.id)
-                    .where(
-                        Token.action == "confirm",
-                        Token.used_at.is_(None),
-                        Token.issued_at <= cutoff,
-                        ~handled,
-                    )
-                    .order_by(Token.id)
-                )
-            )
+            return queries.unanswered_confirmations(session, cutoff)
 
     def _expire_confirmation(self, token_id: int) -> int:
         """The sender never confirmed: their waiting submissions expire and
@@ -320,11 +290,7 @@ class Timed:
                 # the process that reads it next.
                 lapsed = token.issued_at + timedelta(days=self.settings.confirm_days)
                 token.expires_at = min(token.expires_at, lapsed)
-                newest = session.scalar(
-                    select(Token.id)
-                    .where(Token.action == "confirm", Token.participant_id == participant.id)
-                    .order_by(Token.issued_at.desc(), Token.id.desc())
-                )
+                newest = queries.newest_confirmation(session, participant.id)
                 if participant.confirmed_at is not None or newest != token.id:
                     return 0
                 return self._expire_waiting_for(session, participant)
@@ -333,11 +299,7 @@ class Timed:
 
     def _expire_waiting_for(self, session: Session, participant: Participant) -> int:
         expired = []
-        for case in session.scalars(
-            select(Case).where(
-                Case.author_id == participant.id, Case.state == State.PENDING_CONFIRMATION
-            )
-        ):
+        for case in queries.waiting_for_confirmation(session, participant.id):
             steps.move(
                 session,
                 case,

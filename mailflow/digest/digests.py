@@ -21,11 +21,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from mailflow.digest import subscriptions
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Counter, DigestRun, Publication, Subscriber
 from mailflow.vocab import AREAS, Kind
-from mailflow.workflow import subscriptions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.states import State
 
@@ -208,7 +208,7 @@ class Digests:
             Item(
                 id=case.public_id,
                 title=case.title,
-                kind=Kind(case.kind or Kind.BEST_PRACTICE).label,
+                kind=case.kind or Kind.BEST_PRACTICE.value,
                 area=AREAS[publication.area - 1].name,
                 economy=self.workflow.economies.get(publication.economy).name,
                 url=f"{self._base}/cases/{case.public_id}/",

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailflow.store.models import Case, TimedStep
+from mailflow.store import queries
+from mailflow.store.models import Case
 from mailflow.workflow import reviewing
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.flow import Reviewers
@@ -44,16 +44,7 @@ def subject_of(case: Case) -> str:
 
 def steps_taken(session: Session, case: Case, kind: str) -> int:
     """How many of this kind of timed step this case had at its current stage."""
-    return int(
-        session.scalar(
-            select(func.count()).where(
-                TimedStep.subject == subject_of(case),
-                TimedStep.kind == kind,
-                TimedStep.episode == case.state_since,
-            )
-        )
-        or 0
-    )
+    return len(queries.timed_steps_done(session, subject_of(case), kind, case.state_since))
 
 
 def waits_on(case: Case, workflow: Workflow) -> str:
@@ -86,7 +77,4 @@ def describe(session: Session, case: Case, workflow: Workflow) -> Waiting:
 
 def everything_waiting(session: Session, workflow: Workflow) -> list[Waiting]:
     """Oldest first."""
-    cases = session.scalars(
-        select(Case).where(Case.state.in_(WAITING)).order_by(Case.state_since, Case.id)
-    )
-    return [describe(session, case, workflow) for case in cases]
+    return [describe(session, case, workflow) for case in queries.cases_in(session, WAITING)]

@@ -1,0 +1,194 @@
+"""The questions the workflow and the scheduler ask the database, by name.
+
+Read-only: every function takes the caller's session and returns rows or
+values; nothing here commits or changes a row. (The archive's pages, the
+report, the outbox and the digests keep their own queries next to the
+tables they alone use.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from mailflow.store.models import (
+    Case,
+    InboundMessage,
+    OutboxMessage,
+    Participant,
+    Subscriber,
+    TimedStep,
+    Token,
+)
+from mailflow.workflow.states import State
+
+# -- cases and people ----------------------------------------------------------------
+
+
+def case_named(session: Session, public_id: str) -> Case | None:
+    """By ID; a best practice renumbered as an experience (or back) is still
+    found under its first ID, since the number part is unique."""
+    wanted = public_id.strip().upper()
+    case = session.scalar(select(Case).where(Case.public_id == wanted))
+    if case is None and wanted[:3] in ("BP-", "EX-"):
+        case = session.scalar(
+            select(Case).where(Case.public_id.in_(["BP-" + wanted[3:], "EX-" + wanted[3:]]))
+        )
+    return case
+
+
+def own_case(session: Session, public_id: str, sender: str) -> Case | None:
+    """A case named by its own author; named by anyone else, none."""
+    case = case_named(session, public_id)
+    return case if case is not None and case.author.email == sender else None
+
+
+def participant(session: Session, address: str) -> Participant | None:
+    return session.scalar(select(Participant).where(Participant.email == address))
+
+
+def waiting_for_confirmation(session: Session, participant_id: int) -> list[Case]:
+    """The cases kept until their author confirms the address, oldest first."""
+    return list(
+        session.scalars(
+            select(Case)
+            .where(Case.author_id == participant_id, Case.state == State.PENDING_CONFIRMATION)
+            .order_by(Case.id)
+        )
+    )
+
+
+def cases_in(session: Session, states: Sequence[State]) -> list[Case]:
+    """Every case in one of ``states``, the longest waiting first."""
+    return list(
+        session.scalars(
+            select(Case).where(Case.state.in_(states)).order_by(Case.state_since, Case.id)
+        )
+    )
+
+
+def case_ids_in_since(session: Session, state: State, before: datetime) -> list[int]:
+    """Cases in ``state`` since ``before`` or earlier, the longest waiting first."""
+    return list(
+        session.scalars(
+            select(Case.id)
+            .where(Case.state == state, Case.state_since <= before)
+            .order_by(Case.state_since)
+        )
+    )
+
+
+# -- timed steps and confirmations ----------------------------------------------------
+
+
+def timed_steps_done(
+    session: Session, subject: str, kind: str, episode: datetime
+) -> list[datetime]:
+    """When each step of ``kind`` was taken for ``subject`` in this episode."""
+    return list(
+        session.scalars(
+            select(TimedStep.done_at).where(
+                TimedStep.subject == subject,
+                TimedStep.kind == kind,
+                TimedStep.episode == episode,
+            )
+        )
+    )
+
+
+def timed_step_taken(
+    session: Session, subject: str, kind: str, episode: datetime, number: int
+) -> bool:
+    return (
+        session.scalar(
+            select(TimedStep.id).where(
+                TimedStep.subject == subject,
+                TimedStep.kind == kind,
+                TimedStep.episode == episode,
+                TimedStep.number == number,
+            )
+        )
+        is not None
+    )
+
+
+def unanswered_confirmations(session: Session, issued_before: datetime) -> list[int]:
+    """Confirmation requests issued before the cut-off, unused, and not yet
+    handled as expired."""
+    handled = exists().where(TimedStep.kind == "confirm_expired", TimedStep.number == Token.id)
+    return list(
+        session.scalars(
+            select(Token.id)
+            .where(
+                Token.action == "confirm",
+                Token.used_at.is_(None),
+                Token.issued_at <= issued_before,
+                ~handled,
+            )
+            .order_by(Token.id)
+        )
+    )
+
+
+def newest_confirmation(session: Session, participant_id: int) -> int | None:
+    return session.scalar(
+        select(Token.id)
+        .where(Token.action == "confirm", Token.participant_id == participant_id)
+        .order_by(Token.issued_at.desc(), Token.id.desc())
+    )
+
+
+# -- what the administrator hears about --------------------------------------------------
+
+
+def emails_since(session: Session, address: str, template: str, since: datetime) -> int:
+    """How many emails of ``template`` were written to ``address`` since then."""
+    return int(
+        session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.recipient == address,
+                OutboxMessage.template == template,
+                OutboxMessage.created_at > since,
+            )
+        )
+        or 0
+    )
+
+
+def messages_kept_since(session: Session, outcome: str, since: datetime, limit: int) -> list[Any]:
+    """(received_at, sender, subject) of the messages with ``outcome``."""
+    return list(
+        session.execute(
+            select(InboundMessage.received_at, InboundMessage.sender, InboundMessage.subject)
+            .where(InboundMessage.outcome == outcome, InboundMessage.received_at > since)
+            .order_by(InboundMessage.received_at)
+            .limit(limit)
+        ).all()
+    )
+
+
+def messages_counted_since(session: Session, outcome: str, since: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                InboundMessage.outcome == outcome, InboundMessage.received_at > since
+            )
+        )
+        or 0
+    )
+
+
+def suspended_since(session: Session, since: datetime, limit: int) -> list[str]:
+    """Subscribers whose digests bounced until they were suspended."""
+    return list(
+        session.scalars(
+            select(Subscriber.email)
+            .where(Subscriber.suspended_at > since)
+            .order_by(Subscriber.suspended_at)
+            .limit(limit)
+        )
+    )
