@@ -50,7 +50,7 @@ def steps_taken(session: Session, case: Case, kind: str) -> int:
 def waits_on(case: Case, workflow: Workflow) -> str:
     """On whom the case waits now, as a code."""
     if case.state in _ON_AUTHOR:
-        return _ON_AUTHOR[State(case.state)]
+        return _ON_AUTHOR[case.state]
     stage = workflow.flows.of(case).stage(case.state)
     if stage is None:
         return ""

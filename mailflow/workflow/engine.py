@@ -66,7 +66,7 @@ class Engine:
         message: InboundMessage | None = None,
         note: str = "",
     ) -> State:
-        current = State(case.state)
+        current = case.state
         target = self.flows.of(case).next_state(current, event)
         if target is None:
             raise ActionRefused(f"{case.public_id} is {current}; '{event}' is not possible now")

@@ -43,7 +43,7 @@ def move(
     """Apply ``event`` to the case and everything it causes; ``note`` (by
     default the reason) goes into the history."""
     flow = workflow.flows.of(case)
-    before = State(case.state)
+    before = case.state
     after = workflow.engine.transition(
         session,
         case,

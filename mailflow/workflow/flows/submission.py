@@ -118,7 +118,7 @@ def missing(case: Case, workflow: Workflow) -> list[Problem]:
 def revise(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
     """The author's reply while the case is editable: what it brings is
     applied; a case waiting for changes goes back to the reviewers."""
-    state = State(case.state)
+    state = case.state
     submission = fields.read_submission(parse_form(incoming.parsed.text), workflow.economies)
     changed = fields.apply(case, submission)
     document_problems = versions.attach_document(session, case, incoming, workflow)
