@@ -307,9 +307,10 @@ def test_incremental_publishing_gives_the_same_site_as_a_full_build(
                 pass
             incremental = snapshot()
             app.site.build(app.database)
+            full = snapshot()
             differing = sorted(
                 name
-                for name in incremental.keys() | snapshot().keys()
-                if incremental.get(name) != snapshot().get(name)
+                for name in incremental.keys() | full.keys()
+                if incremental.get(name) != full.get(name)
             )
             assert differing == [], f"step {step}"
