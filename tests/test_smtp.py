@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import smtplib
 import socket
-import time
 
 import pytest
-from conftest import Client, Mailbox
+from conftest import Client, Mailbox, wait_until
 from mails import address, message, submission
 
 from mailflow.app import App, Service, build
@@ -135,7 +134,12 @@ def test_too_many_connections_hear_421_and_a_freed_place_is_taken_again(
             assert lines.readline().startswith(b"421 4.7.0 Too many connections")
             assert lines.readline() == b""  # and closed
         held.pop().close()
-        time.sleep(0.2)  # the server sees the close
+
+        def served() -> bool:  # once the server has seen the close
+            with socket.create_connection(where, 10) as probe:
+                return probe.makefile("rb").readline().startswith(b"220")
+
+        wait_until(served, what="the freed place to be given")
         with smtplib.SMTP(*where, timeout=10) as smtp:
             assert smtp.noop()[0] == 250
         for connection in held:
