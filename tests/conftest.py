@@ -92,6 +92,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15, what: str = ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On xdist workers, the torture suite first: its tests are the longest
+    (tens of seconds), and one of them started last would run on alone
+    while the other workers sit idle."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("torture") is None)
+
+
 # -- databases -------------------------------------------------------------
 
 
