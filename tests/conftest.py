@@ -93,11 +93,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15, what: str = ""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """On xdist workers, the torture suite first: its tests are the longest
-    (tens of seconds), and one of them started last would run on alone
-    while the other workers sit idle."""
+    """On xdist workers, the long tests first (marked slow, and the torture
+    suite): one of them started last would run on alone while the other
+    workers sit idle."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: item.get_closest_marker("torture") is None)
+        long = ("slow", "torture")
+        items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in long))
 
 
 # -- databases -------------------------------------------------------------

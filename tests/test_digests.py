@@ -203,6 +203,7 @@ def test_a_submission_copied_to_the_bounce_address_is_still_a_submission(
     )
 
 
+@pytest.mark.slow
 def test_a_fan_out_killed_midway_sends_nobody_a_digest_twice(
     app: App, settings: Settings, outbox: Mailbox
 ) -> None:
