@@ -109,7 +109,10 @@ service imap-login {{
 
     def account(self) -> Dovecot:
         """A user not used before, with an empty mailbox."""
-        return Dovecot(self, next(self._users))
+        user = next(self._users, None)
+        if user is None:
+            raise RuntimeError(f"all {USERS} users of this Dovecot are taken; raise USERS")
+        return Dovecot(self, user)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
