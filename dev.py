@@ -46,11 +46,15 @@ def run(arguments: list[str]) -> int:
 
 
 def workers(arguments: list[str]) -> list[str]:
-    """The pytest-xdist option, unless the arguments choose for themselves."""
+    """The pytest-xdist options, unless the arguments choose for themselves.
+    Tests are handed to a worker one or two at a time as it finishes them,
+    not in long runs, so the long tests spread over the workers instead of
+    queueing on one."""
     if any(a.startswith(("-n", "--numprocesses")) or a.endswith("no:xdist") for a in arguments):
         return []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return ["-n", os.environ.get("MAILFLOW_TEST_WORKERS") or str(2 * (cores or 1))]
+    count = os.environ.get("MAILFLOW_TEST_WORKERS") or str(2 * (cores or 1))
+    return ["-n", count, "--dist", "load", "--maxschedchunk", "1"]
 
 
 def test(arguments: list[str]) -> int:
