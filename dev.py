@@ -5,7 +5,10 @@
     python3 dev.py test    install into .venv, then ruff, mypy and the whole test suite
 
 Extra arguments go to `mailflow run` or to pytest. The install is redone
-only when pyproject.toml changes.
+only when pyproject.toml changes. The tests run on pytest-xdist workers,
+twice as many as there are cores (the tests mostly wait on sockets, child
+processes and the databases); MAILFLOW_TEST_WORKERS=N sets the number, and
+`python3 dev.py test -n 0` runs them one after another in one process.
 """
 
 from __future__ import annotations
@@ -42,11 +45,23 @@ def run(arguments: list[str]) -> int:
     return subprocess.call([str(PYTHON), "-m", "mailflow", "run", *arguments], cwd=ROOT)
 
 
+def workers(arguments: list[str]) -> list[str]:
+    """The pytest-xdist options, unless the arguments choose for themselves.
+    Tests are handed to a worker one or two at a time as it finishes them,
+    not in long runs, so the long tests spread over the workers instead of
+    queueing on one."""
+    if any(a.startswith(("-n", "--numprocesses")) or a.endswith("no:xdist") for a in arguments):
+        return []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = os.environ.get("MAILFLOW_TEST_WORKERS") or str(2 * (cores or 1))
+    return ["-n", count, "--dist", "load", "--maxschedchunk", "1"]
+
+
 def test(arguments: list[str]) -> int:
     steps = [
         [str(VENV / "bin" / "ruff"), "check", "mailflow", "tests", "bench", "dev.py"],
         [str(VENV / "bin" / "mypy"), "mailflow"],
-        [str(PYTHON), "-m", "pytest", *arguments],
+        [str(PYTHON), "-m", "pytest", *workers(arguments), *arguments],
     ]
     for step in steps:
         print(

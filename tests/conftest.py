@@ -4,16 +4,24 @@ the outbound maildir.
 
 PostgreSQL: a fresh database is created for the run (and dropped after)
 on ``$MAILFLOW_TEST_POSTGRES_URL`` (default: the local server, user
-postgres). When the server cannot be reached the PostgreSQL half is
-skipped, unless ``MAILFLOW_TEST_REQUIRE_POSTGRES=1`` (CI sets it), which
-makes that a failure.
+postgres), one per pytest-xdist worker. When the server cannot be reached
+the PostgreSQL half is skipped, unless ``MAILFLOW_TEST_REQUIRE_POSTGRES=1``
+(CI sets it), which makes that a failure. SQLite: each test gets a copy of
+a database migrated once per worker (migrating it anew took longer than
+most tests).
+
+Under pytest-xdist (``python3 dev.py test`` starts several workers) the
+tests share nothing but the PostgreSQL server: their own folders, their
+own databases, and ports from a block of their worker's own.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import os
+import random
 import shutil
 import smtplib
 import socket
@@ -40,10 +48,38 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+# Ports for the servers the tests start. The kernel's own choice (bind to
+# port 0) is free only until the probe closes: another xdist worker's probe,
+# or any outgoing connection, may be handed the same port before the server
+# binds it. So each worker takes its ports in turn from a block of its own,
+# below the ephemeral range (32768 and up on Linux) that the kernel hands
+# out; a random start keeps two runs on one machine apart.
+_PORT_BLOCK = 1000
+_PORT_BASE = 20_000
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_next_port = itertools.cycle(
+    range(_PORT_BASE + _WORKER * _PORT_BLOCK, _PORT_BASE + (_WORKER + 1) * _PORT_BLOCK)
+)
+for _ in range(random.randrange(_PORT_BLOCK)):
+    next(_next_port)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port that nothing is bound to, not handed out before by
+    this worker (until its block wraps around)."""
+    if _PORT_BASE + (_WORKER + 1) * _PORT_BLOCK > 32768:  # more workers than blocks
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+    for _ in range(_PORT_BLOCK):
+        port = next(_next_port)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in this worker's block from {_PORT_BASE}")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15, what: str = "") -> Any:
@@ -56,13 +92,24 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15, what: str = ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On xdist workers, the long tests first (marked slow, and the torture
+    suite): one of them started last would run on alone while the other
+    workers sit idle."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        long = ("slow", "torture")
+        items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in long))
+
+
 # -- databases -------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
+    """A database of this run and worker, migrated, dropped at the end."""
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"mailflow_test_{uuid.uuid4().hex[:10]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"mailflow_test_{uuid.uuid4().hex[:10]}_{worker}"
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -82,10 +129,23 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at the newest schema, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "mailflow.db"
+    database = Database(f"sqlite:///{path}")
+    database.upgrade()
+    database.dispose()
+    # Closing the last connection wrote the WAL back: the one file is all.
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on both databases, each starting empty."""
     if request.param == "sqlite":
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp_path / "mailflow.db")
         return f"sqlite:///{tmp_path}/mailflow.db"
     url: str = request.getfixturevalue("postgres_url")
     engine = create_engine(url)
@@ -149,15 +209,24 @@ class Mailbox:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Each file parsed once: waiting for an email reads the folder every
+        # 50 ms, and parsing it all again was a tenth of the suite's CPU.
+        self._parsed: dict[tuple[str, int, int], EmailMessage] = {}
 
     def messages(self) -> list[EmailMessage]:
         folder = self.root / "new"
         if not folder.exists():
             return []
-        return [
-            email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-            for path in sorted(folder.iterdir())
-        ]
+        return [self._parse(path) for path in sorted(folder.iterdir())]
+
+    def _parse(self, path: Path) -> EmailMessage:
+        status = path.stat()
+        key = (path.name, status.st_mtime_ns, status.st_size)
+        if key not in self._parsed:
+            self._parsed[key] = email.message_from_bytes(  # type: ignore[assignment]
+                path.read_bytes(), policy=email.policy.default
+            )
+        return self._parsed[key]
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages() if m["Delivered-To"] == address]
@@ -215,8 +284,18 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    """Debian's headless Chromium through chromedriver (selenium)."""
+def browser(chromium: Any) -> Any:
+    """Debian's headless Chromium through chromedriver (selenium), with no
+    console messages left over from the test before (each test's site has
+    a port, so an origin, of its own)."""
+    chromium.get("about:blank")
+    chromium.get_log("browser")
+    return chromium
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One browser per worker: starting Chromium costs more than a test."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service as DriverService
 

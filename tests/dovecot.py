@@ -1,5 +1,7 @@
-"""A private Dovecot for the IMAP tests: its own config, passwd-file user,
-maildir and free loopback port, started and stopped by the test.
+"""A private Dovecot for the IMAP tests: its own config, passwd-file users,
+maildirs and free loopback port. One server is shared by the tests of a
+worker (stopping one takes Dovecot a second); each test gets a user, so a
+mailbox, of its own, and a test that stops the server starts it again.
 
 Debian's ``dovecot-imapd`` provides the binaries (`.ci/run` installs it).
 The mail folders live in a directory of their own, not under pytest's
@@ -12,18 +14,21 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from imapclient import IMAPClient
 
-USER, PASSWORD = "mailflow@example.org", "imap-secret"
+PASSWORD = "imap-secret"
+USERS = 200  # more than the IMAP tests of a run
 
 
 def dovecot_binary() -> str | None:
@@ -32,7 +37,7 @@ def dovecot_binary() -> str | None:
     )
 
 
-class Dovecot:
+class DovecotServer:
     def __init__(self, binary: str, port: int, capabilities: str = "") -> None:
         self.binary = binary
         self.port = port
@@ -40,6 +45,7 @@ class Dovecot:
         self.root.chmod(0o755)
         self.config = self.root / "dovecot.conf"
         self.process: subprocess.Popen[bytes] | None = None
+        self._users = iter(self._all_users())
         self._write_config(capabilities)
 
     def _write_config(self, capabilities: str) -> None:
@@ -54,7 +60,11 @@ class Dovecot:
             account = pwd.getpwuid(os.geteuid())
             name = account.pw_name
             users = f"default_login_user = {name}\ndefault_internal_user = {name}\n"
-        (self.root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
+        # Users for the tests to come, written before the start: Dovecot
+        # looks at a changed passwd-file at most once a second.
+        (self.root / "passwd").write_text(
+            "".join(f"{user}:{{PLAIN}}{PASSWORD}::::::\n" for user in self._all_users())
+        )
         self.config.write_text(
             f"""
 base_dir = {self.root}/run
@@ -93,6 +103,20 @@ service imap-login {{
 """
         )
 
+    @staticmethod
+    def _all_users() -> list[str]:
+        return [f"mailflow{number}@example.org" for number in range(USERS)]
+
+    def account(self) -> Dovecot:
+        """A user not used before, with an empty mailbox."""
+        user = next(self._users, None)
+        if user is None:
+            raise RuntimeError(f"all {USERS} users of this Dovecot are taken; raise USERS")
+        return Dovecot(self, user)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self) -> None:
         self.process = subprocess.Popen(
             [self.binary, "-F", "-c", str(self.config)],
@@ -104,38 +128,67 @@ service imap-login {{
             if self.process.poll() is not None:
                 raise RuntimeError(f"dovecot did not start:\n{self.log()}")
             try:
-                self.connect().logout()
-                return
+                with socket.create_connection(("127.0.0.1", self.port), 1) as probe:
+                    if probe.makefile("rb").readline().startswith(b"* OK"):
+                        return  # the greeting: logins are served
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"dovecot is not answering on 127.0.0.1:{self.port}")
 
     def stop(self) -> None:
+        """Stop the server and drop every connection, as a restart does.
+        Dovecot's master exits within a second, but a session process left
+        without it serves its client for ten more seconds: those are ended
+        too (SIGTERM: each says BYE)."""
         if self.process is not None and self.process.poll() is None:
+            pid = self.process.pid
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
             self.process.terminate()
             self.process.wait(timeout=15)
+            for child in children:
+                with suppress(ProcessLookupError):
+                    os.kill(int(child), signal.SIGTERM)
         self.process = None
 
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def kick(self) -> None:
-        """Drop every connection of the user, as a server restart or a
-        network fault would, while the server stays up."""
-        subprocess.run(
-            ["doveadm", "-c", str(self.config), "kick", USER],
-            check=False,
-            capture_output=True,
-        )
-
     def log(self) -> str:
         path = self.root / "dovecot.log"
         return path.read_text() if path.exists() else ""
 
+
+class Dovecot:
+    """One user's mailbox on a private Dovecot, as the tests use it."""
+
+    def __init__(self, server: DovecotServer, user: str) -> None:
+        self.server = server
+        self.user = user
+        self.port = server.port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def log(self) -> str:
+        return self.server.log()
+
+    def kick(self) -> None:
+        """Drop every connection of the user, as a server restart or a
+        network fault would, while the server stays up."""
+        subprocess.run(
+            ["doveadm", "-c", str(self.server.config), "kick", self.user],
+            check=False,
+            capture_output=True,
+        )
+
     def connect(self) -> IMAPClient:
         client = IMAPClient("127.0.0.1", self.port, ssl=False, timeout=10)
-        client.login(USER, PASSWORD)
+        client.login(self.user, PASSWORD)
         return client
 
     def append(self, message: EmailMessage | bytes, folder: str = "INBOX") -> None:
@@ -178,10 +231,15 @@ class MailboxClient:
     def send(self, message: EmailMessage, *_: object, **__: object) -> dict[str, Any]:
         self.server.append(with_delivery_headers(message))
         deadline = time.monotonic() + self.timeout
-        while self.server.uids("INBOX"):
-            if time.monotonic() > deadline:
-                raise AssertionError("mailflow did not take the message out of INBOX")
-            time.sleep(0.05)
+        # One session that asks again, not a login per look: NOOP makes
+        # Dovecot report the other session's expunges.
+        with self.server.session() as client:
+            client.select_folder("INBOX", readonly=True)
+            while client.search(["NOT", "DELETED"]):
+                if time.monotonic() > deadline:
+                    raise AssertionError("mailflow did not take the message out of INBOX")
+                time.sleep(0.05)
+                client.noop()
         return {}
 
 

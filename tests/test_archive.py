@@ -184,6 +184,7 @@ def test_long_lists_are_cut_into_pages_of_50(app: App, settings: Settings) -> No
     assert sorted(seen) == sorted(ids)
 
 
+@pytest.mark.slow
 def test_publishing_one_case_into_thousands_rewrites_only_its_pages(
     app: App, settings: Settings
 ) -> None:
@@ -267,6 +268,7 @@ def test_paragraphs_escape_and_link_only_http() -> None:
     )
 
 
+@pytest.mark.slow
 def test_incremental_publishing_gives_the_same_site_as_a_full_build(
     app: App, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,9 +309,10 @@ def test_incremental_publishing_gives_the_same_site_as_a_full_build(
                 pass
             incremental = snapshot()
             app.site.build(app.database)
+            full = snapshot()
             differing = sorted(
                 name
-                for name in incremental.keys() | snapshot().keys()
-                if incremental.get(name) != snapshot().get(name)
+                for name in incremental.keys() | full.keys()
+                if incremental.get(name) != full.get(name)
             )
             assert differing == [], f"step {step}"

@@ -8,14 +8,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import Mailbox, free_port, wait_until
-from dovecot import PASSWORD, USER, Dovecot, MailboxClient, dovecot_binary, with_delivery_headers
+from dovecot import (
+    PASSWORD,
+    Dovecot,
+    DovecotServer,
+    MailboxClient,
+    dovecot_binary,
+    with_delivery_headers,
+)
 from flows import ANA, FOCAL, click, links, published
 from mails import PDF, message, reply, submission
 from sqlalchemy import func, select
@@ -30,19 +36,27 @@ from mailflow.store.models import Case, InboundMessage
 PROCESSED = "mailflow.processed"  # "mailflow/processed" with Dovecot's maildir delimiter
 
 
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[DovecotServer]:
+    yield from _dovecot_server()
+
+
 @pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    yield from _dovecot()
+def dovecot(dovecot_server: DovecotServer) -> Dovecot:
+    """A mailbox of the test's own on the worker's Dovecot."""
+    if not dovecot_server.running():  # a test that stopped it failed
+        dovecot_server.start()
+    return dovecot_server.account()
 
 
-def _dovecot(capabilities: str = "") -> Iterator[Dovecot]:
+def _dovecot_server(capabilities: str = "") -> Iterator[DovecotServer]:
     binary = dovecot_binary()
     if binary is None:
         why = "dovecot is not installed (apt-get install dovecot-imapd)"
         if os.environ.get("MAILFLOW_TEST_REQUIRE_DOVECOT") == "1":
             pytest.fail(why)
         pytest.skip(why)
-    server = Dovecot(binary, free_port(), capabilities)
+    server = DovecotServer(binary, free_port(), capabilities)
     server.start()
     yield server
     server.remove()
@@ -56,7 +70,7 @@ def imap_password(monkeypatch: pytest.MonkeyPatch) -> None:
 def imap_section(server: Dovecot, folder: str = "INBOX") -> str:
     return (
         f'[imap]\nhost = "127.0.0.1"\nport = {server.port}\nssl = false\n'
-        f'username = "{USER}"\nfolder = "{folder}"\n\n'
+        f'username = "{server.user}"\nfolder = "{folder}"\n\n'
     )
 
 
@@ -183,14 +197,23 @@ def running(settings: Settings) -> Iterator[tuple[App, Mailbox]]:
 
 
 def test_a_dropped_connection_and_a_server_restart_are_recovered(
-    mailbox: MailboxClient, dovecot: Dovecot, outbox: Mailbox, service: Service
+    mailbox: MailboxClient,
+    dovecot: Dovecot,
+    outbox: Mailbox,
+    service: Service,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     dovecot.kick()
     mailbox.send(submission(subject="After the connection dropped"))
     outbox.wait_for(1, ANA)
 
+    def reconnections() -> int:
+        return sum("reconnecting in" in record.message for record in caplog.records)
+
+    before = reconnections()
     dovecot.stop()
-    time.sleep(1.5)  # the ingress finds the server gone and keeps trying
+    # The ingress finds the server gone (one warning) and keeps trying (another).
+    wait_until(lambda: reconnections() >= before + 2, what="a failed reconnection")
     dovecot.start()
     mailbox.send(submission(subject="After the server restarted"))
     outbox.wait_for(2, ANA)  # the second confirmation request
@@ -271,9 +294,14 @@ def test_a_changed_uidvalidity_neither_hides_nor_repeats_a_message(
 # -- servers and messages that differ ------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def plain_dovecot_server() -> Iterator[DovecotServer]:
+    yield from _dovecot_server(capabilities="IMAP4rev1 LITERAL+ NAMESPACE")
+
+
 @pytest.fixture
-def plain_dovecot() -> Iterator[Dovecot]:
-    yield from _dovecot(capabilities="IMAP4rev1 LITERAL+ NAMESPACE")
+def plain_dovecot(plain_dovecot_server: DovecotServer) -> Dovecot:
+    return plain_dovecot_server.account()
 
 
 def test_a_server_without_idle_move_or_uidplus_is_polled_and_copied(

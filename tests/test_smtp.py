@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import smtplib
 import socket
-import time
 
 import pytest
-from conftest import Client, Mailbox
+from conftest import Client, Mailbox, wait_until
 from mails import address, message, submission
 
 from mailflow.app import App, Service, build
@@ -135,9 +134,16 @@ def test_too_many_connections_hear_421_and_a_freed_place_is_taken_again(
             assert lines.readline().startswith(b"421 4.7.0 Too many connections")
             assert lines.readline() == b""  # and closed
         held.pop().close()
-        time.sleep(0.2)  # the server sees the close
-        with smtplib.SMTP(*where, timeout=10) as smtp:
-            assert smtp.noop()[0] == 250
+
+        def served() -> bool:
+            try:
+                with smtplib.SMTP(*where, timeout=10) as smtp:
+                    return smtp.noop()[0] == 250
+            except smtplib.SMTPConnectError as refused:  # until the server sees the close
+                assert refused.smtp_code == 421
+                return False
+
+        wait_until(served, what="the next connection to be served")
         for connection in held:
             connection.close()
     finally:

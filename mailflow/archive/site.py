@@ -47,7 +47,7 @@ from mailflow.clock import Clock
 from mailflow.config import Settings
 from mailflow.documents import FORMATS
 from mailflow.economies import Economies, Economy
-from mailflow.notify.render import TEMPLATES, mailto
+from mailflow.notify.render import TEMPLATES, CompiledTemplates, mailto
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Document, Publication, SiteChange
 from mailflow.vocab import AREAS, Kind, PriorityArea
@@ -61,6 +61,7 @@ _URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
 _ADDRESS = re.compile(r"\S*[@\uff20]\S*")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _EXCERPT = 300
+_COMPILED = CompiledTemplates()  # this module's Environment options, its own cache
 
 Progress = Callable[[str], None]
 
@@ -171,6 +172,7 @@ class Site:
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            bytecode_cache=_COMPILED,
         )
         domain = settings.site.domain
         addresses = settings.addresses

@@ -44,6 +44,7 @@ POLL_SECONDS = 60.0  # servers without IDLE
 # and a server may miss a message that arrives as an IDLE begins: a fresh
 # IDLE (and a look at the folder) every two minutes bounds both.
 IDLE_SECONDS = 120.0
+IDLE_CHECK_SECONDS = 0.2  # how soon a stop is noticed during an IDLE
 FIRST_PAUSE_SECONDS = 1.0
 LONGEST_PAUSE_SECONDS = 300.0
 
@@ -222,7 +223,7 @@ class ImapIngress:
                 return
             deadline = time.monotonic() + self._idle_seconds
             while not stopping.is_set() and time.monotonic() < deadline:
-                responses = client.idle_check(timeout=1)
+                responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
                 if responses:
                     log.debug("IMAP: woken by %s", responses)
                     return

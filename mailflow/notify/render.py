@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    BytecodeCache,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    select_autoescape,
+)
+from jinja2.bccache import Bucket
 
 
 def templates_folder() -> Path:
@@ -30,6 +37,28 @@ def templates_folder() -> Path:
 
 
 TEMPLATES = templates_folder()
+
+
+class CompiledTemplates(BytecodeCache):
+    """Each template compiled once per process, however many Environments
+    load it (every build of the app makes its own; the test suite builds
+    hundreds). A changed template no longer matches its checksum and is
+    compiled again. The code depends on the Environment's options, so each
+    configuration of Environment keeps a cache of its own."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED = CompiledTemplates()
 
 
 @dataclass(frozen=True)
@@ -59,6 +88,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            bytecode_cache=_COMPILED,
         )
         self._env.globals.update(globals_)
         self._env.add_extension("jinja2.ext.do")  # {% do rows.append(...) %}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email
 import smtplib
-import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -23,11 +22,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 from conftest import Client, Mailbox, free_port, wait_until
 from mails import address, message, submission
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mailflow.app import App, Service, build
 from mailflow.config import load_settings
-from mailflow.store.models import OutboxMessage
+from mailflow.store.models import InboundMessage, OutboxMessage
 
 pytestmark = pytest.mark.torture
 
@@ -39,6 +38,23 @@ MAX_TURNS = 30
 
 def settled(app: App) -> bool:
     return not app.spool.pending() and not any(app.spool.cur.iterdir())
+
+
+def unsent(app: App) -> int:
+    with app.database.transaction() as session:
+        return int(
+            session.scalar(
+                select(func.count(OutboxMessage.id)).where(
+                    OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None)
+                )
+            )
+            or 0
+        )
+
+
+def drained(app: App) -> bool:
+    """Every message processed and every email it caused sent."""
+    return settled(app) and unsent(app) == 0
 
 
 def auto_reply(ours: EmailMessage) -> tuple[EmailMessage, str]:
@@ -66,8 +82,7 @@ def converse(
     answered: set[str] = set()
     robot_sent = 1
     for turn in range(MAX_TURNS):
-        wait_until(lambda: settled(app), what="the spool drained")
-        time.sleep(0.3)  # an outbox row written by the last message
+        wait_until(lambda: drained(app), what="the spool drained and its emails sent")
         new = [m for m in outbox.to(ROBOT) if str(m["Message-ID"]) not in answered]
         if not new:
             return len(outbox.to(ROBOT)), robot_sent, turn
@@ -147,8 +162,16 @@ class Relay:
         self.target_port, self.strip = target_port, strip
         self.passed: list[tuple[str, str]] = []  # (from, to) of what got through
         self.refused: list[tuple[str, str]] = []  # and of what the other one refused
+        self.passing = 0  # messages being passed on now
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        self.passing += 1
+        try:
+            return self._pass_on(envelope)
+        finally:
+            self.passing -= 1
+
+    def _pass_on(self, envelope: Envelope) -> str:
         mail = email.message_from_bytes(envelope.original_content or b"", policy=SMTP)
         if self.strip:
             for name in ROBOT_HEADERS:
@@ -181,6 +204,29 @@ def instance(
     return build(load_settings(root / "config.toml", environ={})), port
 
 
+def quiet(apps: list[App], relays: list[Relay]) -> Callable[[], bool]:
+    """A condition that holds once nothing moves: every spool, outbox and
+    relay idle, twice in a row with no mail handled or passed in between
+    (a message can slip from a stage not yet looked at into one already
+    looked at, but not without being counted)."""
+    before: list[tuple[int, ...]] = []
+
+    def check() -> bool:
+        idle = all(drained(app) for app in apps) and not any(r.passing for r in relays)
+        counts = tuple(len(r.passed) + len(r.refused) for r in relays) + tuple(
+            handled(app) for app in apps
+        )
+        previous, before[:] = before[:], [counts] if idle else []
+        return idle and previous == [counts]
+
+    return check
+
+
+def handled(app: App) -> int:
+    with app.database.transaction() as session:
+        return int(session.scalar(select(func.count(InboundMessage.id))) or 0)
+
+
 @pytest.mark.parametrize("strip", [False, True], ids=["honest relay", "stripping relay"])
 def test_two_instances_pointed_at_each_other_stop_within_two_hops(
     strip: bool, write_config: Callable[..., Path], tmp_path: Path
@@ -202,8 +248,8 @@ def test_two_instances_pointed_at_each_other_stop_within_two_hops(
         with smtplib.SMTP("127.0.0.1", a_port, timeout=30) as smtp:
             smtp.send_message(first)
         wait_until(lambda: relays[to_b].passed, what="A's answer reaching B")
-        time.sleep(3)  # long enough for any answer to the answer, and its answer
-        wait_until(lambda: settled(a) and settled(b))
+        # Then until any answer to the answer, and its answer, had its turn.
+        wait_until(quiet([a, b], list(relays.values())), what="both instances to fall silent")
         hops = [*relays[to_b].passed, *relays[to_a].passed]
         refused = [*relays[to_b].refused, *relays[to_a].refused]
         print(f"\n{'stripping' if strip else 'honest'} relay: {hops} passed, {refused} refused")
