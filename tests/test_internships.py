@@ -288,3 +288,24 @@ def test_a_silent_host_is_reminded_then_the_administrator_decides(
     escalation = _last_about(outbox, ADMIN, "No answer from the focal point")
     assert escalation is not None
     assert "Accept on behalf of Chile" in links(escalation)  # type: ignore[arg-type]
+
+
+def test_a_commenter_without_an_economy_completes_the_application_by_giving_it(
+    client: Client, outbox: Mailbox, app: App, case_id: str
+) -> None:
+    """Registered through a comment, a participant has no economy: the
+    application asks for it once, and a reply with only that line
+    completes it (it used to ask again for ever)."""
+    bob = "bob@example.org"
+    client.send(message(bob, f"comment+{case_id}@mailflow.localhost", "Re: case", "Useful."))
+    client.send(reply(outbox.wait_for(1, bob)[-1], bob))  # confirms the address
+    wait_until(lambda: _last_about(outbox, bob, "comment"), what="the comment's acknowledgement")
+    apply(client, bob, case_id, FORM.format(case_id=case_id))
+    asked = wait_until(lambda: _last_about(outbox, bob, "please add"), what="what is missing")
+    assert "Economy: is missing" in body_text(asked)  # type: ignore[arg-type]
+    client.send(reply(asked, bob, "Economy: Singapore"))  # type: ignore[arg-type]
+    assert state(app, "IN-2026-0001") == "admin_review"
+    with app.database.transaction() as session:
+        applicant = session.scalars(select(Participant).where(Participant.email == bob)).one()
+        application = session.scalars(select(Case).where(Case.public_id == "IN-2026-0001")).one()
+        assert applicant.economy == application.economy == "SG"

@@ -45,8 +45,13 @@ def introduce(
 def learn(
     participant: Participant, *, name: str | None, economy: str | None, organization: str | None
 ) -> None:
-    """Take what an unconfirmed sender says about themselves."""
+    """Take what an unconfirmed sender says about themselves. A registered
+    participant's details are theirs; only what is still missing is taken
+    (a participant registered by a comment has no economy until they say)."""
     if participant.confirmed_at is not None:
+        participant.name = participant.name or (name or "")[:200]
+        participant.economy = participant.economy or economy or ""
+        participant.organization = participant.organization or (organization or "")[:300]
         return
     participant.name = (name or participant.name)[:200]
     participant.economy = economy or participant.economy

@@ -112,6 +112,7 @@ def handle_internship(session: Session, incoming: Incoming, workflow: Workflow) 
     applicant, told = participants.introduce(session, parsed, workflow.economies, workflow.clock)
     application = steps.open_case(session, workflow, incoming, applicant, Kind.INTERNSHIP)
     _apply(application, form, about)
+    application.economy = told.economy or None
     application.organization = application.organization or applicant.organization
     economy_problems = [p for p in told.problems if p.field == "economy"]
     return steps.begin(session, application, workflow, incoming, economy_problems)
@@ -160,6 +161,9 @@ def revise(session: Session, application: Case, incoming: Incoming, workflow: Wo
         about = None
     _, told = participants.introduce(session, parsed, workflow.economies, workflow.clock)
     changed = _apply(application, form, about)
+    if told.economy and application.economy != told.economy:
+        application.economy = told.economy  # given in any later message (SPEC section 6)
+        changed.append("economy")
     workflow.engine.record(
         session,
         application,
