@@ -121,3 +121,38 @@ def test_the_default_stages_send_nothing_to_editors(
     outbox.wait_for(1, FOCAL)
     assert state(app) == "focal_review"
     assert outbox.to(EDITOR) == []
+
+
+def test_a_contact_card_attached_by_the_mail_client_is_not_a_correction(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """Only a real document is a corrected version: a reply with a vCard
+    and no action word is not understood, and the case's document stays."""
+    review = at_the_editor(client, outbox, app)
+    card = b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ed Editor\r\nEND:VCARD\r\n"
+    client.send(
+        reply(review, EDITOR, "Looks fine to me, thanks!", ("Ed Editor.vcf", card, "text/vcard"))
+    )
+    mail_about(outbox, EDITOR, "We did not understand your reply")
+    assert state(app) == "editor_review"
+    assert "Earlier document" not in history(app)
+
+
+@pytest.mark.parametrize(
+    "config_text",
+    [
+        EDITOR_STAGE
+        + f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n[limits]\nmax_attachment_bytes = 2048\n'
+    ],
+)
+def test_a_corrected_document_too_large_moves_nothing_and_the_editor_hears_why(
+    client: Client, outbox: Mailbox, app: App, config_text: str
+) -> None:
+    review = at_the_editor(client, outbox, app)
+    big = PDF.replace(b"%%EOF", b"%" + b"x" * 4096 + b"\n%%EOF")
+    client.send(reply(review, EDITOR, "approve", ("seed capital v2.pdf", big, "application/pdf")))
+    told = mail_about(outbox, EDITOR, "Your correction was not taken")
+    assert "seed_capital_v2.pdf is larger than" in body_text(told)
+    assert state(app) == "editor_review" and outbox.to(FOCAL) == []
+    client.send(reply(review, EDITOR, "approve"))  # the review email still works
+    outbox.wait_for(1, FOCAL)

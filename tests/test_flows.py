@@ -5,6 +5,8 @@ moved directly, and the outbox rows are read from the database."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -261,3 +263,29 @@ def test_a_move_the_table_forbids_changes_nothing_and_sends_nothing(core: App) -
         with pytest.raises(ActionRefused, match="not possible now"):
             steps.move(session, case, core.workflow, Event.APPROVED, actor=ADMIN)
     assert state_of(core, case_id) is State.PUBLISHED and sent(core) == []
+
+
+def test_user_text_is_escaped_in_every_html_part(core: App) -> None:
+    """A title and a reason written as HTML reach every HTML part as text,
+    whichever template or shared sentence (templates/mail/flows/) says them."""
+    hostile = '<img src=x onerror="alert(1)">'
+    case_id = a_case(core, State.FOCAL_REVIEW)
+    with core.database.transaction() as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        case.title = f"Seed {hostile}"
+    decide(core, case_id, "reject", FOCAL, f"Because {hostile}")  # author and admins told
+    withdrawn = a_case_in(core, State.ADMIN_REVIEW)
+    with core.database.transaction() as session:
+        case = session.get(Case, withdrawn)
+        assert case is not None
+        case.title = hostile
+        steps.move(session, case, core.workflow, Event.WITHDRAWN, actor="ana@example.org")
+    with core.database.transaction() as session:
+        raws = session.scalars(select(OutboxMessage.raw)).all()
+    assert len(raws) >= 4
+    for raw in raws:
+        mail = email.message_from_bytes(raw, policy=email.policy.default)
+        html = mail.get_body(preferencelist=("html",))
+        assert html is not None
+        assert "<img" not in str(html.get_content()), mail["Subject"]

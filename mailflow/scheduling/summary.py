@@ -61,7 +61,7 @@ def _entry(
         links = reviewing.links_for(session, case, workflow, admin, on_behalf=on_behalf)
     return {
         "id": case.public_id,
-        "title": case.title,
+        "case": case,
         "flow": workflow.flows.of(case).name,
         "on": item.on,
         "economy": item.economy,

@@ -65,6 +65,8 @@ def link_action(session: Session, incoming: Incoming, workflow: Workflow, token:
     """An action link was clicked: the token names the action."""
     case = session.get(Case, token.case_id)
     assert case is not None
+    if refused := _correction_refused(session, case, workflow, incoming, token.action):
+        return refused
     return act(
         session,
         case,
@@ -85,8 +87,10 @@ def reply_action(session: Session, incoming: Incoming, workflow: Workflow, token
     word, reason = first_word(incoming.parsed.text)
     action = _meaning(stage, word) if stage else None
     editor = stage is not None and stage.reviewers is Reviewers.EDITORS
-    if stage and action is None and editor and versions.brings_correction(incoming):
+    if stage and action is None and editor and versions.brings_correction(incoming, case):
         action, reason = stage.decision, ""
+    if action and (refused := _correction_refused(session, case, workflow, incoming, action.word)):
+        return refused
     if stage is None or action is None:
         workflow.send(
             session,
@@ -113,6 +117,34 @@ def reply_action(session: Session, incoming: Incoming, workflow: Workflow, token
         reason=reason,
         incoming=incoming,
     )
+
+
+def _correction_refused(
+    session: Session, case: Case, workflow: Workflow, incoming: Incoming, word: str
+) -> str:
+    """An editor approving with a corrected document that cannot be taken
+    (too large): nothing moves, the editor hears why and answers the
+    review email again. "" when the message may go on."""
+    stage = workflow.flows.of(case).stage(case.state)
+    if stage is None or stage.reviewers is not Reviewers.EDITORS or word != stage.decision.word:
+        return ""
+    problems = versions.correction_refused(incoming, case, workflow)
+    if not problems:
+        return ""
+    workflow.send(
+        session,
+        Outgoing(
+            "correction_refused",
+            incoming.sender,
+            {**reviewing.case_values(case, workflow), "problems": problems},
+            case=case,
+            answering=incoming,
+        ),
+    )
+    workflow.engine.record(
+        session, case, "correction_refused", incoming.sender, incoming.record, note=problems[0].code
+    )
+    return f"{case.public_id}: correction refused ({problems[0].code})"
 
 
 # First words of a plain reply, and what they mean: "yes" or "approve" to a

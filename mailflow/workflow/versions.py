@@ -9,6 +9,7 @@ import hashlib
 
 from sqlalchemy.orm import Session
 
+from mailflow.documents import Document as PickedDocument
 from mailflow.documents import pick_document
 from mailflow.forms import parse_form, strip_reply
 from mailflow.notify.outbox import Outgoing
@@ -34,6 +35,14 @@ def attach_document(
         return [fields.missing_document(refused)]
     if len(document.content) > workflow.settings.limits.max_attachment_bytes:
         return [fields.document_too_large(document.filename)]
+    keep(session, case, incoming, workflow, document)
+    return []
+
+
+def keep(
+    session: Session, case: Case, incoming: Incoming, workflow: Workflow, document: PickedDocument
+) -> None:
+    """Store ``document`` as the case's newest; the earlier ones stay."""
     session.add(
         Document(
             case_id=case.id,
@@ -48,13 +57,41 @@ def attach_document(
     )
     session.flush()
     session.refresh(case, ["documents"])
-    return []
 
 
-def brings_correction(incoming: Incoming) -> bool:
+# Text a mail client attaches on its own (a contact card, an invitation):
+# never an editor's corrected document.
+_NOT_A_CORRECTION = ("text/vcard", "text/x-vcard", "text/directory", "text/calendar")
+
+
+def corrected_document(incoming: Incoming, case: Case) -> PickedDocument | None:
+    """The document an editor's message brings as the case's new version: a
+    real document, or plain text only where the case's own document is
+    plain text (a signature or contact card is not a correction)."""
+    attachments = tuple(
+        a for a in incoming.parsed.attachments if a.declared_type.lower() not in _NOT_A_CORRECTION
+    )
+    document, _ = pick_document(attachments)
+    if document is None:
+        return None
+    current = case.document
+    if document.extension == "txt" and not (current and current.content_type == "text/plain"):
+        return None
+    return document
+
+
+def brings_correction(incoming: Incoming, case: Case) -> bool:
     """A corrected document attached, or a ``Summary:`` line."""
-    document, _ = pick_document(incoming.parsed.attachments)
-    return document is not None or bool(_summary(incoming))
+    return corrected_document(incoming, case) is not None or bool(_summary(incoming))
+
+
+def correction_refused(incoming: Incoming, case: Case, workflow: Workflow) -> list[Problem]:
+    """Why a corrected document cannot be taken (too large), before
+    anything moves: the editor is told, and the case waits for them."""
+    document = corrected_document(incoming, case)
+    if document and len(document.content) > workflow.settings.limits.max_attachment_bytes:
+        return [fields.document_too_large(document.filename)]
+    return []
 
 
 def correct(session: Session, case: Case, workflow: Workflow, incoming: Incoming) -> list[str]:
@@ -67,8 +104,9 @@ def correct(session: Session, case: Case, workflow: Workflow, incoming: Incoming
     if summary and summary != earlier:
         case.summary = summary[:SUMMARY_LIMIT]
         changed.append("summary")
-    before = case.document
-    if not attach_document(session, case, incoming, workflow) and case.document is not before:
+    document = corrected_document(incoming, case)
+    if document is not None:
+        keep(session, case, incoming, workflow, document)
         changed.append("document")
     if not changed:
         return []
