@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
 from mailflow.errors import PermanentFailure
+from mailflow.notify.headers import RAW, raw_header
 from mailflow.notify.render import Renderer
 from mailflow.notify.transports import Transport
 from mailflow.routing import Router
@@ -160,7 +161,7 @@ class Outbox:
         if outgoing.reply_to:
             message["Reply-To"] = outgoing.reply_to
         for name, value in outgoing.headers:
-            message[name] = value
+            message[name] = raw_header(name, value) if name.lower() in RAW else value
         _thread(message, case, outgoing.answering)
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
