@@ -78,3 +78,28 @@ def test_a_reader_finds_and_opens_a_case(
     assert browser.find_element(By.TAG_NAME, "h1").text == PAYLOAD
     assert PAYLOAD in browser.find_element(By.CSS_SELECTOR, ".summary").text
     not_pwned(browser)
+
+
+def test_search_ignores_case_and_accents(
+    service: Service, app: App, settings: Settings, browser: WebDriver
+) -> None:
+    """SPEC section 5: typing promperu finds the case of PROMPERÚ, and
+    accented words typed find unaccented text."""
+    seed_published(
+        app,
+        3,
+        title=lambda n: ["Export training", "Cafe cooperatives", "Seed capital"][n],
+        organization=lambda n: "PROMPERÚ" if n == 0 else f"Organization {n}",
+    )
+    index = settings.archive.output_dir / "search.json"
+    wait_until(lambda: index.exists() and "Seed capital" in index.read_text(), what="the index")
+    browser.get(f"http://127.0.0.1:{settings.archive.http_port}/search/")
+    wait = WebDriverWait(browser, 10)
+    box = browser.find_element(By.ID, "q")
+    for typed, title in [("promperu", "Export training"), ("Café", "Cafe cooperatives")]:
+        box.clear()
+        box.send_keys(typed)
+        wait.until(lambda d: d.find_element(By.ID, "status").text == "1 case found.")
+        assert browser.find_element(By.CSS_SELECTOR, "#results .case-title a").text == title
+    assert browser.find_element(By.CSS_SELECTOR, "#results .org").text == "Organization 1"
+    not_pwned(browser)
