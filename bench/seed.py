@@ -50,6 +50,7 @@ def seed_published(
     seed: int = 2026,
     title: Callable[[int], str] | None = None,
     summary: Callable[[int], str] | None = None,
+    organization: Callable[[int], str] | None = None,
 ) -> list[str]:
     """Publish ``count`` cases; returns their IDs in publishing order."""
     rng = random.Random(seed)
@@ -86,7 +87,8 @@ def seed_published(
                 case.title = title(number) if title else f"Case {number}: {words[:60]}"
                 case.economy = rng.choice(ECONOMIES)
                 case.area = rng.choice(AREAS).number
-                case.organization = f"Organization {rng.randint(1, 300)}"
+                numbered = f"Organization {rng.randint(1, 300)}"
+                case.organization = organization(number) if organization else numbered
                 case.summary = summary(number) if summary else words
                 session.add(_document(case, source))
                 publishing.publish(session, case, workflow)

@@ -1,10 +1,11 @@
 """Decide, before any workflow code runs, what kind of message this is.
 
 An ordered table of small named rules, first match wins (after Mailman's
-chains): mail from ourselves, bounces and machine-generated mail are kept
-and never answered, so no two robots can ever talk to each other; mail for
-none of our addresses is kept as unroutable. Whatever passes goes to the
-workflow handler of its route.
+chains): mail from ourselves, bounces, machine-generated mail and mail
+from an address that says it takes no replies are kept and never answered,
+so no two robots can ever talk to each other and no answer can only
+bounce; mail for none of our addresses is kept as unroutable. Whatever
+passes goes to the workflow handler of its route.
 """
 
 from __future__ import annotations
@@ -66,6 +67,26 @@ def is_bounce(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool
     )
 
 
+# Local parts that say they take no replies, as words between separators
+# (``-``, ``_``, ``.``, ``+``): noreply, no-reply, no_reply, donotreply,
+# do-not-reply, donotrespond, alone or with other words (gmail-noreply@,
+# noreply-dmarc-support@, calendar.noreply@, noreply+tag@). Conservative on
+# purpose: the word must stand alone, so noreen@ or tinoreply@ are people;
+# and bounce@, info@ or notifications@ are not taken for robots by name.
+_NO_REPLY_WORD = re.compile(r"(?:^|-)(?:no-?reply|do-?not-?reply|do-?not-?respond)(?:-|$)")
+
+
+def takes_no_replies(address: str) -> bool:
+    """Whether the local part of ``address`` says that it takes no replies."""
+    local = address.rpartition("@")[0].lower()
+    return bool(_NO_REPLY_WORD.search(re.sub(r"[_.+]", "-", local)))
+
+
+def is_from_a_no_reply_address(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool:
+    # Only From counts: it is where an answer would go.
+    return takes_no_replies(parsed.sender)
+
+
 def is_auto_submitted(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool:
     auto_submitted = parsed.header("auto-submitted").strip().lower()
     precedence = parsed.header("precedence").strip().lower()
@@ -85,6 +106,7 @@ SILENT_RULES: tuple[tuple[str, Rule], ...] = (
     ("ignored: our own X-Loop", carries_our_loop_marker),
     ("ignored: bounce", is_bounce),
     ("ignored: auto-submitted", is_auto_submitted),
+    ("ignored: a no-reply sender", is_from_a_no_reply_address),
 )
 
 

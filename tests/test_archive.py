@@ -22,7 +22,7 @@ from mails import PDF
 from bench.seed import seed_published
 from mailflow.app import App, Service
 from mailflow.archive import pages
-from mailflow.archive.site import paragraphs
+from mailflow.archive.site import paragraphs, search_folded
 from mailflow.cli import main
 from mailflow.config import Settings
 from mailflow.store.queries import case_named
@@ -266,6 +266,15 @@ def test_paragraphs_escape_and_link_only_http() -> None:
         '<p><a href="http://a.example/x" rel="nofollow ugc noopener">http://a.example/x</a>'
         "). ftp://b.example</p>"
     )
+
+
+def test_the_search_index_ignores_case_and_accents() -> None:
+    """SPEC section 5: the words the search box matches are folded, so that
+    promperu finds PROMPERÚ; search.js folds the query the same way."""
+    assert search_folded("PROMPERÚ Café Ｆｕｌｌ ﬁnance İstanbul") == (
+        "promperu cafe full finance istanbul"
+    )
+    assert search_folded("Ñandú São Tomé Việt Nam") == "nandu sao tome viet nam"
 
 
 @pytest.mark.slow

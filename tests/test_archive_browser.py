@@ -4,8 +4,11 @@ searches, opens a case; script payloads in titles and summaries stay text."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import wait_until
+from conftest import Client, Mailbox, body_html, wait_until
+from mails import address, message
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -78,3 +81,90 @@ def test_a_reader_finds_and_opens_a_case(
     assert browser.find_element(By.TAG_NAME, "h1").text == PAYLOAD
     assert PAYLOAD in browser.find_element(By.CSS_SELECTOR, ".summary").text
     not_pwned(browser)
+
+
+def test_search_ignores_case_and_accents(
+    service: Service, app: App, settings: Settings, browser: WebDriver
+) -> None:
+    """SPEC section 5: typing promperu finds the case of PROMPERÚ, and
+    accented words typed find unaccented text."""
+    seed_published(
+        app,
+        3,
+        title=lambda n: ["Export training", "Cafe cooperatives", "Seed capital"][n],
+        organization=lambda n: "PROMPERÚ" if n == 0 else f"Organization {n}",
+    )
+    index = settings.archive.output_dir / "search.json"
+    wait_until(lambda: index.exists() and "Seed capital" in index.read_text(), what="the index")
+    browser.get(f"http://127.0.0.1:{settings.archive.http_port}/search/")
+    wait = WebDriverWait(browser, 10)
+    box = browser.find_element(By.ID, "q")
+    for typed, title in [("promperu", "Export training"), ("Café", "Cafe cooperatives")]:
+        box.clear()
+        box.send_keys(typed)
+        wait.until(lambda d: d.find_element(By.ID, "status").text == "1 case found.")
+        assert browser.find_element(By.CSS_SELECTOR, "#results .case-title a").text == title
+    assert browser.find_element(By.CSS_SELECTOR, "#results .org").text == "Organization 1"
+    not_pwned(browser)
+
+
+LONG_URL = "https://www.example.org/" + "programa-de-capital-semilla-para-microempresarios/" * 4
+
+
+def test_a_case_page_fits_a_phone_with_a_long_url_in_its_summary(
+    service: Service, app: App, settings: Settings, browser: WebDriver
+) -> None:
+    """SPEC section 5: long words and addresses wrap on a phone; a 390 px
+    wide screen never scrolls sideways on a case page."""
+    assert len(LONG_URL) >= 200
+    word = "Microempresarios" * 6
+    (case_id,) = seed_published(
+        app,
+        1,
+        title=lambda _: f"Capital semilla {word}",
+        summary=lambda _: f"Details at {LONG_URL} and {word}.",
+        organization=lambda _: f"Servicio{word}",
+    )
+    page = settings.archive.output_dir / "cases" / case_id / "index.html"
+    wait_until(page.exists, what="the case page")
+    size = browser.get_window_size()
+    try:
+        browser.set_window_size(390, 844)
+        site = f"http://127.0.0.1:{settings.archive.http_port}/"
+        browser.get(f"{site}cases/{case_id}/")
+        viewport = browser.execute_script("return document.documentElement.clientWidth")
+        assert viewport <= 400
+        link = browser.find_element(By.CSS_SELECTOR, ".summary a")
+        assert link.get_attribute("href") == LONG_URL
+        assert link.rect["x"] + link.rect["width"] <= viewport
+        for path in [f"cases/{case_id}/", "index.html", "search/?q=semilla"]:
+            browser.get(site + path)
+            if path.startswith("search"):
+                WebDriverWait(browser, 10).until(
+                    lambda d: d.find_element(By.ID, "status").text == "1 case found."
+                )
+            wide = browser.execute_script("return document.documentElement.scrollWidth")
+            assert wide <= viewport, f"{path}: {wide} px wide on a {viewport} px screen"
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+    not_pwned(browser)
+
+
+def test_the_help_email_fits_a_phone(
+    client: Client, outbox: Mailbox, browser: WebDriver, tmp_path: Path
+) -> None:
+    """The form in the help email wraps on a 390 px screen, not clipped."""
+    client.send(message("ana@example.org", address("help"), "help", "How do I take part?"))
+    [answer] = outbox.wait_for(1, "ana@example.org")
+    page = tmp_path / "help.html"
+    page.write_text(body_html(answer), encoding="utf-8")
+    size = browser.get_window_size()
+    try:
+        browser.set_window_size(390, 844)
+        browser.get(page.as_uri())
+        viewport = browser.execute_script("return document.documentElement.clientWidth")
+        wide = browser.execute_script("return document.documentElement.scrollWidth")
+        assert "Priority area:" in browser.find_element(By.TAG_NAME, "pre").text
+        assert wide <= viewport, f"{wide} px wide on a {viewport} px screen"
+    finally:
+        browser.set_window_size(size["width"], size["height"])

@@ -5,6 +5,9 @@ twice after a SIGKILL in the middle of a fan-out."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
 import signal
 import subprocess
 import sys
@@ -115,6 +118,69 @@ def test_a_digest_holds_what_is_new_for_each_subscriber(
     digest_send(settings)
     latest = digests(outbox)[-1]
     assert latest["Subject"] == "New in the archive: 1 case" and newest in body_text(latest)
+
+
+# RFC 2369 section 2 with RFC 8058: one or more angle-bracketed URIs
+# separated by commas, folded only at whitespace; no encoded words.
+_LIST_URIS = re.compile(
+    r"^<([\x21-\x3b\x3d\x3f-\x7e]+)>(?:[ \t]*,[ \t]*<([\x21-\x3b\x3d\x3f-\x7e]+)>)*$"
+)
+
+
+def raw_header(raw: bytes, name: str) -> str:
+    """The header's value as written on the wire, unfolded (RFC 5322
+    section 2.2.3), read strictly: ASCII only, no decoding of any kind."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].decode("ascii")
+    unfolded = re.sub(r"\r?\n(?=[ \t])", "", head)
+    values = [
+        line.split(":", 1)[1].strip()
+        for line in unfolded.splitlines()
+        if line.split(":", 1)[0].lower() == name.lower()
+    ]
+    assert len(values) == 1, f"{name}: {values}"
+    return values[0]
+
+
+def list_unsubscribe_uris(value: str) -> list[str]:
+    assert "=?" not in value
+    assert _LIST_URIS.match(value), value
+    return re.findall(r"<([^<>]*)>", value)
+
+
+LONG_SITE = (
+    "https://best-practices-and-experiences.micro-small-enterprises.example.org"
+    "/archive/working-group-on-small-and-medium-enterprises"
+)
+
+
+@pytest.mark.parametrize(
+    "config_text",
+    ["", f'[site]\nbase_url = "{LONG_SITE}"\n'],
+    ids=["default site", "long site address"],
+)
+def test_list_unsubscribe_is_raw_ascii_in_the_bytes_written(
+    client: Client, outbox: Mailbox, app: App, settings: Settings
+) -> None:
+    """The digest's List-Unsubscribe and List-Unsubscribe-Post are written
+    as plain RFC 2369 / RFC 8058 values, never RFC 2047-encoded, even when
+    the one-click address is longer than a line."""
+    subscribed(client, outbox)
+    seed_published(app, 1)
+    digest_send(settings)
+    wait_until(lambda: digests(outbox), what="the digest")
+    [raw] = [
+        path.read_bytes()
+        for path in sorted((settings.outbound.maildir / "new").iterdir())
+        if b"New in the archive" in path.read_bytes()
+    ]
+    secret = subscriber(app).secret
+    assert list_unsubscribe_uris(raw_header(raw, "List-Unsubscribe")) == [
+        f"mailto:unsubscribe+{secret}@mailflow.localhost?subject=unsubscribe",
+        f"{settings.site.base_url}/unsubscribe/?s={secret}",
+    ]
+    assert raw_header(raw, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["List-Unsubscribe"] == raw_header(raw, "List-Unsubscribe")
 
 
 def test_one_click_unsubscribe(

@@ -42,7 +42,11 @@ NOT_PROSE = {
     },
     "archive/site.py": {'<a href="{0}" rel="nofollow ugc noopener">{0}</a>'},
     # The outcome recorded on a message that is not answered (operators).
-    "triage.py": {"ignored: from ourselves", "ignored: our own X-Loop"},
+    "triage.py": {
+        "ignored: from ourselves",
+        "ignored: our own X-Loop",
+        "ignored: a no-reply sender",
+    },
 }
 OPERATOR_CALLS = {"debug", "info", "warning", "error", "exception", "critical", "progress"}
 OPERATOR_CALLS |= {"add_argument", "add_parser", "ArgumentParser", "compile"}

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,7 +95,20 @@ class CaseView:
             "date": self.published.date().isoformat(),
             "url": self.url,
             "text": self.summary[:_EXCERPT],
+            # What the search box matches: search.js folds the query the same way.
+            "words": search_folded(
+                " ".join([self.id, self.title, self.organization, self.summary[:_EXCERPT]])
+            ),
         }
+
+
+def search_folded(text: str) -> str:
+    """Text as the search compares it: lower case, compatibility forms
+    decomposed (NFKD) and combining marks removed, so that ``promperu``
+    finds PROMPERÚ (SPEC section 5). ``fold`` in search.js does the same
+    to the query; the two must stay alike."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.category(c).startswith("M"))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
 from mailflow.errors import PermanentFailure
+from mailflow.notify.headers import RAW, raw_header
 from mailflow.notify.render import Renderer
 from mailflow.notify.transports import Transport
 from mailflow.routing import Router
@@ -48,6 +49,10 @@ MAX_ATTEMPTS = 12
 ANSWER_WINDOW = timedelta(hours=1)
 SAME_ANSWERS_PER_WINDOW = 2
 ANSWERS_PER_WINDOW = 10
+
+# Message-IDs in the References of one email: enough to thread, bounded
+# against a sender that sends a thousand.
+MAX_REFERENCES = 10
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,7 @@ class Outbox:
         if outgoing.reply_to:
             message["Reply-To"] = outgoing.reply_to
         for name, value in outgoing.headers:
-            message[name] = value
+            message[name] = raw_header(name, value) if name.lower() in RAW else value
         _thread(message, case, outgoing.answering)
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
@@ -273,15 +278,23 @@ def _address(text: str) -> str:
 
 def _thread(message: EmailMessage, case: Case | None, answering: Incoming | None) -> None:
     """In-Reply-To and References, so that every email about a case, and
-    every answer, sits in the reader's thread."""
-    references: list[str] = []
+    every answer, sits in the reader's thread.
+
+    An answer's In-Reply-To is the message it answers, and its References
+    end with it (RFC 5322 section 3.6.4), even when that message is itself
+    a reply or opened the case. The list keeps its first entry (the case's
+    thread, else the root of the incoming thread) and the latest ones."""
+    answered = answering.parsed.message_id if answering is not None else ""
+    earlier: list[str] = []
     if case is not None and case.thread_id:
-        references.append(case.thread_id)
+        earlier.append(case.thread_id)
     if answering is not None:
-        references.extend(answering.parsed.references)
-        if answering.parsed.message_id:
-            references.append(answering.parsed.message_id)
-    references = list(dict.fromkeys(r for r in references if r))[-10:]
+        earlier.extend(answering.parsed.references)
+    references = [r for r in dict.fromkeys(earlier) if r and r != answered]
+    if answered:
+        references.append(answered)
+    if len(references) > MAX_REFERENCES:
+        references = references[:1] + references[1 - MAX_REFERENCES :]
     if references:
         message["In-Reply-To"] = references[-1]
         message["References"] = " ".join(references)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from mailflow.app import App
 from mailflow.store.models import Case, InboundMessage
+from mailflow.triage import takes_no_replies
 
 pytestmark = pytest.mark.torture
 
@@ -79,6 +80,57 @@ def test_machine_mail_is_never_answered(
     client.send(mail, sender=envelope_sender)
     client.send(help_mail, sender=envelope_sender, to=[address("help")])
     nothing_answered(app, outbox, 2)
+
+
+# Senders that say they take no replies, with no robot header at all: an
+# answer could only bounce (issue 19).
+NO_REPLY_SENDERS = [
+    "noreply@example.org",
+    "no-reply@example.org",
+    "no_reply@example.org",
+    "No.Reply@example.org",
+    "donotreply@example.org",
+    "do-not-reply@example.org",
+    "do_not_reply@example.org",
+    "gmail-noreply@google.com",
+    "calendar-noreply@google.com",
+    "noreply-dmarc-support@google.com",
+    "noreply+bp@example.org",
+    "DoNotRespond@example.org",
+]
+
+
+@pytest.mark.parametrize("sender", NO_REPLY_SENDERS)
+def test_no_reply_senders_are_never_answered(
+    sender: str, client: Client, outbox: Mailbox, app: App
+) -> None:
+    """A submission and a help request from a no-reply address are kept and
+    listed for the administrator, never answered."""
+    mail = submission(sender=f"Notifications <{sender}>")
+    help_mail = submission(sender=sender)
+    help_mail.replace_header("To", address("help"))
+    client.send(mail)
+    client.send(help_mail, to=[address("help")])
+    nothing_answered(app, outbox, 2)
+    with app.database.transaction() as session:
+        details = set(session.scalars(select(InboundMessage.detail)))
+    assert details == {"ignored: a no-reply sender"}
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["noreen@example.org", "tinoreply@example.org", "reply@example.org", "replies@example.org"],
+)
+def test_people_whose_address_merely_contains_reply_are_answered(sender: str) -> None:
+    """The rule reads whole words of the local part, so people keep their answers."""
+    assert not takes_no_replies(sender)
+
+
+@pytest.mark.parametrize("sender", NO_REPLY_SENDERS)
+def test_the_no_reply_rule_reads_the_local_part(sender: str) -> None:
+    """Each no-reply address is recognised by its local part alone."""
+    assert takes_no_replies(sender)
+    assert not takes_no_replies("ana@" + sender.rpartition("@")[0] + ".example.org")
 
 
 @pytest.mark.parametrize("kind", ["delivery-status", "disposition-notification"])

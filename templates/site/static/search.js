@@ -12,6 +12,13 @@
   var shownFor = null;
   var SHOWN = 100;
 
+  // Lower case, compatibility forms decomposed (NFKD), combining marks
+  // removed: "promperu" finds PROMPERÚ. search_folded in archive/site.py
+  // folds the index the same way.
+  function fold(text) {
+    return text.toLowerCase().normalize("NFKD").replace(/\p{M}/gu, "");
+  }
+
   function optionText(select, value) {
     for (var i = 0; i < select.options.length; i++) {
       if (select.options[i].value === value) { return select.options[i].text; }
@@ -33,7 +40,7 @@
         var all = index.cases.slice();
         shards.forEach(function (shard) { all = all.concat(shard.cases); });
         all.forEach(function (c) {
-          c.haystack = [c.id, c.title, c.organization, c.text].join(" ").toLowerCase();
+          c.haystack = c.words || fold([c.id, c.title, c.organization, c.text].join(" "));
         });
         all.sort(function (a, b) { return a.date < b.date ? 1 : a.date > b.date ? -1 : 0; });
         return all;
@@ -56,7 +63,7 @@
   }
 
   function show() {
-    var words = form.q.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var words = fold(form.q.value).split(/\s+/).filter(Boolean);
     var area = form.area.value, economy = form.economy.value, kind = form.kind.value;
     // The text box also fires "change" when it loses focus, e.g. on the
     // mouse-down of a click on a result: redrawing then would swallow the click.
