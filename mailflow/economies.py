@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
+from mailflow.closest import closest
+
 
 @dataclass(frozen=True)
 class Economy:
@@ -76,6 +78,11 @@ class Economies:
 
     def match(self, written: str) -> Economy | None:
         return self._by_name.get(normalise_name(written))
+
+    def closest(self, written: str) -> Economy | None:
+        """The economy meant by a name ``match`` did not recognise, if any
+        is close ("Vietnum", "Philipines")."""
+        return closest(normalise_name(written), self._by_name.items())
 
     def names(self) -> list[str]:
         return [e.name for e in self]

@@ -3,7 +3,8 @@
 Keys in any case and order, from a table of names people actually write;
 a value continues on indented lines; the summary runs until the next known
 key. Quoted text and signatures of a reply are dropped first, so answering
-in the thread with only the corrections works.
+in the thread with only the corrections works, and so is a sign-off at the
+end ("Saludos, Rosa"), so that it never ends a summary.
 
 ``comment_text`` is the stricter cousin for text that is stored and shown to
 other people (review comments): it knows the quote headers of the common mail
@@ -26,6 +27,8 @@ SUBMISSION_KEYS: Mapping[str, str] = {
     "priority area": "area",
     "area": "area",
     "priority": "area",
+    "priority category": "area",  # the seed portal's own label
+    "category": "area",
     "organization": "organization",
     "organisation": "organization",
     "org": "organization",
@@ -160,11 +163,49 @@ def _quoted(line: str) -> bool:
     return line.lstrip().startswith(">")
 
 
+# The closing words of a letter in the languages of the economies, as a
+# whole line, alone or followed by a punctuation mark and a name: "Thanks",
+# "Saludos, Rosa", "Best regards,". "Thanks to the fund..." is a sentence,
+# not a closing: a name must come after a punctuation mark.
+_CLOSING = re.compile(
+    r"^(best|best regards|kind regards|warm regards|warmest regards|regards|best wishes"
+    r"|all the best|cheers|thanks|thank you|many thanks|thanks a lot|thanks in advance"
+    r"|thank you very much|with thanks|sincerely|yours sincerely|sincerely yours"
+    r"|yours faithfully|yours truly|respectfully|greetings"
+    r"|saludos|saludos cordiales|un saludo|un cordial saludo|atentamente|cordialmente"
+    r"|gracias|muchas gracias|un abrazo|abrazos"
+    r"|salam|salam hormat|hormat saya|hormat kami|terima kasih|wassalam"
+    r"|trân trọng|cảm ơn|xin cảm ơn|thân ái"
+    r"|с уважением|спасибо|всего доброго|ขอบคุณ(ครับ|ค่ะ)?|ด้วยความเคารพ"
+    r"|谢谢|謝謝|此致敬礼|此致|祝好|よろしくお願いします|よろしくお願いいたします|敬具"
+    r"|감사합니다|감사드립니다)"
+    r"(\s*[,.!:;，。！：、~-]+\s*([^\d\s,.!?:;][^,!?:;]{0,60})?)?\s*$",
+    re.IGNORECASE,
+)
+# A closing is followed by at most a few short lines: a name, a position,
+# an organization, a telephone number.
+_SIGNATURE_LINES = 4
+_SIGNATURE_WIDTH = 80
+
+
+def without_closing(lines: list[str]) -> list[str]:
+    """The lines without a closing at their end and the short signature
+    lines under it; everything else as written."""
+    written = [i for i, line in enumerate(lines) if line.strip()]
+    for position in written[-1 - _SIGNATURE_LINES :]:
+        if _CLOSING.match(lines[position].strip()):
+            under = [line for line in lines[position + 1 :] if line.strip()]
+            short = all(len(line) <= _SIGNATURE_WIDTH for line in under)
+            if short and not any(_KEY_LINE.match(line) for line in under):
+                return lines[:position]
+    return lines
+
+
 def parse_form(text: str, keys: Mapping[str, str] = SUBMISSION_KEYS) -> dict[str, str]:
     """Field name -> value for every known key found; the first one wins."""
     fields: dict[str, list[str]] = {}
     current: str | None = None
-    for line in strip_reply(text).splitlines():
+    for line in without_closing(strip_reply(text).splitlines()):
         match = _KEY_LINE.match(line)
         key = keys.get(" ".join(match[1].lower().split())) if match else None
         if match and key is not None:

@@ -1,13 +1,16 @@
 """The fixed vocabularies of the submission form: kinds and priority areas,
 with the forgiving matching SPEC section 3 promises (numbers, names,
-unambiguous prefixes, short forms)."""
+unambiguous prefixes, singular or plural, short forms, the seed portal's
+own labels), and the closest accepted value to one that is not recognised."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 
+from mailflow.closest import closest
 from mailflow.economies import normalise_name
 
 
@@ -64,6 +67,12 @@ def match_kind(written: str) -> Kind | None:
     return _KIND_WORDS.get(normalise_name(written))
 
 
+def closest_kind(written: str) -> Kind | None:
+    """The kind meant by a value ``match_kind`` did not recognise, if any
+    is close ("Best practise")."""
+    return closest(normalise_name(written), _KIND_WORDS.items())
+
+
 @dataclass(frozen=True)
 class PriorityArea:
     number: int
@@ -90,18 +99,60 @@ AREAS: tuple[PriorityArea, ...] = tuple(
 )
 
 
+# Whole labels for an area besides its name: the seed portal's categories
+# ("Access to technologies" is area 2 by the plural rule alone) and the
+# short names people write. Only labels that can mean one area; a single
+# word such as "Marketing" is not one, it gets "did you mean" instead.
+AREA_LABELS: Mapping[str, int] = {
+    "access to finance": 1,
+    "access to financing": 1,
+    "financial services": 1,
+    "management skills": 3,
+    "marketing skills": 3,
+    "regulatory frameworks": 5,
+}
+
+
 def area_by_number(number: int) -> PriorityArea:
     return AREAS[number - 1]
 
 
 def match_area(written: str) -> PriorityArea | None:
-    """By number ("1", "area 1", "1. Access..."), by name, or by a prefix
-    that only one area's name starts with."""
-    text = normalise_name(written)
+    """By number ("1", "area 1", "1. Access..."), by name or label, or by
+    a prefix that only one area's name starts with; singular or plural."""
+    text = _singular(written)
     number = text.removeprefix("area ").removeprefix("priority area ").split(" ")[0]
     if number.isdigit() and 1 <= int(number) <= len(AREAS):
         return area_by_number(int(number))
     if not text:
         return None
-    candidates = [a for a in AREAS if normalise_name(a.name).startswith(text)]
+    if text in _LABELS_FOLDED:
+        return area_by_number(_LABELS_FOLDED[text])
+    candidates = [a for a in AREAS if _singular(a.name).startswith(text)]
     return candidates[0] if len(candidates) == 1 else None
+
+
+def closest_area(written: str) -> PriorityArea | None:
+    """The area meant by a value ``match_area`` did not recognise, if any
+    is close: "Marketing" is a word of area 3's name."""
+    names = [(_singular(area.name), area) for area in AREAS]
+    labels = [(label, area_by_number(number)) for label, number in _LABELS_FOLDED.items()]
+    return closest(_singular(written), [*names, *labels])
+
+
+def _singular(text: str) -> str:
+    """The folded name with each word in the singular, the English way:
+    "technologies" is "technology", "services" is "service"; "access" and
+    "business" stay as they are."""
+    return " ".join(_singular_word(word) for word in normalise_name(text).split())
+
+
+def _singular_word(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+_LABELS_FOLDED = {_singular(label): number for label, number in AREA_LABELS.items()}

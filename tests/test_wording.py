@@ -30,6 +30,9 @@ NOT_PROSE = {
         "Management and Marketing Skills",
         "Compiling Information for Policy Adjustment",
         "Policy and Regulatory Frameworks",
+        # ... and the seed portal's labels for them.
+        "access to finance",
+        "access to financing",
     },
     # The default site name and sender: names an operator sets in config.toml.
     "config.py": {

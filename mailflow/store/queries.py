@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.store.models import (
     Case,
+    CaseEvent,
     InboundMessage,
     OutboxMessage,
     Participant,
@@ -45,6 +46,18 @@ def own_case(session: Session, public_id: str, sender: str) -> Case | None:
     """A case named by its own author; named by anyone else, none."""
     case = case_named(session, public_id)
     return case if case is not None and case.author.email == sender else None
+
+
+def authors_messages(session: Session, case: Case) -> list[InboundMessage]:
+    """The messages of the case's history that its author sent, newest first."""
+    in_history = select(CaseEvent.message_id).where(CaseEvent.case_id == case.id)
+    return list(
+        session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.id.in_(in_history), InboundMessage.sender == case.author.email)
+            .order_by(InboundMessage.id.desc())
+        )
+    )
 
 
 def participant(session: Session, address: str) -> Participant | None:

@@ -1,19 +1,24 @@
 """What a submission says and what it still lacks, as pure functions.
 
 ``read_submission`` turns the form of one message into recognised values
-and problems (a value we could not match); ``missing`` names the required
-fields a case still lacks. Each problem carries the accepted values, so
-the one reply an author gets tells them exactly what to write.
+and problems (a value we could not match, with the closest accepted one);
+``missing`` names the required fields a case still lacks. Each problem
+carries the accepted values, so the one reply an author gets tells them
+exactly what to write. A value copied unchanged from the example forms of
+our own emails was not written by the author: it counts as not given.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
-from mailflow.economies import Economies
+from mailflow.economies import Economies, normalise_name
+from mailflow.forms import parse_form
+from mailflow.notify.render import TEMPLATES
 from mailflow.store.models import Case
-from mailflow.vocab import Kind, match_area, match_kind
+from mailflow.vocab import Kind, closest_area, closest_kind, match_area, match_kind
 
 # "Best practice   (or: Experience)" copied from the form still matches.
 _TRAILING_HINT = re.compile(r"\s*\([^()]*\)\s*$")
@@ -29,12 +34,15 @@ class Problem:
     """One thing the author must fix, as codes: which field of the form
     (``title``, ``economy``, ``area``...), what is wrong with it
     (``missing``, ``unrecognised``, ``not_a_document``, ``too_large``,
-    ``no_published_case``) and what they wrote. ``templates/mail/_problems``
-    says it, with the accepted values."""
+    ``no_published_case``), what they wrote and, for a value we could not
+    recognise, the closest accepted one as a code (an area's number, an
+    economy's code, a kind's value; empty when nothing is close).
+    ``templates/mail/_problems`` says it, with the accepted values."""
 
     field: str
     code: str = "missing"
     value: str = ""
+    closest: str = ""
 
 
 @dataclass
@@ -60,28 +68,57 @@ def title_from_subject(subject: str) -> str:
     return _CASE_TAG.sub("", _SUBJECT_NOISE.sub("", subject)).strip()
 
 
+# The example forms of our emails: their values are placeholders.
+EXAMPLE_FORMS = ("mail/_form.txt.j2", "mail/internship_incomplete.txt.j2")
+
+
+@cache
+def placeholders() -> frozenset[str]:
+    """The values of the example forms that are not accepted values,
+    folded as names are compared; lines that the templates fill in
+    (``{{ }}``, ``{% %}``) are skipped."""
+    found: set[str] = set()
+    for name in EXAMPLE_FORMS:
+        text = (TEMPLATES / name).read_text(encoding="utf-8")
+        plain = "\n".join(line for line in text.splitlines() if "{" not in line)
+        for value in parse_form(plain).values():
+            if not (match_kind(value) or match_area(value)):  # "Best practice" is real
+                found.add(_folded(value))
+    return frozenset(found - {""})
+
+
+def is_placeholder(value: str) -> bool:
+    return _folded(value) in placeholders()
+
+
 def read_submission(form: dict[str, str], economies: Economies) -> Submission:
+    """The recognised values and the problems of one message's form; a
+    placeholder is not given, and is no problem either."""
     result = Submission(
-        title=form.get("title"),
+        title=_given(form.get("title")),
         organization=_text(form.get("organization")),
-        summary=form.get("summary"),
+        summary=_given(form.get("summary")),
         second_contact=_text(form.get("second_contact")),
         name=_text(form.get("name")),
     )
-    if "kind" in form:
-        result.kind = match_kind(form["kind"]) or match_kind(without_hint(form["kind"]))
-        if result.kind is None:
-            result.problems.append(_unrecognised("kind", form["kind"]))
-    if "economy" in form:
-        economy = economies.match(form["economy"]) or economies.match(without_hint(form["economy"]))
+    if written := form.get("kind"):
+        result.kind = match_kind(written) or match_kind(without_hint(written))
+        if result.kind is None and not is_placeholder(written):
+            kind = closest_kind(without_hint(written))
+            result.problems.append(_unrecognised("kind", written, kind.value if kind else ""))
+    if written := form.get("economy"):
+        economy = economies.match(written) or economies.match(without_hint(written))
         result.economy = economy.code if economy else None
-        if economy is None:
-            result.problems.append(_unrecognised("economy", form["economy"]))
-    if "area" in form:
-        area = match_area(form["area"]) or match_area(without_hint(form["area"]))
+        if economy is None and not is_placeholder(written):
+            near = economies.closest(without_hint(written))
+            result.problems.append(_unrecognised("economy", written, near.code if near else ""))
+    if written := form.get("area"):
+        area = match_area(written) or match_area(without_hint(written))
         result.area = area.number if area else None
-        if area is None:
-            result.problems.append(_unrecognised("area", form["area"]))
+        if area is None and not is_placeholder(written):
+            near_area = closest_area(without_hint(written))
+            closest = str(near_area.number) if near_area else ""
+            result.problems.append(_unrecognised("area", written, closest))
     return result
 
 
@@ -127,9 +164,17 @@ def document_too_large(filename: str) -> Problem:
     return Problem("document", "too_large", filename)
 
 
-def _unrecognised(name: str, written: str) -> Problem:
-    return Problem(name, "unrecognised", written[:80])
+def _unrecognised(name: str, written: str, closest: str) -> Problem:
+    return Problem(name, "unrecognised", written[:80], closest)
+
+
+def _given(value: str | None) -> str | None:
+    return None if not value or is_placeholder(value) else value
 
 
 def _text(value: str | None) -> str | None:
-    return without_hint(value) if value else None
+    return _given(without_hint(value) if value else None)
+
+
+def _folded(value: str) -> str:
+    return normalise_name(without_hint(value))

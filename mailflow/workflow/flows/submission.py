@@ -14,14 +14,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from mailflow.forms import parse_form
 from mailflow.store.models import Case
 from mailflow.store.queries import own_case
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
-from mailflow.workflow import fields, participants, publishing, steps, versions
+from mailflow.workflow import fields, participants, publishing, recall, steps, versions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.flow import APPROVE, CHANGES, ENDORSE, REJECT, Flow, Reviewers, Stage
@@ -109,7 +109,11 @@ def open_submission(session: Session, incoming: Incoming, workflow: Workflow) ->
 
 
 def missing(case: Case, workflow: Workflow) -> list[Problem]:
-    problems = fields.missing(case)
+    """What the case lacks; a value the author wrote and we could not
+    recognise is named as such, also after they confirmed their address."""
+    session = object_session(case)
+    assert session is not None
+    problems = [*recall.unrecognised(session, case, workflow.economies), *fields.missing(case)]
     if case.document is None:
         problems.append(fields.missing_document([]))
     return problems
