@@ -138,9 +138,8 @@ class OutboundSettings(Section):
     starttls: bool = False
     username: str = ""
     password_env: str = "MAILFLOW_SMTP_PASSWORD"
-    from_: Annotated[str, Field(alias="from")] = (
-        "APEC MSE Best Practices <noreply@mailflow.localhost>"
-    )
+    # Replies to it must reach a person: help@ forwards questions (SPEC 2).
+    from_: Annotated[str, Field(alias="from")] = "APEC MSE Best Practices <help@mailflow.localhost>"
 
 
 class ArchiveSettings(Section):
@@ -163,6 +162,9 @@ class AddressSettings(Section):
     help: LocalPart = "help"
     actions: LocalPart = "actions"
     bounces: LocalPart = "bounces"
+    status: LocalPart = "status"
+    postmaster: LocalPart = "postmaster"
+    abuse: LocalPart = "abuse"
 
 
 class EconomySettings(Section):

@@ -28,6 +28,9 @@ class Route(StrEnum):
     HELP = "help"
     ACTIONS = "actions"
     BOUNCES = "bounces"
+    STATUS = "status"
+    POSTMASTER = "postmaster"
+    ABUSE = "abuse"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,12 @@ from mailflow.routing import Destination, Route
 from mailflow.spool import Envelope, Spool, SpoolEntry
 from mailflow.store.db import Database
 from mailflow.store.models import InboundMessage
-from mailflow.triage import Incoming, destinations, must_stay_silent
+from mailflow.triage import (
+    Incoming,
+    carries_our_loop_marker,
+    destinations,
+    must_stay_silent,
+)
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 
@@ -131,9 +136,11 @@ class Runner:
         silent = must_stay_silent(parsed, envelope, router)
         if silent is not None:
             # Machine mail is still acted on at our return path (bounces are
-            # what it is for) and at a one-step unsubscribe address (mail
-            # clients send those on their own); neither handler answers it.
-            targets = [t for t in targets if _acts_on_machine_mail(t)]
+            # what it is for), at a one-step unsubscribe address (mail
+            # clients send those on their own) and at postmaster@ and
+            # abuse@ (forwarded to a person); none of them answers it.
+            ours_again = carries_our_loop_marker(parsed, envelope, router)
+            targets = [t for t in targets if _acts_on_machine_mail(t, ours_again)]
             if not targets:
                 return "ignored", silent
         if not targets:
@@ -208,7 +215,12 @@ def _describe(record: InboundMessage, parsed: ParsedMessage) -> None:
     record.subject = parsed.subject[:2000]
 
 
-def _acts_on_machine_mail(destination: Destination) -> bool:
+def _acts_on_machine_mail(destination: Destination, ours_again: bool) -> bool:
+    if destination.route in (Route.POSTMASTER, Route.ABUSE):
+        # What these mailboxes are for (RFC 5321: bounces, DSNs); forwarded,
+        # never answered. Our own message come back whole is not forwarded
+        # again, or two of us could pass it to and fro.
+        return not ours_again
     return destination.route is Route.BOUNCES or (
         destination.route is Route.UNSUBSCRIBE and bool(destination.tag)
     )

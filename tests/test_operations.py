@@ -138,17 +138,20 @@ def test_a_wrong_token_is_explained_once_an_hour(client: Client, outbox: Mailbox
 def test_the_author_cannot_change_a_case_under_review(
     client: Client, outbox: Mailbox, app: App, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Once a case is with the administrator, a reply about it is refused,
-    recorded in its history, and the author told why."""
+    """Once a case is with the administrator, a reply about it changes
+    nothing: it goes to the administrators as a question, is recorded in the
+    case's history, and the author is told the case is unchanged."""
     client.send(submission())
     client.send(reply(outbox.wait_for(1, ANA)[-1], ANA))
     outbox.wait_for(2, ANA)
     client.send(submission(subject="Re: [BP-2026-0001] new version"))
     answer = outbox.wait_for(3, ANA)[-1]
-    assert answer["Subject"] == "[BP-2026-0001] This case cannot be changed now"
+    assert answer["Subject"] == "[BP-2026-0001] A person will answer you"
     assert "the administrator is checking it now" in body_text(answer)
+    question = outbox.wait_for(2, ADMIN)[-1]
+    assert question["Reply-To"] == ANA
     assert cli(app.settings, "case", "BP-2026-0001") == 0
-    assert "revision_refused" in capsys.readouterr().out
+    assert "question_forwarded" in capsys.readouterr().out
 
 
 def _outcomes(app: App) -> int:
@@ -226,6 +229,6 @@ def test_nothing_is_ever_sent_to_our_own_addresses(app: App) -> None:
     with app.database.transaction() as session:
         assert app.workflow.outbox.enqueue(session, Outgoing("help", address("submit"))) is None
         assert (
-            app.workflow.outbox.enqueue(session, Outgoing("help", "noreply@mailflow.localhost"))
+            app.workflow.outbox.enqueue(session, Outgoing("help", "help@mailflow.localhost"))
             is None
         )

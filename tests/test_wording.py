@@ -37,7 +37,7 @@ NOT_PROSE = {
     # The default site name and sender: names an operator sets in config.toml.
     "config.py": {
         "APEC MSE Best Practices",
-        "APEC MSE Best Practices <noreply@mailflow.localhost>",
+        "APEC MSE Best Practices <help@mailflow.localhost>",
     },
     # A header value and a piece of markup, not words.
     "archive/server.py": {

@@ -64,6 +64,19 @@ def participant(session: Session, address: str) -> Participant | None:
     return session.scalar(select(Participant).where(Participant.email == address))
 
 
+def cases_of(session: Session, address: str) -> list[Case]:
+    """Every case ``address`` is the author of, the newest first (what a
+    status request answers with)."""
+    return list(
+        session.scalars(
+            select(Case)
+            .join(Participant, Case.author_id == Participant.id)
+            .where(Participant.email == address)
+            .order_by(Case.id.desc())
+        )
+    )
+
+
 def waiting_for_confirmation(session: Session, participant_id: int) -> list[Case]:
     """The cases kept until their author confirms the address, oldest first."""
     return list(

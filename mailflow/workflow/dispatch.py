@@ -10,12 +10,15 @@ from mailflow.digest import subscriptions
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.triage import Incoming
-from mailflow.workflow import actions, registration
+from mailflow.workflow import actions, people, registration, status
 from mailflow.workflow.context import Handler, Workflow
 from mailflow.workflow.flows import comment, internship, submission
 
 
 def answer_help(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    """A form or an empty mail gets the help text; a question goes to a person."""
+    if people.is_question(incoming.parsed.text):
+        return people.forward_question(session, incoming, workflow)
     workflow.send(session, Outgoing("help", incoming.sender, answering=incoming))
     return "help: answered"
 
@@ -30,4 +33,7 @@ HANDLERS: dict[Route, Handler] = {
     Route.BOUNCES: subscriptions.record_bounce,
     Route.COMMENT: comment.handle_comment,
     Route.INTERNSHIP: internship.handle_internship,
+    Route.STATUS: status.answer_status,
+    Route.POSTMASTER: people.forward_mailbox,
+    Route.ABUSE: people.forward_mailbox,
 }

@@ -20,7 +20,7 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, Participant, Token
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
-from mailflow.workflow import participants, reviewing
+from mailflow.workflow import participants, people, reviewing, status
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.flow import Effect, Step
@@ -190,12 +190,15 @@ def merge(problems: list[Problem]) -> list[Problem]:
 
 def author_reply(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
     """The author answered one of our emails about their case: "withdraw"
-    as the first word withdraws it; anything else revises it."""
+    as the first word withdraws it, "status" lists their cases; anything
+    else revises it (or, when it cannot be changed, goes to a person)."""
     case = session.get(Case, token.case_id)
     assert case is not None
     word, _ = first_word(incoming.parsed.text)
     if word == "withdraw":
         return withdraw(session, case, incoming, workflow)
+    if word == "status":
+        return status.answer_status(session, incoming, workflow)
     return revise(session, case, incoming, workflow)
 
 
@@ -207,25 +210,10 @@ def revise(session: Session, case: Case, incoming: Incoming, workflow: Workflow)
 
 
 def refuse_revision(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
-    workflow.send(
-        session,
-        Outgoing(
-            "revision_not_editable",
-            incoming.sender,
-            reviewing.case_values(case, workflow),
-            case=case,
-            answering=incoming,
-        ),
-    )
-    workflow.engine.record(
-        session,
-        case,
-        "revision_refused",
-        incoming.sender,
-        incoming.record,
-        note=f"the case is {case.state}",
-    )
-    return f"revision of {case.public_id} refused: it is {case.state}"
+    """The case cannot be changed now, so the reply is a question about it
+    (or a wish only a person can grant): it goes to the administrators, and
+    the author hears that the case is unchanged and a person will answer."""
+    return people.forward_question(session, incoming, workflow, case)
 
 
 def withdraw(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:

@@ -125,7 +125,7 @@ def correct(session: Session, case: Case, workflow: Workflow, incoming: Incoming
             case.author.email,
             {**reviewing.case_values(case, workflow), "changed": changed},
             case=case,
-            reply_to=workflow.admins[0],  # a question about it goes to a person
+            reply_to=workflow.author_reply_to(session, case),  # a question goes to a person
         ),
     )
     return changed

@@ -133,7 +133,12 @@ def test_a_hostile_auto_responder_is_soon_met_with_silence(
         f" mailflow, {robots} from the robot, {turns} turns: {', '.join(t for t, _ in answers)}"
     )
     assert turns < MAX_TURNS, "mailflow never fell silent"
-    assert ours - before <= 3
+    # On top, at most one "a person will answer you" a day (SPEC section 2):
+    # the robot's answers to our emails that ask no reply at a token reach
+    # help@, and from there a person.
+    told = sum(1 for template, _ in answers if template == "question_received")
+    assert told <= 1
+    assert ours - before - told <= 3
     assert all(answers.count(answer) <= 2 for answer in answers)
 
 

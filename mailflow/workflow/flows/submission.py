@@ -60,7 +60,7 @@ def build(stages: list[str]) -> Flow:
             ),
             Event.ENDORSED: (
                 publish,
-                steps.tell_author("case_published"),
+                steps.tell_author("case_published", reply="case"),
                 steps.tell_admins("endorsed"),
             ),
             Event.CHANGES_REQUESTED: (
@@ -68,13 +68,13 @@ def build(stages: list[str]) -> Flow:
                 steps.tell_admins("changes_requested", unless_theirs=True),
             ),
             Event.REJECTED: (
-                steps.tell_author("case_rejected"),
+                steps.tell_author("case_rejected", reply="case"),
                 steps.tell_admins("rejected", unless_theirs=True),
             ),
             Event.REVISED: (steps.tell_author("revision_received", reply="case", answer=True),),
             Event.WITHDRAWN: (steps.withdrawn,),
-            Event.UNPUBLISHED: (take_off, steps.tell_author("case_unpublished", reply="admin")),
-            Event.REPUBLISHED: (publish, steps.tell_author("case_published")),
+            Event.UNPUBLISHED: (take_off, steps.tell_author("case_unpublished", reply="case")),
+            Event.REPUBLISHED: (publish, steps.tell_author("case_published", reply="case")),
         },
         missing=missing,
         revise=revise,
