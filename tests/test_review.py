@@ -38,7 +38,9 @@ def test_submit_approve_endorse_publish_by_clicking(
     assert (
         endorse["Subject"] == "[BP-2026-0001] Please endorse: Seed capital for micro entrepreneurs"
     )
-    assert outbox.wait_for(3, ANA)[-1]["Subject"] == "[BP-2026-0001] Approved by the administrator"
+    approved = outbox.wait_for(3, ANA)[-1]
+    assert approved["Subject"] == "[BP-2026-0001] Approved by the administrator"
+    assert "Note from the administrator: Clear and complete." in body_text(approved)  # the reason
     assert state(app) == "focal_review"
 
     click(client, endorse, "Endorse", FOCAL)
