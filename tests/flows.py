@@ -10,10 +10,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from conftest import Client, Mailbox, body_html, wait_until
 from mails import FORM, message, reply, submission
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mailflow.app import App
-from mailflow.store.models import Case
+from mailflow.store.models import Case, InboundMessage, OutboxMessage
 
 ANA, ADMIN = "ana@example.org", "admin@mailflow.localhost"
 FOCAL, FOCAL2 = "focal.cl@example.org", "focal2.cl@example.org"
@@ -63,3 +63,24 @@ def published(client: Client, outbox: Mailbox, app: App, economy: str = "Chile")
     case_id = str(re.search(r"\[(\w\w-\d{4}-\d{4})\]", endorse["Subject"]).group(1))  # type: ignore[union-attr]
     assert state(app, case_id) == "published"
     return case_id
+
+
+def processed(app: App, count: int) -> None:
+    """Wait until ``count`` messages are committed and the spool is empty
+    (a claimed message sits in cur/ until its transaction commits)."""
+
+    def done() -> bool:
+        with app.database.transaction() as session:
+            finished = session.scalar(select(func.count(InboundMessage.id)))
+        idle = not app.spool.pending() and not any(app.spool.cur.iterdir())
+        return finished == count and idle
+
+    wait_until(done, what=f"{count} processed message(s)")
+
+
+def emails(app: App) -> list[tuple[str, str]]:
+    """(recipient, template) of everything in the outbox, in order, sent or
+    not yet: the maildir alone could miss an email still being sent."""
+    with app.database.transaction() as session:
+        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        return [(r.recipient, r.template) for r in rows]

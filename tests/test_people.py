@@ -12,34 +12,13 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 from conftest import Client, Mailbox, body_html, body_text, wait_until
-from flows import ADMIN, ANA, click, published, state, submitted
+from flows import ADMIN, ANA, click, emails, processed, published, state, submitted
 from mails import address, message, reply, submission
-from sqlalchemy import func, select
 
 from mailflow.app import App
 from mailflow.cli import main
-from mailflow.store.models import InboundMessage, OutboxMessage
 
 BO, READER = "bo@example.org", "reader@example.org"
-
-
-def processed(app: App, count: int) -> None:
-    """Wait until ``count`` messages are committed and the spool is empty."""
-
-    def done() -> bool:
-        with app.database.transaction() as session:
-            finished = session.scalar(select(func.count(InboundMessage.id)))
-        idle = not app.spool.pending() and not any(app.spool.cur.iterdir())
-        return finished == count and idle
-
-    wait_until(done, what=f"{count} processed message(s)")
-
-
-def emails(app: App) -> list[tuple[str, str]]:
-    """(recipient, template) of everything in the outbox, sent or not yet."""
-    with app.database.transaction() as session:
-        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
-        return [(r.recipient, r.template) for r in rows]
 
 
 def test_postmaster_and_abuse_reach_the_administrators_and_are_never_answered(

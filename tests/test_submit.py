@@ -6,12 +6,13 @@ from __future__ import annotations
 from email.message import EmailMessage
 from email.policy import SMTP
 
-from conftest import Client, Mailbox, body_html, body_text, wait_until
+from conftest import Client, Mailbox, body_html, body_text
+from flows import emails, processed
 from mails import PDF, address, message, reply, submission
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from mailflow.app import App
-from mailflow.store.models import Case, InboundMessage, OutboxMessage, Participant
+from mailflow.store.models import Case, InboundMessage, Participant
 
 ANA = "ana@example.org"
 ADMIN = "admin@mailflow.localhost"
@@ -20,26 +21,6 @@ ADMIN = "admin@mailflow.localhost"
 def states(app: App) -> dict[str, str]:
     with app.database.transaction() as session:
         return {c.public_id: c.state for c in session.scalars(select(Case))}
-
-
-def processed(app: App, count: int) -> None:
-    """Wait until `count` messages are committed and the spool is empty
-    (a claimed message sits in cur/ until its transaction commits)."""
-
-    def done() -> bool:
-        with app.database.transaction() as session:
-            finished = session.scalar(select(func.count(InboundMessage.id)))
-        idle = not app.spool.pending() and not any(app.spool.cur.iterdir())
-        return finished == count and idle
-
-    wait_until(done, what=f"{count} processed message(s)")
-
-
-def emails(app: App) -> list[tuple[str, str]]:
-    """(recipient, template) of everything in the outbox, sent or not yet:
-    the maildir alone could miss an email still being sent."""
-    with app.database.transaction() as session:
-        return [(r.recipient, r.template) for r in session.scalars(select(OutboxMessage))]
 
 
 def register(client: Client, outbox: Mailbox, sender: str = f"Ana Perez <{ANA}>") -> None:

@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from mailflow.digest import subscriptions
 from mailflow.notify.outbox import Outgoing
-from mailflow.store import queries
 from mailflow.store.models import Case, CaseEvent, Token
 from mailflow.tokens import Refusal
 from mailflow.triage import Incoming, failed_dmarc
@@ -73,7 +71,7 @@ def refuse(
         )
     if refusal is Refusal.UNAUTHENTICATED:
         return "action refused: DMARC failed for the sender (not answered: it may be forged)"
-    if _explained_recently(session, incoming.sender, workflow):
+    if workflow.sent_lately(session, incoming.sender, "token_refused", EXPLANATION_INTERVAL):
         return f"action refused ({refusal}); explained within the hour already"
     workflow.send(
         session,
@@ -96,15 +94,3 @@ def _last_decision(case: Case | None) -> CaseEvent | None:
     """Who moved the case on: told to the one who came second."""
     moves = [e for e in (case.events if case else []) if e.to_state]
     return moves[-1] if moves else None
-
-
-def _explained_recently(session: Session, address: str, workflow: Workflow) -> bool:
-    if session.get_bind().dialect.name == "postgresql":
-        # Two refusals for one address in parallel transactions must not both
-        # see "none sent yet": they queue on a lock held until commit.
-        # (SQLite's BEGIN IMMEDIATE already runs writers one at a time.)
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:address))"), {"address": address}
-        )
-    since = workflow.clock.now() - EXPLANATION_INTERVAL
-    return queries.emails_since(session, address, "token_refused", since) > 0

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
@@ -18,6 +20,7 @@ from mailflow.config import Settings
 from mailflow.economies import Economies
 from mailflow.notify.outbox import Outbox, Outgoing
 from mailflow.routing import Route, Router
+from mailflow.store import queries
 from mailflow.store.models import Case
 from mailflow.tokens import Tokens
 from mailflow.triage import Incoming
@@ -42,6 +45,20 @@ class Workflow:
 
     def send(self, session: Session, outgoing: Outgoing) -> None:
         self.outbox.enqueue(session, outgoing)
+
+    def sent_lately(self, session: Session, address: str, template: str, within: timedelta) -> bool:
+        """Whether ``address`` got ``template`` within the interval: for the
+        notes a person gets once in a while, not with every message."""
+        if session.get_bind().dialect.name == "postgresql":
+            # Two messages from one address in parallel transactions must
+            # not both see "not sent yet": they queue on a lock held until
+            # commit. (SQLite's BEGIN IMMEDIATE runs writers one at a time.)
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"{template}:{address}"},
+            )
+        since = self.clock.now() - within
+        return queries.emails_since(session, address, template, since) > 0
 
     def action_address(self, token: str) -> str:
         return self.router.address(Route.ACTIONS, token)

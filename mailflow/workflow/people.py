@@ -20,12 +20,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from mailflow.forms import SUBMISSION_KEYS, comment_text, parse_form, strip_reply
 from mailflow.notify.outbox import Outgoing
-from mailflow.store import queries
 from mailflow.store.models import Case
 from mailflow.triage import Incoming
 from mailflow.workflow import reviewing
@@ -89,7 +87,7 @@ def forward_question(
             note=f"not changed: the case is {case.state}",
         )
     about = f" about {case.public_id}" if case is not None else ""
-    if _told_recently(session, sender, workflow):
+    if workflow.sent_lately(session, sender, "question_received", NOTICE_INTERVAL):
         return f"question{about} forwarded to the administrators (sender told already today)"
     workflow.send(
         session,
@@ -124,18 +122,6 @@ def forward_mailbox(session: Session, incoming: Incoming, workflow: Workflow) ->
             ),
         )
     return f"{incoming.destination.route}: forwarded to the administrators, not answered"
-
-
-def _told_recently(session: Session, address: str, workflow: Workflow) -> bool:
-    if session.get_bind().dialect.name == "postgresql":
-        # Two questions from one address in parallel transactions must not
-        # both see "not told yet": they queue on a lock held until commit.
-        # (SQLite's BEGIN IMMEDIATE already runs writers one at a time.)
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": "question:" + address}
-        )
-    since = workflow.clock.now() - NOTICE_INTERVAL
-    return queries.emails_since(session, address, "question_received", since) > 0
 
 
 def _header_block(raw: bytes) -> str:

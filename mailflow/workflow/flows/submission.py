@@ -111,9 +111,13 @@ def open_submission(session: Session, incoming: Incoming, workflow: Workflow) ->
 def missing(case: Case, workflow: Workflow) -> list[Problem]:
     """What the case lacks; a value the author wrote and we could not
     recognise is named as such, also after they confirmed their address."""
+    lacking = fields.missing(case)
     session = object_session(case)
     assert session is not None
-    problems = [*recall.unrecognised(session, case, workflow.economies), *fields.missing(case)]
+    # Read the earlier messages again only when a field is still lacking: a
+    # complete case (the usual one) is not parsed twice.
+    recalled = recall.unrecognised(session, case, workflow.economies) if lacking else []
+    problems = [*recalled, *lacking]
     if case.document is None:
         problems.append(fields.missing_document([]))
     return problems
