@@ -240,6 +240,41 @@ class Mailbox:
 
         return wait_until(enough, timeout, f"{count} email(s) to {address or 'anyone'}")  # type: ignore[no-any-return]
 
+    def of(self, template: str, address: str | None = None) -> list[EmailMessage]:
+        """The emails written from ``template`` (named in Feedback-ID)."""
+        found = self.to(address) if address else self.messages()
+        return [m for m in found if which(m) == template]
+
+    def wait_for_mail(
+        self, template: str, address: str | None = None, count: int = 1, timeout: float = 15
+    ) -> EmailMessage:
+        """The ``count``-th email written from ``template`` (to ``address``),
+        once it is there: picked by what it is, not by how many came before."""
+
+        def enough() -> EmailMessage | None:
+            found = self.of(template, address)
+            return found[count - 1] if len(found) >= count else None
+
+        what = f"{template} email #{count} to {address or 'anyone'}"
+        return wait_until(enough, timeout, what)  # type: ignore[no-any-return]
+
+
+def which(message: EmailMessage) -> str:
+    """The template an email was written from, as its Feedback-ID says."""
+    return str(message.get("Feedback-ID", "")).partition(":")[0]
+
+
+def headline(message: EmailMessage) -> str:
+    """What a person sees in the list of their inbox: the subject, and the
+    first line (which says what an email about a case is about)."""
+    return f"{message['Subject']} {purpose(message)}"
+
+
+def purpose(message: EmailMessage) -> str:
+    """What an email about a case is about: its first line (its subject
+    names the case)."""
+    return (body_text(message).splitlines() or [""])[0]
+
 
 @pytest.fixture
 def outbox(settings: Settings) -> Mailbox:

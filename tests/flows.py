@@ -49,8 +49,8 @@ def click(client: Client, mail: EmailMessage, label: str, sender: str, reason: s
 def submitted(client: Client, outbox: Mailbox, economy: str = "Chile") -> EmailMessage:
     """A confirmed submission; returns the administrator's review email."""
     client.send(submission(body=FORM.replace("Chile", economy)))
-    client.send(reply(outbox.wait_for(1, ANA)[-1], ANA))
-    return outbox.wait_for(1, ADMIN)[-1]
+    client.send(reply(outbox.wait_for_mail("submission_confirm", ANA), ANA))
+    return outbox.wait_for_mail("admin_review", ADMIN)
 
 
 def published(client: Client, outbox: Mailbox, app: App, economy: str = "Chile") -> str:
@@ -58,7 +58,7 @@ def published(client: Client, outbox: Mailbox, app: App, economy: str = "Chile")
     review = submitted(client, outbox, economy)
     click(client, review, "Approve", ADMIN)
     reviewers = FOCAL if economy == "Chile" else ADMIN
-    endorse = outbox.wait_for(2 if reviewers == ADMIN else 1, reviewers)[-1]
+    endorse = outbox.wait_for_mail("focal_review", reviewers)
     click(client, endorse, "Endorse", reviewers)
     case_id = str(re.search(r"\[(\w\w-\d{4}-\d{4})\]", endorse["Subject"]).group(1))  # type: ignore[union-attr]
     assert state(app, case_id) == "published"

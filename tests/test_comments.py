@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import Client, Mailbox, body_text, wait_until
+from conftest import Client, Mailbox, body_text, headline, wait_until
 from flows import ANA, FOCAL, click, published, state
 from mails import message, reply, submission
 from sqlalchemy import func, select
@@ -78,7 +78,7 @@ def test_an_approved_comment_is_on_the_page_in_the_digest_and_the_author_hears(
     received = outbox.wait_for(3, BOB)[-1]
     assert "check" in body_text(received).lower()
     review = wait_until(
-        lambda: [m for m in outbox.to(ADMIN) if "comment" in m["Subject"].lower()],
+        lambda: [m for m in outbox.to(ADMIN) if "comment" in headline(m).lower()],
         what="the administrator's review email",
     )[-1]
     assert "technical assistance in the first year" in body_text(review)
@@ -93,15 +93,15 @@ def test_an_approved_comment_is_on_the_page_in_the_digest_and_the_author_hears(
     assert "non-reimbursable first funding\n> " not in html and "wrote:" not in html
     assert BOB not in html and "bob@" not in html
     wait_until(
-        lambda: any("comment" in m["Subject"].lower() for m in outbox.to(ANA)),
+        lambda: any("comment" in headline(m).lower() for m in outbox.to(ANA)),
         what="the case's author to hear of the comment",
     )
     published_mail = outbox.wait_for(4, BOB)[-1]
     assert published_case in body_text(published_mail)
 
     assert main(["digest", "send", "--config", str(settings.source)]) == 0
-    digest = [m for m in outbox.to("reader@example.org") if "New in" in m["Subject"]][-1]
-    assert "1 comment" in digest["Subject"]
+    digest = [m for m in outbox.to("reader@example.org") if "New in" in headline(m)][-1]
+    assert "1 comment" in headline(digest)
     assert "Bob Lee (Peru)" in body_text(digest)
 
     with app.database.transaction() as session:
@@ -133,7 +133,7 @@ def test_an_unregistered_commenter_confirms_first(
     case_id = published(client, outbox, app)
     comment(client, case_id, "A first opinion.", sender="new@example.org")
     confirm = outbox.wait_for(1, "new@example.org")[-1]
-    assert "confirm" in confirm["Subject"].lower()
+    assert "confirm" in headline(confirm).lower()
     assert state(app, "CM-2026-0001") == "pending_confirmation"
     admin_emails = len(outbox.to(ADMIN))
 

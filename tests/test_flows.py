@@ -203,18 +203,27 @@ def state_of(app: App, case_id: int) -> State:
 
 
 def test_each_decision_causes_what_its_flow_declares(core: App) -> None:
-    """Through the admin, editor and focal point stages: each decision
-    tells the author and asks the next stage's reviewers, and nobody else."""
+    """Through the admin, editor and focal point stages: each decision is
+    confirmed to whoever decided, tells the author and asks the next
+    stage's reviewers, and nobody else."""
     case_id = a_case(core, State.ADMIN_REVIEW)
     decide(core, case_id, "approve", ADMIN)
     assert state_of(core, case_id) is State.EDITOR_REVIEW
-    assert sent(core) == [("case_approved", "ana@example.org"), ("editor_review", EDITOR)]
+    assert sent(core) == [
+        ("decision_done", ADMIN),
+        ("case_approved", "ana@example.org"),
+        ("editor_review", EDITOR),
+    ]
     decide(core, case_id, "approve", EDITOR)
     assert state_of(core, case_id) is State.FOCAL_REVIEW
-    assert sent(core)[2:] == [("focal_review", FOCAL)]
+    assert sent(core)[3:] == [("decision_done", EDITOR), ("focal_review", FOCAL)]
     decide(core, case_id, "endorse", FOCAL, "Good")
     assert state_of(core, case_id) is State.PUBLISHED
-    assert sent(core)[3:] == [("case_published", "ana@example.org"), ("admin_case_update", ADMIN)]
+    assert sent(core)[5:] == [
+        ("decision_done", FOCAL),
+        ("case_published", "ana@example.org"),
+        ("admin_case_update", ADMIN),
+    ]
 
 
 def test_an_editor_asking_for_changes_sends_the_case_back_to_its_author(core: App) -> None:
@@ -222,6 +231,7 @@ def test_an_editor_asking_for_changes_sends_the_case_back_to_its_author(core: Ap
     decide(core, case_id, "changes", EDITOR, "Please shorten the summary")
     assert state_of(core, case_id) is State.CHANGES_REQUESTED
     assert sent(core) == [
+        ("decision_done", EDITOR),
         ("changes_requested", "ana@example.org"),
         ("admin_case_update", ADMIN),
     ]
@@ -248,10 +258,12 @@ def test_withdrawing_tells_the_administrators_only_when_reviewers_were_at_work(
             case = session.get(Case, case_id)
             assert case is not None
             steps.move(session, case, core.workflow, Event.WITHDRAWN, actor="ana@example.org")
+    # The case without an economy was with the administrator in the focal
+    # point's place: they hear that nothing more is needed from them.
     assert sent(core) == [
         ("case_withdrawn", "ana@example.org"),
+        ("review_closed", ADMIN),
         ("case_withdrawn", "ana@example.org"),
-        ("admin_case_update", ADMIN),
     ]
 
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import Mailbox, free_port, wait_until
+from conftest import Mailbox, free_port, headline, wait_until
 from dovecot import (
     PASSWORD,
     Dovecot,
@@ -114,7 +114,7 @@ def test_a_submission_in_the_inbox_becomes_a_case_and_is_moved(
     mailbox.send(submission())
 
     confirmation = outbox.wait_for(1, ANA)[-1]
-    assert "confirm" in confirmation["Subject"].lower()
+    assert "confirm" in headline(confirmation).lower()
     assert dovecot.uids("INBOX") == []
     assert len(dovecot.uids(PROCESSED)) == 1
     with app.database.transaction() as session:
@@ -168,7 +168,7 @@ def test_one_shared_mailbox_routes_by_plus_addresses(
         for label in ("Approve", "Request changes", "Reject"):
             assert actions[label].startswith("mailto:mailflow+actions+")
         click(client, review, "Approve", "boss@example.org")  # type: ignore[arg-type]
-        assert "Approved" in outbox.wait_for(3, ANA)[-1]["Subject"]
+        assert "Approved" in headline(outbox.wait_for(3, ANA)[-1])
         assert dovecot.uids("INBOX") == []
         assert len(dovecot.uids(PROCESSED)) == 3
 

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import DATA, Mailbox, body_text
+from conftest import DATA, Mailbox, body_text, headline
 from mails import PDF, address, message, submission
 from sqlalchemy import select
 
@@ -46,7 +46,7 @@ def test_ingest_accepts_and_processes_a_file(
     assert ingest(settings, path) == 0
     assert "accepted:" in capsys.readouterr().out
     [confirm] = outbox.wait_for(1, "ana@example.org")
-    assert "Please confirm" in confirm["Subject"]
+    assert "Please confirm" in headline(confirm)
     assert app.spool.pending() == []
 
 

@@ -13,7 +13,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import Client, Mailbox, body_text, wait_until
+from conftest import Client, Mailbox, body_text, headline, wait_until
 from flows import ANA, FOCAL, click, links, published, state
 from mails import message, reply, submission
 from sqlalchemy import select
@@ -87,7 +87,7 @@ def report_json(settings: Settings) -> str:
 
 
 def _last_about(outbox: Mailbox, address: str, word: str) -> object:
-    found = [m for m in outbox.to(address) if word in m["Subject"]]
+    found = [m for m in outbox.to(address) if word in headline(m)]
     return found[-1] if found else None
 
 
@@ -96,11 +96,11 @@ def test_an_application_is_accepted_funded_and_the_cases_author_hears(
 ) -> None:
     apply(client, ROSA, case_id, FORM.format(case_id=case_id))
     received = outbox.wait_for(3, ROSA)[-1]
-    assert "IN-2026-0001" in received["Subject"]
+    assert "IN-2026-0001" in headline(received)
 
     accepted_by_focal_point(client, outbox, app, ROSA, "IN-2026-0001")
     mail = _last_about(outbox, ROSA, "accepted (")
-    assert "Funded" in mail["Subject"]  # type: ignore[index]
+    assert "Funded" in headline(mail)  # type: ignore[index]
     assert "Peru is eligible for travel funding" in body_text(mail)  # type: ignore[arg-type]
     news = wait_until(lambda: _last_about(outbox, ANA, "nternship"), what="the author's news")
     assert "Rosa Diaz" in body_text(news)  # type: ignore[arg-type]
@@ -139,7 +139,7 @@ def test_not_eligible_or_over_the_cap_is_self_funded_with_the_reason(
     outbox.wait_for(3, KEN)
     accepted_by_focal_point(client, outbox, app, KEN, "IN-2026-0001")
     mail = _last_about(outbox, KEN, "accepted (")
-    assert "Self-funded" in mail["Subject"]  # type: ignore[index]
+    assert "Self-funded" in headline(mail)  # type: ignore[index]
     assert "Japan is not one of the economies" in body_text(mail)  # type: ignore[arg-type]
 
     # Rosa takes the one funded place; a second eligible applicant does not get one.
@@ -149,9 +149,9 @@ def test_not_eligible_or_over_the_cap_is_self_funded_with_the_reason(
         apply(client, address, case_id, FORM.format(case_id=case_id))
         outbox.wait_for(3, address)
         accepted_by_focal_point(client, outbox, app, address, f"IN-2026-000{number}")
-    assert "Funded" in _last_about(outbox, ROSA, "accepted (")["Subject"]  # type: ignore[index]
+    assert "Funded" in headline(_last_about(outbox, ROSA, "accepted ("))  # type: ignore[arg-type]
     last = _last_about(outbox, "tom@example.org", "accepted (")
-    assert "Self-funded" in last["Subject"]  # type: ignore[index]
+    assert "Self-funded" in headline(last)  # type: ignore[index]
     assert "All 1 funded places are already taken" in body_text(last)  # type: ignore[arg-type]
 
 
@@ -284,7 +284,7 @@ def test_a_silent_host_is_reminded_then_the_administrator_decides(
         when = start + timedelta(days=at, hours=1)
         assert main(["tick", "--now", when.isoformat(), "--config", str(settings.source)]) == 0
     reminder = _last_about(outbox, FOCAL, "Reminder")
-    assert reminder is not None and "IN-2026-0001" in reminder["Subject"]  # type: ignore[index]
+    assert reminder is not None and "IN-2026-0001" in headline(reminder)  # type: ignore[index]
     escalation = _last_about(outbox, ADMIN, "No answer from the focal point")
     assert escalation is not None
     assert "Accept on behalf of Chile" in links(escalation)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from typing import Any
 
 import html5lib
 import pytest
-from conftest import Mailbox, body_text
+from conftest import Mailbox, body_text, headline
 from selenium.webdriver.common.by import By
 from sqlalchemy import select
 
@@ -294,7 +294,7 @@ def test_the_administrators_get_last_month_on_the_first(
     for _ in range(2):  # the same moment twice: one report
         assert main(["tick", "--now", "2026-11-01T07:00:00+00:00",
                      "--config", str(settings.source)]) == 0  # fmt: skip
-    (monthly,) = [m for m in outbox.to("admin@mailflow.localhost") if "Monthly" in m["Subject"]]
+    (monthly,) = [m for m in outbox.to("admin@mailflow.localhost") if "Monthly" in headline(m)]
     assert monthly["Subject"] == "Monthly report: October 2026"
     text = body_text(monthly)
     assert "mailflow report, 2026-10-01 to 2026-11-01" in text and "3 submissions" in text

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from conftest import Client, Mailbox, body_text
+from conftest import Client, Mailbox, body_text, headline, purpose
 from flows import ADMIN, ANA, FOCAL, FOCAL2, click, links, state, submitted
 from mails import message, reply, submission
 from sqlalchemy import select
@@ -33,28 +33,42 @@ def test_submit_approve_endorse_publish_by_clicking(
     assert "mailto:actions+" in body_text(review)  # the links are in the text part too
     assert review["Reply-To"].startswith("actions+")
     click(client, review, "Approve", ADMIN, "Clear and complete.")
-    endorse = outbox.wait_for(1, FOCAL)[-1]
-    endorse2 = outbox.wait_for(1, FOCAL2)[-1]
-    assert (
-        endorse["Subject"] == "[BP-2026-0001] Please endorse: Seed capital for micro entrepreneurs"
-    )
-    approved = outbox.wait_for(3, ANA)[-1]
-    assert approved["Subject"] == "[BP-2026-0001] Approved by the administrator"
+    endorse = outbox.wait_for_mail("focal_review", FOCAL)
+    endorse2 = outbox.wait_for_mail("focal_review", FOCAL2)
+    assert purpose(endorse) == "Please endorse: Seed capital for micro entrepreneurs"
+    approved = outbox.wait_for_mail("case_approved", ANA)
+    assert purpose(approved) == "Approved by the administrator"
     assert "Note from the administrator: Clear and complete." in body_text(approved)  # the reason
+    done = outbox.wait_for_mail("decision_done", ADMIN)
+    assert purpose(done) == "BP-2026-0001 is approved"
+    assert "now goes to the focal point of Chile" in body_text(done)
+    assert 'We sent your note to the author: "Clear and complete."' in body_text(done)
     assert state(app) == "focal_review"
 
     click(client, endorse, "Endorse", FOCAL)
-    published = outbox.wait_for(4, ANA)[-1]
-    assert published["Subject"] == "[BP-2026-0001] Your case is published"
+    published = outbox.wait_for_mail("case_published", ANA)
+    assert purpose(published) == "Your case is published"
     assert state(app) == "published"
-    assert "Published" in outbox.wait_for(2, ADMIN)[-1]["Subject"]
+    # The focal point who endorsed hears what it did; the other one, that
+    # nothing more is needed; the administrator, that it is published.
+    endorsed = outbox.wait_for_mail("decision_done", FOCAL)
+    assert purpose(endorsed) == "BP-2026-0001 is published"
+    assert "/cases/BP-2026-0001/" in body_text(endorsed)
+    assert endorsed["Reply-To"] == "help@mailflow.localhost"  # a question reaches a person
+    closed = outbox.wait_for_mail("review_closed", FOCAL2)
+    assert f"{FOCAL} endorsed BP-2026-0001" in " ".join(body_text(closed).split())
+    assert "Published" in purpose(outbox.wait_for_mail("admin_case_update", ADMIN))
 
     click(client, endorse2, "Endorse", FOCAL2)
-    late = outbox.wait_for(1 + 1, FOCAL2)[-1]
-    assert late["Subject"] == "[BP-2026-0001] Your message changed nothing"
+    late = outbox.wait_for_mail("token_refused", FOCAL2)
+    assert purpose(late) == "Your message changed nothing"
     assert f"{FOCAL} already acted first (endorsed" in body_text(late)
     assert "mailto:" not in body_text(late)
     assert state(app) == "published"
+    # One conversation: every email about the case has the same subject.
+    subjects = {str(m["Subject"]) for m in outbox.messages() if "BP-2026-0001" in str(m["Subject"])}
+    assert subjects == {"[BP-2026-0001] Seed capital for micro entrepreneurs"}
+    assert len([m for m in outbox.messages() if m["Subject"] in subjects]) >= 10
 
 
 def test_changes_requested_by_plain_reply_then_revised(
@@ -64,13 +78,13 @@ def test_changes_requested_by_plain_reply_then_revised(
     reply revises the case back to the administrator, who sees what changed."""
     review = submitted(client, outbox)
     client.send(reply(review, ADMIN, "changes Please shorten the summary."))
-    asked = outbox.wait_for(3, ANA)[-1]
-    assert asked["Subject"] == "[BP-2026-0001] Please change your submission"
+    asked = outbox.wait_for_mail("changes_requested", ANA)
+    assert purpose(asked) == "Please change your submission"
     assert "Please shorten the summary." in body_text(asked)
     assert state(app) == "changes_requested"
 
     client.send(reply(asked, ANA, "Summary: Seed capital with mentoring."))
-    again = outbox.wait_for(2, ADMIN)[-1]
+    again = outbox.wait_for_mail("admin_review", ADMIN, count=2)
     assert "Changed: summary." in body_text(again)
     assert state(app) == "admin_review"
 
@@ -80,9 +94,11 @@ def test_rejection_at_the_focal_stage_tells_author_and_administrator(
 ) -> None:
     review = submitted(client, outbox)
     click(client, review, "Approve", ADMIN)
-    click(client, outbox.wait_for(1, FOCAL)[-1], "Reject", FOCAL, "Not a real practice.")
-    rejected = outbox.wait_for(4, ANA)[-1]
-    assert rejected["Subject"] == "[BP-2026-0001] Your case was not accepted"
+    click(
+        client, outbox.wait_for_mail("focal_review", FOCAL), "Reject", FOCAL, "Not a real practice."
+    )
+    rejected = outbox.wait_for_mail("case_rejected", ANA)
+    assert purpose(rejected) == "Your case was not accepted"
     assert "Not a real practice." in body_text(rejected)
     assert state(app) == "rejected"
 
@@ -107,12 +123,10 @@ def test_attacks_change_nothing_and_spend_nothing(
         click(client, review, "Reject", ADMIN)
         assert state(app) == "rejected"
         click(client, review, "Reject", ADMIN)  # the same link again
-    refused = (
-        outbox.wait_for(1, "eve@example.org")
-        if attack == "wrong sender"
-        else outbox.wait_for(2, ADMIN)
-    )[-1]
-    assert str(refused["Subject"]).endswith("Your message changed nothing")
+    refused = outbox.wait_for_mail(
+        "token_refused", "eve@example.org" if attack == "wrong sender" else ADMIN
+    )
+    assert "Your message changed nothing" in headline(refused)
     if attack != "replay":
         assert state(app) == "admin_review"
         click(client, review, "Approve", ADMIN)
@@ -130,7 +144,7 @@ def test_no_focal_point_goes_to_the_administrator(
     and the history says so."""
     submitted(client, outbox, economy="Peru")
     assert main(["act", "BP-2026-0001", "approve", "--config", str(app.settings.source)]) == 0
-    endorse = outbox.wait_for(2, ADMIN)[-1]
+    endorse = outbox.wait_for_mail("focal_review", ADMIN)
     assert "Peru has no focal point" in body_text(endorse)
     click(client, endorse, "Endorse", ADMIN)
     assert state(app) == "published"
@@ -142,9 +156,9 @@ def test_no_focal_point_goes_to_the_administrator(
 def test_the_author_withdraws_by_replying(client: Client, outbox: Mailbox, app: App) -> None:
     submitted(client, outbox)
     ack = outbox.to(ANA)[-1]
-    assert "We received your submission" in ack["Subject"]
+    assert "We received your submission" in headline(ack)
     client.send(reply(ack, ANA, "withdraw"))
-    assert outbox.wait_for(3, ANA)[-1]["Subject"] == "[BP-2026-0001] Your case is withdrawn"
+    assert purpose(outbox.wait_for_mail("case_withdrawn", ANA)) == "Your case is withdrawn"
     assert state(app) == "withdrawn"
 
 
@@ -249,8 +263,8 @@ def test_two_focal_points_endorsing_at_once_make_one_transition(
             winner = endorsed[0].actor
         assert state(app) == "published"
         loser = FOCAL2 if winner == FOCAL else FOCAL
-        told = outbox.to(loser)[-1]
-        assert "changed nothing" in str(told["Subject"])
+        [told] = outbox.of("token_refused", loser)
+        assert "Your message changed nothing" in headline(told)
         assert f"{winner} already acted first" in body_text(told)
     finally:
         app.database.dispose()

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import Client, Mailbox, body_text, wait_until
+from conftest import Client, Mailbox, body_text, headline, purpose, wait_until
 from flows import ADMIN, ANA, FOCAL, click, links, state, submitted
 from mails import message, reply, submission
 from sqlalchemy import select, update
@@ -64,8 +64,8 @@ def at_focal_point(client: Client, outbox: Mailbox, app: App) -> datetime:
     return since(app)
 
 
-def subjects(outbox: Mailbox, address: str) -> list[str]:
-    return [str(m["Subject"]).strip() for m in outbox.to(address)]  # a long one is folded
+def purposes(outbox: Mailbox, address: str) -> list[str]:
+    return [purpose(m) for m in outbox.to(address)]
 
 
 def silent_at_focal_point(
@@ -97,26 +97,26 @@ def test_reminders_are_counted_and_spaced(
     client: Client, outbox: Mailbox, app: App, settings: Settings
 ) -> None:
     start = at_focal_point(client, outbox, app)
-    reminder = "[BP-2026-0001] Reminder: please endorse: Seed capital for micro entrepreneurs"
+    reminder = "Reminder: please endorse: Seed capital for micro entrepreneurs"
 
     tick(settings, start + 7 * DAY - timedelta(minutes=1))
-    assert subjects(outbox, FOCAL).count(reminder) == 0
+    assert purposes(outbox, FOCAL).count(reminder) == 0
     tick(settings, start + 7 * DAY)
     tick(settings, start + 7 * DAY)  # the same moment again: nothing more
-    assert subjects(outbox, FOCAL).count(reminder) == 1
-    first = outbox.to(FOCAL)[-1]
+    assert purposes(outbox, FOCAL).count(reminder) == 1
+    first = outbox.of("focal_review", FOCAL)[-1]
     assert "This case has waited 7 days for your decision (reminder 1)" in body_text(first)
     assert {"Endorse", "Request changes", "Reject"} <= set(links(first))
 
     tick(settings, start + 13 * DAY)
-    assert subjects(outbox, FOCAL).count(reminder) == 1
+    assert purposes(outbox, FOCAL).count(reminder) == 1
     # Late by days (the service was down): one reminder, not two at once.
     tick(settings, start + 40 * DAY)
     tick(settings, start + 45 * DAY)  # spacing: a week after the last one at the soonest
-    assert subjects(outbox, FOCAL).count(reminder) == 2
+    assert purposes(outbox, FOCAL).count(reminder) == 2
     tick(settings, start + 47 * DAY)
     tick(settings, start + 90 * DAY)  # at most [workflow].max_reminders = 3
-    assert subjects(outbox, FOCAL).count(reminder) == 3
+    assert purposes(outbox, FOCAL).count(reminder) == 3
     assert history(app).count("reminded") == 3
 
     # A reminder's links act like the first email's.
@@ -131,14 +131,14 @@ def test_escalation_lets_the_administrator_endorse_on_behalf(
     tick(settings, start + 7 * DAY)
     tick(settings, start + 14 * DAY)
     status = outbox.to(ANA)[-1]
-    assert status["Subject"] == "[BP-2026-0001] Where your case stands"
+    assert purpose(status) == "Where your case stands"
     assert (
         f"with the focal point of Chile since {start.day} {start:%B}; we reminded them twice"
         in body_text(status)
     )
 
     def escalations() -> list[EmailMessage]:
-        return [m for m in outbox.to(ADMIN) if "No answer from the focal point" in m["Subject"]]
+        return [m for m in outbox.to(ADMIN) if "No answer from the focal point" in headline(m)]
 
     tick(settings, start + 21 * DAY - timedelta(seconds=1))
     assert escalations() == []
@@ -148,7 +148,7 @@ def test_escalation_lets_the_administrator_endorse_on_behalf(
     assert len(escalation) == 1
     assert "waited 21 days for the focal point of Chile" in body_text(escalation[0])
     assert "Endorse on behalf of Chile" in links(escalation[0])
-    assert len([m for m in outbox.to(ANA) if "Where your case stands" in m["Subject"]]) == 1
+    assert len([m for m in outbox.to(ANA) if "Where your case stands" in headline(m)]) == 1
 
     click(
         client, escalation[0], "Endorse on behalf of Chile", ADMIN, "The focal point is on leave."
@@ -193,7 +193,7 @@ def test_an_unconfirmed_submission_expires_and_the_sender_is_told_once(
     tick(settings, now + DAY)
     assert state(app) == "expired"
     told = outbox.to(ANA)[1:]
-    assert [m["Subject"] for m in told] == ["[BP-2026-0001] Your submission was not kept"]
+    assert [purpose(m) for m in told] == ["Your submission was not kept"]
     assert "did not hear back within 14 days" in body_text(told[0])
     assert [m["Subject"] for m in outbox.to(bob)[1:]] == ["Your registration was not completed"]
 
@@ -242,7 +242,7 @@ def test_the_daily_summary_lists_what_waits_with_links(
     assert "[BP-2026-0001] Seed capital for micro entrepreneurs" in text
     assert "for you (the administrator)." in text
     assert "from x@example.net: Lost" in text
-    assert review["Subject"] not in text
+    assert purpose(review) not in text
 
     click(client, summary, "Approve", ADMIN)
     assert state(app) == "focal_review"
@@ -271,9 +271,9 @@ def test_two_ticks_at_once_send_nothing_twice(
     for run in runs:
         _, error = run.communicate(timeout=120)
         assert run.returncode == 0, error.decode()[-2000:]
-    reminders = [m for m in outbox.to(FOCAL) if "Reminder" in m["Subject"]]
-    escalations = [m for m in outbox.to(ADMIN) if "No answer" in m["Subject"]]
-    updates = [m for m in outbox.to(ANA) if "Where your case stands" in m["Subject"]]
+    reminders = [m for m in outbox.to(FOCAL) if "Reminder" in headline(m)]
+    escalations = [m for m in outbox.to(ADMIN) if "No answer" in headline(m)]
+    updates = [m for m in outbox.to(ANA) if "Where your case stands" in headline(m)]
     assert len(reminders) == 10 and len(escalations) == 10 and len(updates) == 10
     assert len({m["Subject"] for m in reminders}) == 10
 
@@ -295,7 +295,7 @@ def test_the_timer_inside_run_does_the_same_work(
     service.start()
     try:
         reminder = outbox.wait_for(1, FOCAL)[-1]
-        assert reminder["Subject"] == "[BP-2026-0001] Reminder: please endorse: Old case"
+        assert purpose(reminder) == "Reminder: please endorse: Old case"
         wait_until(lambda: history(app).count("reminded") == 1)
         seen = len(ticks)
         wait_until(lambda: len(ticks) >= seen + 3, what="three more ticks")
@@ -317,12 +317,12 @@ def test_a_case_on_hold_for_want_of_a_focal_point_reaches_the_administrator(
         silent_at_focal_point(app, ["Waiting in Peru"], 22 * DAY, economy="PE")
         outbox = Mailbox(settings.outbound.maildir)
         tick(settings, datetime.now(UTC))
-        (escalation,) = [m for m in outbox.messages() if "No answer" in m["Subject"]]
+        (escalation,) = [m for m in outbox.messages() if "No answer" in headline(m)]
         assert escalation["Delivered-To"] == ADMIN
         assert "Peru has no focal point, so this case has waited 22 days on hold" in body_text(
             escalation
         )
         assert "Endorse on behalf of Peru" in links(escalation)
-        assert [m["Delivered-To"] for m in outbox.messages() if "Reminder" in m["Subject"]] == []
+        assert [m["Delivered-To"] for m in outbox.messages() if "Reminder" in headline(m)] == []
     finally:
         app.database.dispose()

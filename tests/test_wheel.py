@@ -22,7 +22,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import Mailbox, body_text, free_port, wait_until
+from conftest import Mailbox, body_text, free_port, headline, wait_until
 from mails import reply, submission
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def titled(outbox: Mailbox, address: str, subject: str) -> EmailMessage:
     """The email to ``address`` whose subject holds ``subject``, once it is there."""
 
     def found() -> EmailMessage | None:
-        return next((m for m in outbox.to(address) if subject in str(m["Subject"])), None)
+        return next((m for m in outbox.to(address) if subject in headline(m)), None)
 
     return wait_until(found, 15, f"{subject!r} to {address}")  # type: ignore[no-any-return]
 

@@ -143,6 +143,12 @@ class ImapIngress:
             except SpoolError as exc:
                 log.error("IMAP: could not spool a message (%s); will try again", exc)
                 stopping.wait(self._pause.next())
+            except Exception:
+                # A server's answer no one foresaw must not end the ingress
+                # for good: whatever it was is logged, and a new connection
+                # looks at the folder afresh after a pause.
+                log.exception("IMAP: unexpected failure; reconnecting")
+                stopping.wait(self._pause.next())
             finally:
                 self.connected.clear()
                 _close(client)

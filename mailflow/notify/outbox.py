@@ -75,6 +75,10 @@ class Outgoing:
     attachments: tuple[FileAttachment, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()  # e.g. List-Unsubscribe
     return_path: str = ""  # a per-recipient bounce address (VERP); default bounces@
+    # A person's own distinct message earned this answer (an acknowledgement,
+    # a status list, a confirmation of a decision): the cap on answers of any
+    # kind, meant for robots, never withholds it (SPEC section 7).
+    earned: bool = False
 
 
 class Outbox:
@@ -126,7 +130,7 @@ class Outbox:
             .limit(ANSWERS_PER_WINDOW)
         )
         recent = session.execute(answers).all()
-        if len(recent) >= ANSWERS_PER_WINDOW:
+        if len(recent) >= ANSWERS_PER_WINDOW and not outgoing.earned:
             return True
         if not self._replies_to_us(outgoing.answering):
             return False
@@ -143,9 +147,7 @@ class Outbox:
     def compose(self, outgoing: Outgoing) -> EmailMessage:
         case = outgoing.case
         rendered = self._renderer.mail(outgoing.template, case=case, **outgoing.context)
-        subject = rendered.subject
-        if case is not None and f"[{case.public_id}]" not in subject:
-            subject = f"[{case.public_id}] {subject}"
+        subject = rendered.subject if case is None else case_subject(case, rendered.subject)
         message = EmailMessage()
         message["From"] = self._sender
         message["To"] = _address(outgoing.to)
@@ -158,6 +160,9 @@ class Outbox:
         # Seen again on our way in (a forward, a robot quoting us back), it
         # marks the message as ours: the triage then never answers it.
         message["X-Loop"] = self._router.loop_marker
+        # Which email this is, for the operator's mail provider (Gmail's
+        # Postmaster Tools group by it) and for anyone sorting our mail.
+        message["Feedback-ID"] = f"{outgoing.template}:mailflow"
         if outgoing.reply_to:
             message["Reply-To"] = outgoing.reply_to
         for name, value in outgoing.headers:
@@ -256,6 +261,16 @@ class Outbox:
     def _give_up(self, row: OutboxMessage, error: str) -> None:
         row.failed_at, row.last_error, row.lease_until = self._clock.now(), error[:2000], None
         log.error("outbox %s to %s failed for good: %s", row.id, row.recipient, error)
+
+
+def case_subject(case: Case, purpose: str) -> str:
+    """Every email about a case has the subject ``[ID] title``, fixed by the
+    first one that has a title to show, so that mail clients that group by
+    subject show one conversation; the email's purpose is its first line.
+    Until the case has a title, the purpose stands in for it."""
+    if not case.subject and case.title:
+        case.subject = f"[{case.public_id}] {' '.join(case.title.split())}"
+    return case.subject or f"[{case.public_id}] {purpose}"
 
 
 def header_text(text: str) -> str:

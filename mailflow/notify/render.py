@@ -4,8 +4,10 @@ and reports, and the one place that finds the templates folder
 (``TEMPLATES``, for the site as well).
 
 Each email is a pair ``<name>.txt.j2`` / ``<name>.html.j2``. The text
-template's first line is ``Subject: ...``. HTML templates autoescape
-everything; text templates do not need to.
+template's first line is ``Subject: ...``: the subject, or, for an email
+about a case (whose subject is the case's own), the body's first line,
+which the HTML layout shows from the ``title`` block. HTML templates
+autoescape everything; text templates do not need to.
 """
 
 from __future__ import annotations
@@ -99,9 +101,12 @@ class Renderer:
         if not first.startswith("Subject: "):
             raise ValueError(f"templates/mail/{name}.txt.j2 must start with 'Subject: '")
         html = self._env.get_template(f"mail/{name}.html.j2").render(**context)
-        return Rendered(
-            " ".join(first.removeprefix("Subject: ").split()), body.strip() + "\n", html
-        )
+        purpose = " ".join(first.removeprefix("Subject: ").split())
+        if context.get("case") is not None:
+            # The subject names the case (the outbox fixes it for the case's
+            # life), so what this email is about opens its body.
+            body = f"{purpose}\n\n{body.strip()}"
+        return Rendered(purpose, body.strip() + "\n", html)
 
     def render(self, name: str, **context: Any) -> str:
         """Any other template, e.g. ``report/report.txt.j2``; escaped when

@@ -107,6 +107,9 @@ class Case(Base):
     second_contact: Mapped[str] = mapped_column(String(400), default="")
     author_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
     thread_id: Mapped[str] = mapped_column(String(998), default="")
+    # "[BP-2026-0001] title", fixed by the case's first email: mail clients
+    # group by subject, so every email about the case keeps it.
+    subject: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     # Comments and internship applications are about a published case.
     about_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), default=None, index=True)

@@ -33,12 +33,13 @@ class Engine:
         message: InboundMessage | None,
         thread_id: str,
     ) -> Case:
-        """A new case; a submission whose kind is not known yet counts as a
-        best practice until it is."""
+        """A new case. Its ID is for life (every email's subject carries it):
+        a submission whose kind is not known yet takes the best practices'
+        prefix, and keeps it if it turns out to be an experience."""
         now = self.clock.now()
         prefix = (kind or Kind.BEST_PRACTICE).prefix
-        # Best practices and experiences share a yearly sequence (a case
-        # whose kind is learnt late keeps its number); the others count apart.
+        # Best practices and experiences share a yearly sequence; the others
+        # count apart.
         shared = kind is None or kind.is_submission
         sequence = str(now.year) if shared else f"{prefix}-{now.year}"
         case = Case(

@@ -96,6 +96,8 @@ class Step:
     incoming: Incoming | None = None
     changed: tuple[str, ...] = ()
     just_registered: bool = False
+    # Who has heard of this step already, so that nobody is told twice.
+    told: set[str] = field(default_factory=set)
 
     @property
     def by_admin(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mailflow.notify.outbox import FileAttachment, Outgoing
+from mailflow.routing import Route
 from mailflow.store.models import Case
 from mailflow.vocab import AREAS, Kind
 from mailflow.workflow.context import Workflow
@@ -153,9 +154,85 @@ def economy_name(case: Case, workflow: Workflow) -> str:
     return workflow.economies.get(code).name if code else ""
 
 
+def leave_stage(step: Step, stage: Stage) -> None:
+    """A case left ``stage``: whoever decided hears what their decision
+    did, and the stage's other reviewers, who hold review emails of their
+    own, that nothing more is needed from them (the focal points too, when
+    an administrator decided in their place)."""
+    session, case, workflow = step.session, step.case, step.workflow
+    decided = any(action.event is step.event for action in stage.actions)
+    context = {
+        **case_values(case, workflow),
+        "event": str(step.event),
+        "state": str(step.to_state),
+        "actor": step.actor,
+        "by_admin": step.by_admin,
+        "reason": step.reason,
+        "next": _next_reviewers(step),
+        "deciding": economy_name(case, workflow),
+    }
+    if decided:
+        workflow.send(
+            session,
+            Outgoing(
+                "decision_done",
+                step.actor,
+                context,
+                case=case,
+                answering=step.incoming,
+                reply_to=_questions(workflow),
+                earned=True,
+            ),
+        )
+        step.told.add(step.actor)
+    for person in reviewers_of(stage, case, workflow):
+        if person not in step.told:
+            workflow.send(
+                session,
+                Outgoing(
+                    "review_closed",
+                    person,
+                    context,
+                    case=case,
+                    reply_to=_questions(workflow),
+                ),
+            )
+            step.told.add(person)
+
+
+def _next_reviewers(step: Step) -> str:
+    """Who decides next, as the confirmation names them: ``admins``,
+    ``editors``, ``focal_points``, ``nobody`` (on hold), or "" when the
+    case left review."""
+    stage = step.workflow.flows.of(step.case).stage(step.to_state)
+    if stage is None:
+        return ""
+    reviewers = reviewers_of(stage, step.case, step.workflow)
+    if not reviewers:
+        return "nobody"
+    if stage.focal and not has_focal_point(step.case, step.workflow):
+        return "admins"
+    return str(stage.reviewers)
+
+
+def _questions(workflow: Workflow) -> str:
+    """Where a reply to a note about a decision goes: ``help@``, which
+    passes a question on to the administrators and tells the person so."""
+    return workflow.router.address(Route.HELP)
+
+
 def tell_admins(
-    session: Session, case: Case, workflow: Workflow, what: str, actor: str, reason: str
+    session: Session,
+    case: Case,
+    workflow: Workflow,
+    what: str,
+    actor: str,
+    reason: str,
+    told: set[str] | None = None,
 ) -> None:
+    """The administrators hear ``what`` happened; those in ``told`` have
+    heard of it already."""
     context = {**case_values(case, workflow), "what": what, "actor": actor, "reason": reason}
     for admin in workflow.admins:
-        workflow.send(session, Outgoing("admin_case_update", admin, context, case=case))
+        if told is None or admin not in told:
+            workflow.send(session, Outgoing("admin_case_update", admin, context, case=case))

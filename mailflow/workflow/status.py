@@ -32,6 +32,7 @@ def answer_status(session: Session, incoming: Incoming, workflow: Workflow) -> s
             incoming.sender,
             {"cases": cases, "sender": incoming.sender},
             answering=incoming,
+            earned=bool(cases),
         ),
     )
     return f"status: {len(cases)} case(s) listed"

@@ -65,6 +65,9 @@ def move(
         changed=changed,
         just_registered=just_registered,
     )
+    left = flow.stage(before)
+    if left is not None and after is not before:
+        reviewing.leave_stage(step, left)
     for effect in flow.effects_of(before, event):
         effect(step)
     stage = flow.stage(after)
@@ -257,6 +260,7 @@ def tell_author(
                 case=case,
                 answering=step.incoming if answer else None,
                 reply_to=reply_to,
+                earned=answer and case.author.confirmed_at is not None,
             ),
         )
 
@@ -271,7 +275,9 @@ def tell_admins(what: str, *, unless_theirs: bool = False) -> Effect:
     def effect(step: Step) -> None:
         if unless_theirs and step.by_admin:
             return
-        reviewing.tell_admins(step.session, step.case, step.workflow, what, step.actor, step.reason)
+        reviewing.tell_admins(
+            step.session, step.case, step.workflow, what, step.actor, step.reason, step.told
+        )
 
     effect.__qualname__ = f"tell_admins({what!r})"
     return effect

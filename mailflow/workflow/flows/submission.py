@@ -132,8 +132,6 @@ def revise(session: Session, case: Case, incoming: Incoming, workflow: Workflow)
     document_problems = versions.attach_document(session, case, incoming, workflow)
     if incoming.parsed.attachments and not document_problems:
         changed.append("document")
-    if state is not State.CHANGES_REQUESTED:
-        _renumber(case)
     workflow.engine.record(
         session,
         case,
@@ -172,10 +170,3 @@ def publish(step: steps.Step) -> None:
 
 def take_off(step: steps.Step) -> None:
     publishing.take_off(step.session, step.case, step.workflow)
-
-
-def _renumber(case: Case) -> None:
-    """A case whose kind was learnt late takes the right prefix and keeps
-    its number (the yearly sequence is shared by all kinds)."""
-    if case.kind:
-        case.public_id = Kind(case.kind).prefix + case.public_id[2:]
