@@ -11,6 +11,11 @@ of any focal stage. On acceptance it is funded when the applicant's economy
 is travel-eligible and a funded place is free: places are taken by one
 conditional increment, so ``[internships].funded_cap`` holds however many
 acceptances race.
+
+A participant registered through a comment has no economy: any later
+message of theirs with an ``Economy:`` line completes the application that
+waits for it (a reply, a message to ``internship@`` naming no case, or to
+``register@``).
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from mailflow.forms import parse_form
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import Case
-from mailflow.store.queries import case_named, own_case
+from mailflow.store.models import Case, Participant
+from mailflow.store.queries import case_named, incomplete_applications, own_case
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
 from mailflow.workflow import participants, reviewing, steps
@@ -96,6 +101,10 @@ def handle_internship(session: Session, incoming: Incoming, workflow: Workflow) 
         return steps.revise(session, own, incoming, workflow)
     form = parse_form(parsed.text, APPLICATION_KEYS)
     written = _case_id(parsed.subject, form.get("case", ""), parsed.text)
+    if not written and (waiting := incomplete_applications(session, incoming.sender)):
+        # Naming no case, a message brings what the sender's waiting
+        # application lacks (an Economy: line, most often), reply or not.
+        return steps.revise(session, waiting[0], incoming, workflow)
     about = case_named(session, written) if written else None
     refusal = unavailable(about) if written else ""  # none named yet: only a missing piece
     if refusal:
@@ -134,6 +143,23 @@ def _apply(application: Case, form: dict[str, str], about: Case | None) -> list[
             setattr(application, field, value[:limit])
             changed.append(field)
     return changed
+
+
+def resume_applications(
+    session: Session, applicant: Participant, incoming: Incoming, workflow: Workflow
+) -> str:
+    """The applicant told us their economy in a message to another address
+    (``register@``): an incomplete application that lacked only that goes
+    on. One that still lacks more keeps waiting for the reply it asked for."""
+    ready = [
+        application
+        for application in incomplete_applications(session, applicant.email)
+        if not missing(application, workflow)
+    ]
+    outcomes = [
+        steps.advance(session, application, workflow, incoming, []) for application in ready
+    ]
+    return "; ".join(outcomes)
 
 
 def missing(application: Case, workflow: Workflow) -> list[Problem]:
