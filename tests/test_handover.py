@@ -1,7 +1,10 @@
-"""The late ``Economy:`` of an internship application (SPEC section 6,
+"""The internship hand-over and the late ``Economy:`` (SPEC section 6,
 issue 19), over real SMTP on SQLite and PostgreSQL.
 
-A participant registered through a comment has no economy: the application
+On acceptance the host economy's focal point (none: the administrator)
+gets the applicant's contact and the task of introducing them, with the
+applicant as Reply-To; the applicant hears who will write to them. A
+participant registered through a comment has no economy: the application
 asks for it once, and any later message with an ``Economy:`` line
 completes it."""
 
@@ -10,16 +13,18 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import pytest
-from conftest import Client, Mailbox, body_text, wait_until
-from flows import ADMIN, FOCAL, published, state
+from conftest import Client, Mailbox, body_html, body_text, wait_until
+from flows import ADMIN, ANA, FOCAL, click, published, state
 from mails import message, reply
 from sqlalchemy import select
-from test_internships import FORM, INTERNSHIP, apply
+from test_internships import FORM, INTERNSHIP, KEN, ROSA, apply, registered
 
 from mailflow.app import App
+from mailflow.casefile import case_file, format_case
 from mailflow.store.models import Case, Participant
 
 BOB = "bob@example.org"
+HANDOVER = "Your task: introduce the applicant"
 
 
 @pytest.fixture
@@ -35,6 +40,64 @@ def mail_to(outbox: Mailbox, address: str, *words: str) -> EmailMessage:
         return matching[-1] if matching else None
 
     return wait_until(found, what=f"an email to {address} saying {words}")  # type: ignore[no-any-return]
+
+
+def accepted(client: Client, outbox: Mailbox, app: App, host: str, application: str) -> None:
+    """Approved by the administrator, accepted by ``host`` (the focal point,
+    or the administrator where the host economy has none)."""
+    review = mail_to(outbox, ADMIN, application, "Motivation")
+    click(client, review, "Approve", ADMIN)
+    assert state(app, application) == "host_review"
+    asked = mail_to(outbox, host, application, "If you accept, we tell the applicant")
+    click(client, asked, "Accept", host, "Welcome.")
+    assert state(app, application) == "accepted"
+
+
+def test_the_host_focal_point_is_asked_to_introduce_the_applicant(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    case_id = published(client, outbox, app)
+    registered(client, outbox, ROSA, "Rosa Diaz <b>", "Peru")
+    apply(client, ROSA, case_id, FORM.format(case_id=case_id))
+    accepted(client, outbox, app, FOCAL, "IN-2026-0001")
+
+    handover = mail_to(outbox, FOCAL, HANDOVER)
+    text = body_text(handover)
+    assert handover["Reply-To"] == ROSA
+    assert reply(handover, FOCAL)["To"] == ROSA  # pressing Reply reaches the applicant
+    for shown in (ROSA, "Rosa Diaz", "Coop", "Peru", case_id, "SERCOTEC", ANA):
+        assert shown in text, shown
+    assert "I run a bakery" in text and "March 2027" in text
+    assert "Funding: Funded" in text
+    assert "has no focal point" not in text
+    assert "Rosa Diaz &lt;b&gt;" in body_html(handover)
+    assert not [m for m in outbox.to(ADMIN) if HANDOVER in body_text(m)]
+
+    news = mail_to(outbox, ROSA, "was accepted")
+    said = " ".join(body_text(news).split())
+    assert f"the focal point of Chile ({FOCAL}) will write to you" in said
+    assert "If nobody has written to you by" in said
+    assert news["Reply-To"] == ADMIN  # "reply to this email: it reaches the administrator"
+    with app.database.transaction() as session:
+        history = format_case(case_file(session, "IN-2026-0001", app.workflow.economies))
+    assert "handed_over" in history and FOCAL in history
+
+
+def test_without_a_focal_point_the_administrator_introduces_the_applicant(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    case_id = published(client, outbox, app, economy="Peru")  # Peru has no focal point here
+    registered(client, outbox, KEN, "Ken Sato", "Japan")
+    apply(client, KEN, case_id, FORM.format(case_id=case_id))
+    accepted(client, outbox, app, ADMIN, "IN-2026-0001")
+
+    handover = mail_to(outbox, ADMIN, HANDOVER)
+    text = " ".join(body_text(handover).split())
+    assert "Peru has no focal point, so this task comes to you as the administrator" in text
+    assert handover["Reply-To"] == KEN
+    assert KEN in text and "Ken Sato" in text and "Self-funded" in text
+    news = mail_to(outbox, KEN, "was accepted")
+    assert f"the administrator ({ADMIN}) will write to you" in " ".join(body_text(news).split())
 
 
 @pytest.fixture
