@@ -139,6 +139,18 @@ def test_a_new_message_naming_no_case_gives_the_missing_economy(
         assert session.scalars(select(Case).where(Case.kind == "internship")).all()[1:] == []
 
 
+def test_applying_again_for_the_same_case_completes_the_waiting_application(
+    client: Client, outbox: Mailbox, app: App, commenter: str
+) -> None:
+    apply(client, BOB, commenter, FORM.format(case_id=commenter))
+    asked_for_economy(outbox)
+    apply(client, BOB, commenter, FORM.format(case_id=commenter) + "Economy: Singapore\n")
+    assert state(app, "IN-2026-0001") == "admin_review"
+    review_of(outbox, "IN-2026-0001")
+    with app.database.transaction() as session:
+        assert session.scalars(select(Case).where(Case.kind == "internship")).all()[1:] == []
+
+
 def test_the_economy_given_to_register_completes_the_application(
     client: Client, outbox: Mailbox, app: App, commenter: str
 ) -> None:

@@ -15,8 +15,8 @@ are handed the applicant, to introduce them to the host organization.
 
 A participant registered through a comment has no economy: any later
 message of theirs with an ``Economy:`` line completes the application that
-waits for it (a reply, a message to ``internship@`` naming no case, or to
-``register@``).
+waits for it (a reply; a message to ``internship@`` naming no case, or the
+same case again; or to ``register@``).
 """
 
 from __future__ import annotations
@@ -107,10 +107,9 @@ def handle_internship(session: Session, incoming: Incoming, workflow: Workflow) 
         return steps.revise(session, own, incoming, workflow)
     form = parse_form(parsed.text, APPLICATION_KEYS)
     written = _case_id(parsed.subject, form.get("case", ""), parsed.text)
-    if not written and (waiting := incomplete_applications(session, incoming.sender)):
-        # Naming no case, a message brings what the sender's waiting
-        # application lacks (an Economy: line, most often), reply or not.
-        return steps.revise(session, waiting[0], incoming, workflow)
+    waiting = _waiting_application(session, incoming.sender, written)
+    if waiting is not None:
+        return steps.revise(session, waiting, incoming, workflow)
     about = case_named(session, written) if written else None
     refusal = unavailable(about) if written else ""  # none named yet: only a missing piece
     if refusal:
@@ -318,6 +317,17 @@ def _case_id(subject: str, field: str, text: str) -> str:
         if match:
             return match[1].upper()
     return ""
+
+
+def _waiting_application(session: Session, sender: str, written: str) -> Case | None:
+    """The sender's incomplete application that this message completes,
+    reply or not: the newest, when it names no case (an ``Economy:`` line
+    alone, most often); else one about the case it names (the case page's
+    link used again), which it must not duplicate."""
+    for application in incomplete_applications(session, sender):
+        if not written or (application.about and application.about.public_id == written):
+            return application
+    return None
 
 
 def _own_application(session: Session, incoming: Incoming) -> Case | None:
