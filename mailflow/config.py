@@ -215,6 +215,7 @@ class DigestSettings(Section):
 
 class InternshipSettings(Section):
     funded_cap: Annotated[int, Field(ge=0)] = 20
+    contact_days: Days = 14  # an accepted applicant not contacted by then writes to us
 
 
 class CommentSettings(Section):

@@ -25,6 +25,7 @@ from mailflow.store.models import (
     TimedStep,
     Token,
 )
+from mailflow.vocab import Kind
 from mailflow.workflow.states import State
 
 # -- cases and people ----------------------------------------------------------------
@@ -84,6 +85,23 @@ def waiting_for_confirmation(session: Session, participant_id: int) -> list[Case
             select(Case)
             .where(Case.author_id == participant_id, Case.state == State.PENDING_CONFIRMATION)
             .order_by(Case.id)
+        )
+    )
+
+
+def incomplete_applications(session: Session, address: str) -> list[Case]:
+    """The internship applications of ``address`` still waiting for missing
+    pieces, the newest first."""
+    return list(
+        session.scalars(
+            select(Case)
+            .join(Participant, Case.author_id == Participant.id)
+            .where(
+                Participant.email == address,
+                Case.kind == Kind.INTERNSHIP,
+                Case.state == State.INCOMPLETE,
+            )
+            .order_by(Case.id.desc())
         )
     )
 

@@ -47,7 +47,10 @@ def learn(
 ) -> None:
     """Take what an unconfirmed sender says about themselves. A registered
     participant's details are theirs; only what is still missing is taken
-    (a participant registered by a comment has no economy until they say)."""
+    (a participant registered by a comment has no economy until they say).
+    A different economy given later never replaces theirs, since anyone can
+    write a From line: an internship application keeps it for itself, and
+    its reviewers see both (``templates/mail/_application.txt.j2``)."""
     if participant.confirmed_at is not None:
         participant.name = participant.name or (name or "")[:200]
         participant.economy = participant.economy or economy or ""

@@ -19,6 +19,7 @@ from mailflow.triage import Incoming
 from mailflow.workflow import participants, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
+from mailflow.workflow.flows import internship
 from mailflow.workflow.states import Event
 
 
@@ -36,7 +37,10 @@ def handle_register(session: Session, incoming: Incoming, workflow: Workflow) ->
                 answering=incoming,
             ),
         )
-        return "register: already registered"
+        # An Economy: line fills a commenter's empty economy; an application
+        # that waited only for it goes on.
+        taken_up = internship.resume_applications(session, participant, incoming, workflow)
+        return "; ".join(filter(None, ("register: already registered", taken_up)))
     problems = steps.merge(
         [*(p for p in form.problems if p.field == "economy"), *_missing(participant)]
     )

@@ -10,20 +10,27 @@ published case's) accept or reject it, with the reminders and escalation
 of any focal stage. On acceptance it is funded when the applicant's economy
 is travel-eligible and a funded place is free: places are taken by one
 conditional increment, so ``[internships].funded_cap`` holds however many
-acceptances race.
+acceptances race. Then the host's focal points (else the administrators)
+are handed the applicant, to introduce them to the host organization.
+
+A participant registered through a comment has no economy: any later
+message of theirs with an ``Economy:`` line completes the application that
+waits for it (a reply; a message to ``internship@`` naming no case, or the
+same case again; or to ``register@``).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from mailflow.forms import parse_form
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import Case
-from mailflow.store.queries import case_named, own_case
+from mailflow.store.models import Case, Participant
+from mailflow.store.queries import case_named, incomplete_applications, own_case
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
 from mailflow.workflow import participants, reviewing, steps
@@ -74,7 +81,11 @@ def build() -> Flow:
             Event.CONFIRMED: (steps.go_on,),
             Event.COMPLETED: (steps.tell_author("internship_received", reply="case", answer=True),),
             Event.APPROVED: (steps.tell_author("internship_approved"),),
-            Event.ACCEPTED: (fund_and_introduce, steps.tell_admins("accepted", unless_theirs=True)),
+            Event.ACCEPTED: (
+                fund_and_introduce,
+                hand_over,
+                steps.tell_admins("accepted", unless_theirs=True),
+            ),
             Event.REJECTED: (
                 steps.tell_author("internship_rejected"),
                 steps.tell_admins("rejected", unless_theirs=True),
@@ -96,6 +107,9 @@ def handle_internship(session: Session, incoming: Incoming, workflow: Workflow) 
         return steps.revise(session, own, incoming, workflow)
     form = parse_form(parsed.text, APPLICATION_KEYS)
     written = _case_id(parsed.subject, form.get("case", ""), parsed.text)
+    waiting = _waiting_application(session, incoming.sender, written)
+    if waiting is not None:
+        return steps.revise(session, waiting, incoming, workflow)
     about = case_named(session, written) if written else None
     refusal = unavailable(about) if written else ""  # none named yet: only a missing piece
     if refusal:
@@ -134,6 +148,23 @@ def _apply(application: Case, form: dict[str, str], about: Case | None) -> list[
             setattr(application, field, value[:limit])
             changed.append(field)
     return changed
+
+
+def resume_applications(
+    session: Session, applicant: Participant, incoming: Incoming, workflow: Workflow
+) -> str:
+    """The applicant told us their economy in a message to another address
+    (``register@``): an incomplete application that lacked only that goes
+    on. One that still lacks more keeps waiting for the reply it asked for."""
+    ready = [
+        application
+        for application in incomplete_applications(session, applicant.email)
+        if not missing(application, workflow)
+    ]
+    outcomes = [
+        steps.advance(session, application, workflow, incoming, []) for application in ready
+    ]
+    return "; ".join(outcomes)
 
 
 def missing(application: Case, workflow: Workflow) -> list[Problem]:
@@ -180,7 +211,9 @@ def revise(session: Session, application: Case, incoming: Incoming, workflow: Wo
 
 
 def fund_and_introduce(step: Step) -> None:
-    """Funded or self-funded; the applicant and the case's author told."""
+    """Funded or self-funded; the applicant told who will contact them (a
+    reply reaches the administrator, should nobody write), and the case's
+    author told."""
     session, application, workflow = step.session, step.case, step.workflow
     funding, why, taken = _funding(session, application, workflow)
     application.funding = funding
@@ -188,13 +221,24 @@ def fund_and_introduce(step: Step) -> None:
         session, application, "funding", "mailflow", None, note=f"{funding}: {why}"
     )
     values = {**reviewing.case_values(application, workflow), "reason": step.reason}
+    contact_days = workflow.settings.internships.contact_days
     workflow.send(
         session,
         Outgoing(
             "internship_accepted",
             application.author.email,
-            {**values, "funding": funding, "funding_reason": why, "funded_taken": taken},
+            {
+                **values,
+                "funding": funding,
+                "funding_reason": why,
+                "funded_taken": taken,
+                "contacts": introducers(application, workflow),
+                "no_focal_point": not reviewing.has_focal_point(application, workflow),
+                "contact_days": contact_days,
+                "write_after": workflow.clock.now() + timedelta(days=contact_days),
+            },
             case=application,
+            reply_to=workflow.admins[0],
         ),
     )
     tell_case_author(
@@ -204,6 +248,41 @@ def fund_and_introduce(step: Step) -> None:
         application,
         {**values, "preferred_dates": application.preferred_dates},
     )
+
+
+def hand_over(step: Step) -> None:
+    """The host economy's focal points (none: the administrators) get the
+    applicant's contact and the task of introducing them to the host
+    organization. The applicant is the Reply-To, so that a plain reply is
+    the introduction; the administrators heard of the acceptance already,
+    or made it."""
+    session, application, workflow = step.session, step.case, step.workflow
+    tasked = introducers(application, workflow)
+    values = {
+        **reviewing.case_values(application, workflow),
+        "no_focal_point": not reviewing.has_focal_point(application, workflow),
+        "contact_days": workflow.settings.internships.contact_days,
+    }
+    for person in tasked:
+        workflow.send(
+            session,
+            Outgoing(
+                "internship_handover",
+                person,
+                values,
+                case=application,
+                reply_to=application.author.email,
+            ),
+        )
+    workflow.engine.record(
+        session, application, "handed_over", "mailflow", None, note=", ".join(tasked)
+    )
+
+
+def introducers(application: Case, workflow: Workflow) -> list[str]:
+    """Who introduces an accepted applicant to the host organization: the
+    host economy's focal points, else the administrators."""
+    return reviewing.focal_points(application, workflow) or workflow.admins
 
 
 def _funding(session: Session, application: Case, workflow: Workflow) -> tuple[str, str, int]:
@@ -238,6 +317,17 @@ def _case_id(subject: str, field: str, text: str) -> str:
         if match:
             return match[1].upper()
     return ""
+
+
+def _waiting_application(session: Session, sender: str, written: str) -> Case | None:
+    """The sender's incomplete application that this message completes,
+    reply or not: the newest, when it names no case (an ``Economy:`` line
+    alone, most often); else one about the case it names (the case page's
+    link used again), which it must not duplicate."""
+    for application in incomplete_applications(session, sender):
+        if not written or (application.about and application.about.public_id == written):
+            return application
+    return None
 
 
 def _own_application(session: Session, incoming: Incoming) -> Case | None:
