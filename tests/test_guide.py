@@ -10,9 +10,9 @@ import re
 from email.message import EmailMessage
 
 import pytest
-from conftest import Client, Mailbox, body_text, wait_until
+from conftest import Client, Mailbox, body_html, body_text, wait_until
 from flows import ADMIN, FOCAL, click, links, published, state
-from mails import address, message, reply
+from mails import address, message, reply, submission
 from test_archive import fetch, parse_html
 
 from mailflow.app import App
@@ -21,6 +21,7 @@ from mailflow.config import Settings
 from mailflow.vocab import AREAS
 
 ROSA = "rosa@example.org"  # from Peru: travel-eligible
+GUIDE = "http://127.0.0.1:8080/guide/"  # [site].base_url's default
 
 
 @pytest.fixture
@@ -110,3 +111,42 @@ def _mail_with(outbox: Mailbox, to: str, button: str, about: str = "") -> EmailM
         return None
 
     return wait_until(found, what=f"an email to {to} with {button}")  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("where", ["submit", "register", "internship"])
+def test_every_email_listing_what_to_fix_links_to_the_guide(
+    client: Client, outbox: Mailbox, where: str
+) -> None:
+    """The list of problems ends with the guide's address, in the text part
+    and as a link in the HTML part: an incomplete submission, registration
+    or internship application (the first and last once the sender
+    confirmed their address)."""
+    sender = "ana@example.org"
+    if where == "register":
+        client.send(message(sender, address("register"), "Register", "Economy: Atlantis\n"))
+    else:
+        if where == "submit":
+            client.send(submission(f"Ana Perez <{sender}>", attachment=None))
+        else:
+            client.send(message(sender, address("internship"), "Internship", "Economy: Chile\n"))
+        client.send(reply(outbox.wait_for(1, sender)[-1], sender))  # confirms the address
+
+    def what_to_fix() -> EmailMessage | None:
+        found = [m for m in outbox.to(sender) if "is missing" in body_text(m)]
+        return found[-1] if found else None
+
+    mail = wait_until(what_to_fix, what="the email listing what to fix")
+    text = " ".join(body_text(mail).split())
+    assert f"What each field means, with examples: {GUIDE}" in text
+    assert f'<a href="{GUIDE}">{GUIDE}</a>' in body_html(mail)
+
+
+def test_the_help_email_links_to_the_guide(client: Client, outbox: Mailbox) -> None:
+    """The help email's form leads to the guide; its example address is
+    text in the HTML part, not a tag that hides it."""
+    client.send(message("ana@example.org", address("help"), "help", ""))
+    [answer] = outbox.wait_for(1, "ana@example.org")
+    assert GUIDE in body_text(answer)
+    html = body_html(answer)
+    assert f'<a href="{GUIDE}">{GUIDE}</a>' in html
+    assert "Second contact: Full Name &lt;name@example.org&gt;" in html
