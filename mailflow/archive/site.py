@@ -1,7 +1,7 @@
 """Render the archive from the database into ``[archive].output_dir``.
 
 ``Site.catch_up`` applies queued ``SiteChange`` rows: it rewrites the pages
-that show the changed cases (``pages.pages_showing``) and marks the rows
+that show the changed cases (``pages.pages_changed_by``) and marks the rows
 done. ``Site.build`` rewrites everything, the guide (``/guide/``, how to take
 part) included; a funded internship's change rewrites the guide alone, for
 its count of funded places left. Both hold a lock on the output
