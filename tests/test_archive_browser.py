@@ -111,11 +111,12 @@ def test_search_ignores_case_and_accents(
 LONG_URL = "https://www.example.org/" + "programa-de-capital-semilla-para-microempresarios/" * 4
 
 
-def test_a_case_page_fits_a_phone_with_a_long_url_in_its_summary(
+def test_pages_fit_a_phone_and_a_desktop_with_a_long_url_in_a_summary(
     service: Service, app: App, settings: Settings, browser: WebDriver
 ) -> None:
-    """SPEC section 5: long words and addresses wrap on a phone; a 390 px
-    wide screen never scrolls sideways on a case page."""
+    """SPEC section 5: long words and addresses wrap on a phone; neither a
+    390 px wide screen nor a desktop one scrolls sideways on a case page
+    with a long URL in its summary, the index, the search or the guide."""
     assert len(LONG_URL) >= 200
     word = "Microempresarios" * 6
     (case_id,) = seed_published(
@@ -137,14 +138,17 @@ def test_a_case_page_fits_a_phone_with_a_long_url_in_its_summary(
         link = browser.find_element(By.CSS_SELECTOR, ".summary a")
         assert link.get_attribute("href") == LONG_URL
         assert link.rect["x"] + link.rect["width"] <= viewport
-        for path in [f"cases/{case_id}/", "index.html", "search/?q=semilla"]:
-            browser.get(site + path)
-            if path.startswith("search"):
-                WebDriverWait(browser, 10).until(
-                    lambda d: d.find_element(By.ID, "status").text == "1 case found."
-                )
-            wide = browser.execute_script("return document.documentElement.scrollWidth")
-            assert wide <= viewport, f"{path}: {wide} px wide on a {viewport} px screen"
+        for width in (390, 1280):
+            browser.set_window_size(width, 844)
+            viewport = browser.execute_script("return document.documentElement.clientWidth")
+            for path in [f"cases/{case_id}/", "index.html", "search/?q=semilla", "guide/"]:
+                browser.get(site + path)
+                if path.startswith("search"):
+                    WebDriverWait(browser, 10).until(
+                        lambda d: d.find_element(By.ID, "status").text == "1 case found."
+                    )
+                wide = browser.execute_script("return document.documentElement.scrollWidth")
+                assert wide <= viewport, f"{path}: {wide} px wide on a {viewport} px screen"
     finally:
         browser.set_window_size(size["width"], size["height"])
     not_pwned(browser)
@@ -168,3 +172,21 @@ def test_the_help_email_fits_a_phone(
         assert wide <= viewport, f"{wide} px wide on a {viewport} px screen"
     finally:
         browser.set_window_size(size["width"], size["height"])
+
+
+def test_a_newcomer_finds_the_guide_and_goes_on_to_an_area(
+    service: Service, settings: Settings, browser: WebDriver
+) -> None:
+    """The navigation leads to the guide; each priority area's line there
+    leads to the area's page."""
+    guide = settings.archive.output_dir / "guide" / "index.html"
+    wait_until(guide.exists, what="the guide")
+    browser.get(f"http://127.0.0.1:{settings.archive.http_port}/")
+    browser.find_element(By.LINK_TEXT, "How to take part").click()
+    wait = WebDriverWait(browser, 10)
+    wait.until(lambda d: d.current_url.endswith("/guide/"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "How to take part"
+    browser.find_element(By.LINK_TEXT, "Access to Technology").click()
+    wait.until(lambda d: d.current_url.endswith("/areas/access-to-technology/"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Access to Technology"
+    not_pwned(browser)

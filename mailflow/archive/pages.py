@@ -16,6 +16,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from mailflow.store.models import Case, Counter, Publication
+from mailflow.vocab import Kind
 
 PAGE_SIZE = 50
 SHARD_SIZE = 500
@@ -52,6 +53,11 @@ class SearchIndex:
 
 
 @dataclass(frozen=True)
+class Guide:
+    pass
+
+
+@dataclass(frozen=True)
 class SearchShard:
     number: int
 
@@ -67,7 +73,7 @@ class ListPage:
     number: int
 
 
-Page = Index | Feed | SearchIndex | SearchShard | CasePage | ListPage
+Page = Index | Feed | SearchIndex | SearchShard | CasePage | ListPage | Guide
 
 
 def run_of(ordinal: int, size: int) -> int:
@@ -78,6 +84,15 @@ def last_run(session: Session, counter: str, size: int) -> int:
     """The newest run of a list: 1 for a list that is still empty."""
     value = session.scalar(select(Counter.value).where(Counter.name == counter)) or 0
     return max(1, run_of(value, size))
+
+
+def pages_changed_by(session: Session, case: Case, publication: Publication | None) -> set[Page]:
+    """The pages to write again after a ``SiteChange`` of this case: those
+    showing a published case, or the guide after a funded internship
+    took one of its places."""
+    if case.kind == Kind.INTERNSHIP:
+        return {Guide()}
+    return set() if publication is None else pages_showing(session, publication)
 
 
 def pages_showing(session: Session, publication: Publication) -> set[Page]:

@@ -1,8 +1,10 @@
 """Render the archive from the database into ``[archive].output_dir``.
 
 ``Site.catch_up`` applies queued ``SiteChange`` rows: it rewrites the pages
-that show the changed cases (``pages.pages_showing``) and marks the rows
-done. ``Site.build`` rewrites everything. Both hold a lock on the output
+that show the changed cases (``pages.pages_changed_by``) and marks the rows
+done. ``Site.build`` rewrites everything, the guide (``/guide/``, how to take
+part) included; a funded internship's change rewrites the guide alone, for
+its count of funded places left. Both hold a lock on the output
 folder, so only one writer renders at a time and a page never goes back to
 an older state; and every file is written to a temporary name and renamed,
 so a reader never sees half a page.
@@ -10,6 +12,11 @@ so a reader never sees half a page.
 Every piece of text that came from an email is escaped (jinja2 autoescape
 everywhere), links are made only for http(s) URLs, and email addresses are
 removed from it: no participant's address ever reaches the site.
+
+The guide's wording is marked for translation (``{% trans %}``) and read
+through the i18n extension, English for now: a language version is the
+same template rendered with that language's catalog installed
+(``install_gettext_translations``) and written to ``guide/<tag>/``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from mailflow.archive import pages
 from mailflow.archive.pages import (
     CasePage,
     Feed,
+    Guide,
     Index,
     Listing,
     ListPage,
@@ -46,11 +54,12 @@ from mailflow.archive.pages import (
 )
 from mailflow.clock import Clock
 from mailflow.config import Settings
-from mailflow.documents import FORMATS
+from mailflow.documents import ACCEPTED, FORMATS
 from mailflow.economies import Economies, Economy
 from mailflow.notify.render import TEMPLATES, CompiledTemplates, mailto
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Document, Publication, SiteChange
+from mailflow.store.queries import funded_places_taken
 from mailflow.vocab import AREAS, Kind, PriorityArea
 from mailflow.workflow.states import State
 
@@ -176,6 +185,7 @@ class Site:
         self, settings: Settings, economies: Economies, clock: Clock, templates: Path = TEMPLATES
     ) -> None:
         self.root = settings.archive.output_dir
+        self.settings = settings
         self.base_url = settings.site.base_url.rstrip("/") + "/"
         self.economies = economies
         self.clock = clock
@@ -187,7 +197,10 @@ class Site:
             trim_blocks=True,
             lstrip_blocks=True,
             bytecode_cache=_COMPILED,
+            extensions=["jinja2.ext.i18n"],
         )
+        self._env.policies["ext.i18n.trimmed"] = True  # a msgid is one line, however wrapped
+        self._env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
         domain = settings.site.domain
         addresses = settings.addresses
         self._env.globals.update(
@@ -196,6 +209,8 @@ class Site:
             economies=list(economies),
             submit_address=f"{addresses.submit}@{domain}",
             help_address=f"{addresses.help}@{domain}",
+            register_address=f"{addresses.register_}@{domain}",
+            status_address=f"{addresses.status}@{domain}",
             internship_address=f"{addresses.internship}@{domain}",
             mailto=mailto,
         )
@@ -213,8 +228,9 @@ class Site:
                 return 0
             with database.reading() as session:
                 changes = session.execute(
-                    select(SiteChange.id, Publication)
-                    .join(Publication, Publication.case_id == SiteChange.case_id)
+                    select(SiteChange.id, Case, Publication)
+                    .join(Case, Case.id == SiteChange.case_id)
+                    .outerjoin(Publication, Publication.case_id == SiteChange.case_id)
                     .where(SiteChange.done_at.is_(None))
                     .order_by(SiteChange.id)
                     .limit(_BATCH)
@@ -222,12 +238,12 @@ class Site:
                 if not changes:
                     return 0
                 todo: set[Page] = set()
-                for _, publication in changes:
-                    todo |= pages.pages_showing(session, publication)
+                for _, case, publication in changes:
+                    todo |= pages.pages_changed_by(session, case, publication)
                 removed = self._render_all(session, todo)
             for folder in removed:
                 shutil.rmtree(folder, ignore_errors=True)
-            self._mark_done(database, [change_id for change_id, _ in changes])
+            self._mark_done(database, [change_id for change_id, _, _ in changes])
             return len(changes)
 
     def build(self, database: Database, progress: Progress = lambda _: None) -> int:
@@ -236,13 +252,15 @@ class Site:
             return self._build_locked(database, progress)
 
     def ensure(self, database: Database) -> None:
-        """At start: a first build, or fresh stylesheet and script after an
-        upgrade of mailflow."""
+        """At start: a first build, or fresh stylesheet, script and guide
+        after an upgrade of mailflow."""
         if not (self.root / "index.html").exists():
             self.build(database)
             return
         with self._locked():
             self._write_fixed(durable=True)
+            with database.reading() as session:
+                self._write_guide(session, durable=True)
 
     def unsubscribe_page(self, outcome: str, secret: str) -> bytes:
         """The page of the one-click unsubscribe URL: "ask" (a button),
@@ -280,7 +298,7 @@ class Site:
             last_shard = pages.last_run(session, "archive", pages.SHARD_SIZE)
             for number in range(1, last_shard):  # the newest is inside search.json
                 self._render(session, SearchShard(number), durable=False)
-            for page in (Index(), Feed(), SearchIndex()):
+            for page in (Index(), Feed(), SearchIndex(), Guide()):
                 self._render(session, page, durable=False)
             self._remove_cases_not_in(shown)
         os.sync()  # one flush for the whole build instead of one per file
@@ -342,6 +360,8 @@ class Site:
             self._write_feed(session, durable=durable)
         elif isinstance(page, SearchIndex):
             self._write_search_index(session, durable=durable)
+        elif isinstance(page, Guide):
+            self._write_guide(session, durable=durable)
         elif isinstance(page, SearchShard):
             if page.number == pages.last_run(session, "archive", pages.SHARD_SIZE):
                 return  # the newest shard lives inside search.json
@@ -451,6 +471,27 @@ class Site:
         ]
         shards = [f"search/{number}.json" for number in range(1, last)]
         self._write("search.json", _json({"cases": entries, "older": shards}), durable=durable)
+
+    def _write_guide(self, session: Session, *, durable: bool) -> None:
+        """How to take part, with what this configuration says: the
+        addresses, the document's limits, the review stages, and the funded
+        internship places left."""
+        settings = self.settings
+        cap = settings.internships.funded_cap
+        self._page(
+            "guide/index.html",
+            "site/guide.html.j2",
+            durable=durable,
+            accepted_formats=ACCEPTED,
+            max_attachment_mb=settings.limits.max_attachment_bytes // 1_048_576,
+            stages=settings.workflow.stages,
+            escalate_days=settings.workflow.escalate_days,
+            moderation=settings.comments.moderation,
+            comment_example=self._comment_address.format("BP-2026-0001"),
+            funded_cap=cap,
+            places_left=max(0, cap - funded_places_taken(session)),
+            travel_eligible=[economy for economy in self.economies if economy.travel_eligible],
+        )
 
     # -- writing -----------------------------------------------------------------
 

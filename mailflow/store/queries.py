@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from mailflow.store.models import (
     Case,
     CaseEvent,
+    Counter,
     InboundMessage,
     OutboxMessage,
     Participant,
@@ -124,6 +125,15 @@ def case_ids_in_since(session: Session, state: State, before: datetime) -> list[
             .order_by(Case.state_since)
         )
     )
+
+
+# The sequence an internship takes a funded place from: one conditional
+# increment per funded acceptance, so its value is the places taken.
+FUNDED_PLACES = "internships:funded"
+
+
+def funded_places_taken(session: Session) -> int:
+    return session.scalar(select(Counter.value).where(Counter.name == FUNDED_PLACES)) or 0
 
 
 # -- timed steps and confirmations ----------------------------------------------------

@@ -43,7 +43,8 @@ def publish(session: Session, case: Case, workflow: Workflow) -> None:
 
 
 def changed(session: Session, case: Case, workflow: Workflow) -> None:
-    """The pages showing this case must be written again."""
+    """The pages showing this case must be written again (for a funded
+    internship, the guide: one funded place fewer is left)."""
     session.add(SiteChange(case_id=case.id, created_at=workflow.clock.now()))
 
 

@@ -30,10 +30,10 @@ from sqlalchemy.orm import Session
 from mailflow.forms import parse_form
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, Participant
-from mailflow.store.queries import case_named, incomplete_applications, own_case
+from mailflow.store.queries import FUNDED_PLACES, case_named, incomplete_applications, own_case
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
-from mailflow.workflow import participants, reviewing, steps
+from mailflow.workflow import participants, publishing, reviewing, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.engine import take_number_below
 from mailflow.workflow.fields import Problem
@@ -57,7 +57,6 @@ APPLICATION_KEYS = {
 }
 _CASE_ID = re.compile(r"\b((?:BP|EX)-\d{4}-\d{4})\b", re.IGNORECASE)
 _OWN_ID = re.compile(r"\b(IN-\d{4}-\d{4})\b", re.IGNORECASE)
-FUNDED_PLACES = "internships:funded"
 
 
 def build() -> Flow:
@@ -220,6 +219,8 @@ def fund_and_introduce(step: Step) -> None:
     workflow.engine.record(
         session, application, "funding", "mailflow", None, note=f"{funding}: {why}"
     )
+    if funding == "funded":
+        publishing.changed(session, application, workflow)  # the guide's places left
     values = {**reviewing.case_values(application, workflow), "reason": step.reason}
     contact_days = workflow.settings.internships.contact_days
     workflow.send(
