@@ -255,7 +255,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if since >= until:
         raise UsageError(f"--since {since:%Y-%m-%d} is not before --until {until:%Y-%m-%d}")
     with _app(_settings(args)) as app, app.database.reading() as session:
-        built = report.build_report(session, app.workflow.economies, since, until)
+        built = report.build_report(
+            session, app.workflow.economies, app.workflow.flows, since, until
+        )
     formats = {
         "text": report.as_text,
         "markdown": lambda r: report.as_text(r, markdown=True),

@@ -365,7 +365,9 @@ class Timed:
         now = self.workflow.clock.now()
         until = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         since = (until - timedelta(days=1)).replace(day=1)
-        figures = report.build_report(session, self.workflow.economies, since, until)
+        figures = report.build_report(
+            session, self.workflow.economies, self.workflow.flows, since, until
+        )
         attachment = FileAttachment(
             f"mailflow-report-{since:%Y-%m}.csv", "text/csv", report.as_csv(figures).encode()
         )

@@ -108,6 +108,25 @@ def case_ids_in_since(session: Session, state: State, before: datetime) -> list[
     )
 
 
+def last_stay(session: Session, case_id: int, state: State) -> list[CaseEvent]:
+    """The history of the case's latest stay in ``state``: the row that
+    entered it and every row after it, in order (none: never there)."""
+    entered = session.scalar(
+        select(func.max(CaseEvent.id)).where(
+            CaseEvent.case_id == case_id, CaseEvent.to_state == state
+        )
+    )
+    if entered is None:
+        return []
+    return list(
+        session.scalars(
+            select(CaseEvent)
+            .where(CaseEvent.case_id == case_id, CaseEvent.id >= entered)
+            .order_by(CaseEvent.id)
+        )
+    )
+
+
 # -- timed steps and confirmations ----------------------------------------------------
 
 
