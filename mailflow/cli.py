@@ -287,7 +287,7 @@ def cmd_economies(args: argparse.Namespace) -> int:
     for economy in economies:
         focal = ", ".join(economy.focal_points) or (
             "NONE: the administrator endorses in its place"
-            if settings.workflow.no_focal_point == "admin"
+            if settings.workflow.no_focal_point == "admin" and settings.workflow.admin_endorses
             else "NONE: approved cases wait (on hold) until one is added"
         )
         travel = "yes" if economy.travel_eligible else "no"

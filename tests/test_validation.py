@@ -3,8 +3,9 @@ archive (endorsed by the focal point, by the administrator for an economy
 without one, by the administrator after the focal point's silence) ends
 with its sentence on the case page and in the report, which counts the
 publications of each economy by it; cases endorsed before the change get
-it from their history. Real SMTP into the running service, `mailflow tick
---now` for time, on SQLite and PostgreSQL.
+it from their history. With `[workflow].admin_endorses = false` the
+administrators never endorse in a focal point's place. Real SMTP into the
+running service, `mailflow tick --now` for time, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mailflow.vocab import Kind
 from mailflow.workflow.states import Event, State
 
 FOCAL_CL = f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n'
+NO_STAND_IN = "[workflow]\nadmin_endorses = false\n"
 BO, CY = "bo@example.org", "cy@example.org"
 DAY = timedelta(days=1)
 SILENT_CHILE = "Endorsed by the administrator for Chile (no answer from the focal point in 21 days)"
@@ -96,6 +98,17 @@ def shown(settings: Settings, capsys: pytest.CaptureFixture[str], case_id: str, 
     assert f'<dd class="validation">{words}</dd>' in page(settings, case_id)
     row = re.compile(rf"^{case_id} .* {re.escape(words)}$", re.MULTILINE)
     assert row.search(report(settings, capsys)), words
+
+
+def endorse_buttons(outbox: Mailbox) -> list[str]:
+    """Every button of every email the administrator got that decides in
+    a focal point's place."""
+    return [
+        label
+        for mail in outbox.to(ADMIN)
+        for label in links(mail)
+        if label.startswith(("Endorse", "Accept"))
+    ]
 
 
 @pytest.mark.parametrize("config_text", [FOCAL_CL])
@@ -179,6 +192,66 @@ def test_a_case_of_an_economy_without_focal_point(
     words = "Endorsed by the administrator for Chile (no focal point named)"
     shown(settings, capsys, "BP-2026-0001", words)
     assert "Each case page says who endorsed it" in page(settings, "BP-2026-0001")
+
+
+@pytest.mark.parametrize("config_text", [NO_STAND_IN])
+def test_without_admin_endorsement_a_case_without_focal_point_waits(
+    client: Client,
+    outbox: Mailbox,
+    app: App,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`admin_endorses = false`: a case of an economy without a focal point
+    waits as on hold; the administrator is told plainly, then again at the
+    escalation, and no email (nor the daily summary) has an Endorse link.
+    `mailflow act ... endorse` is refused: the case is not published."""
+    click(client, submit(client, outbox, "Seed capital"), "Approve", ADMIN)
+    held = newest(outbox, ADMIN, text="Chile has no focal point, so case BP-2026-0001 waits")
+    assert "add a focal point" in body_text(held)
+    assert state(app) == "focal_review"
+
+    start = since(app, "BP-2026-0001")
+    tick(settings, start + 22 * DAY)
+    tick(settings, start + 23 * DAY)  # the daily summary's hour has come meanwhile
+    notice = newest(outbox, ADMIN, text="has waited 22 days on hold")
+    assert "admin_endorses = false" in body_text(notice)
+    summary = newest(outbox, ADMIN, text="waiting, oldest first")
+    assert "BP-2026-0001" in body_text(summary)
+    assert endorse_buttons(outbox) == []
+
+    capsys.readouterr()
+    act = ["act", "BP-2026-0001", "endorse", "--config", str(settings.source)]
+    assert main(act) == 1
+    assert "[workflow].admin_endorses = false" in capsys.readouterr().err
+    assert state(app) == "focal_review"
+    assert not (settings.archive.output_dir / "cases" / "BP-2026-0001").exists()
+
+
+@pytest.mark.parametrize("config_text", [FOCAL_CL + NO_STAND_IN])
+def test_without_admin_endorsement_the_escalation_only_tells(
+    client: Client,
+    outbox: Mailbox,
+    app: App,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`admin_endorses = false`: after escalate_days the administrator hears
+    that the focal point is silent and whom to write to, with no Endorse
+    link; the focal point can still endorse."""
+    click(client, submit(client, outbox, "Seed capital"), "Approve", ADMIN)
+    review = newest(outbox, FOCAL, "Endorse", "Title: Seed capital")
+    tick(settings, since(app, "BP-2026-0001") + 21 * DAY)
+    notice = newest(outbox, ADMIN, text="has waited 21 days for the focal point of Chile")
+    assert f"please write to the focal point: {FOCAL}" in body_text(notice)
+    assert "we reminded them once" in body_text(notice)
+    assert endorse_buttons(outbox) == []
+    assert main(["act", "BP-2026-0001", "endorse", "--config", str(settings.source)]) == 1
+    assert state(app) == "focal_review"
+
+    click(client, review, "Endorse", FOCAL)
+    assert state(app) == "published"
+    shown(settings, capsys, "BP-2026-0001", "Endorsed by the focal point of Chile")
 
 
 def test_cases_endorsed_before_get_it_from_their_history(settings: Settings) -> None:
