@@ -28,6 +28,7 @@ from mailflow.clock import FixedClock
 from mailflow.config import Settings
 from mailflow.store.models import Case, Participant
 from mailflow.vocab import Kind
+from mailflow.workflow import publishing
 from mailflow.workflow.states import Event, State
 
 FOCAL_CL = f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n'
@@ -258,7 +259,8 @@ def test_cases_endorsed_before_get_it_from_their_history(settings: Settings) -> 
     """The migration that adds how a case was validated reads it from the
     history of the cases already endorsed: who endorsed, and whether the
     stay at the focal point that the endorsement ended was escalated (and
-    after how many days)."""
+    after how many days). The page of a case published before says it once
+    the archive catches up, with no rebuild."""
     t0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
     clock = FixedClock(t0)
     app = build(settings, clock)
@@ -288,7 +290,10 @@ def test_cases_endorsed_before_get_it_from_their_history(settings: Settings) -> 
             def escalate(case: Case) -> None:
                 engine.record(session, case, "escalated", "mailflow", None)
 
-            endorse(at_focal_point(), FOCAL)
+            on_the_archive = at_focal_point()
+            on_the_archive.title, on_the_archive.summary = "Seed capital", "Money."
+            endorse(on_the_archive, FOCAL)
+            publishing.publish(session, on_the_archive, app.workflow)
             endorse(at_focal_point(), ADMIN, by_admin)
             silent = at_focal_point()
             clock.advance(22 * DAY)
@@ -308,6 +313,10 @@ def test_cases_endorsed_before_get_it_from_their_history(settings: Settings) -> 
             escalate(held)
             endorse(held, ADMIN, by_admin)
 
+        app.site.build(app.database)
+        path = settings.archive.output_dir / "cases" / on_the_archive.public_id / "index.html"
+        assert "Endorsed by" not in path.read_text()
+
         config = app.database._alembic_config()
         with app.database.engine.begin() as connection:
             config.attributes["connection"] = connection
@@ -325,5 +334,9 @@ def test_cases_endorsed_before_get_it_from_their_history(settings: Settings) -> 
             ("no_focal_point", None),
             ("no_focal_point", None),
         ]
+        app.update_archive()
+        assert '<dd class="validation">Endorsed by the focal point of Chile</dd>' in (
+            path.read_text()
+        )
     finally:
         app.database.dispose()

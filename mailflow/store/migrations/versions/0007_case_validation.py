@@ -13,6 +13,10 @@ entering the stay to the escalation, unless a ``held`` row says that the
 economy had no focal point then. The economy's focal points of that time
 are not recorded otherwise, so an administrator's endorsement without an
 escalation counts as one for an economy without a focal point.
+
+Every case on the archive is queued for its pages to be written again
+(``site_changes``), so that the pages of cases published before say how
+they were validated, and under the corrected footer, without a rebuild.
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ cases = sa.table(
     sa.column("id", sa.Integer),
     sa.column("validation", sa.String),
     sa.column("focal_silent_days", sa.Integer),
+)
+publications = sa.table(
+    "publications",
+    sa.column("case_id", sa.Integer),
+    sa.column("withdrawn_at", sa.DateTime(timezone=True)),
+)
+site_changes = sa.table(
+    "site_changes",
+    sa.column("case_id", sa.Integer),
+    sa.column("created_at", sa.DateTime(timezone=True)),
 )
 case_events = sa.table(
     "case_events",
@@ -74,6 +88,10 @@ def upgrade() -> None:
             .where(cases.c.id == case_id)
             .values(validation=validation, focal_silent_days=days)
         )
+    on_the_archive = sa.select(publications.c.case_id, sa.func.current_timestamp()).where(
+        publications.c.withdrawn_at.is_(None)
+    )
+    connection.execute(site_changes.insert().from_select(["case_id", "created_at"], on_the_archive))
 
 
 def _validation(events: list[Any]) -> tuple[str, int | None]:
