@@ -227,6 +227,8 @@ def test_without_admin_endorsement_a_case_without_focal_point_waits(
     assert "[workflow].admin_endorses = false" in capsys.readouterr().err
     assert state(app) == "focal_review"
     assert not (settings.archive.output_dir / "cases" / "BP-2026-0001").exists()
+    assert main(["economies", "--config", str(settings.source)]) == 0
+    assert re.search(r"^CL .* NONE: approved cases wait \(on hold\)", capsys.readouterr().out, re.M)
 
 
 @pytest.mark.parametrize("config_text", [FOCAL_CL + NO_STAND_IN])
