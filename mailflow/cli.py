@@ -255,7 +255,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if since >= until:
         raise UsageError(f"--since {since:%Y-%m-%d} is not before --until {until:%Y-%m-%d}")
     with _app(_settings(args)) as app, app.database.reading() as session:
-        built = report.build_report(session, app.workflow.economies, since, until)
+        built = report.build_report(
+            session, app.workflow.economies, app.workflow.flows, since, until
+        )
     formats = {
         "text": report.as_text,
         "markdown": lambda r: report.as_text(r, markdown=True),
@@ -285,7 +287,7 @@ def cmd_economies(args: argparse.Namespace) -> int:
     for economy in economies:
         focal = ", ".join(economy.focal_points) or (
             "NONE: the administrator endorses in its place"
-            if settings.workflow.no_focal_point == "admin"
+            if settings.workflow.no_focal_point == "admin" and settings.workflow.admin_endorses
             else "NONE: approved cases wait (on hold) until one is added"
         )
         travel = "yes" if economy.travel_eligible else "no"

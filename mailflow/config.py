@@ -181,6 +181,10 @@ class WorkflowSettings(Section):
     max_reminders: Annotated[int, Field(ge=0, le=50)] = 3
     escalate_days: Days = 21
     no_focal_point: Literal["admin", "hold"] = "admin"
+    # False: the administrators never endorse in a focal point's place, neither
+    # for an economy without one (its cases wait, as with "hold") nor after
+    # the escalation (they are told, without the Endorse link).
+    admin_endorses: bool = True
     daily_summary: Cron = "0 8 * * *"
     stages: list[Literal["admin", "editor", "focal_point"]] = ["admin", "focal_point"]
 

@@ -1,8 +1,10 @@
 """`mailflow report`: what happened in a period and where it got stuck.
 
-Counts are SQL aggregates. Stage times come from the history, read as a
-stream of (case, time, from, to) rows in order: only durations are kept,
-never the cases. Read-only; the formats are text, markdown, JSON and CSV.
+Counts are SQL aggregates; publications are counted by how they were
+validated (``Case.validation``, see ``workflow/validation.py``). Stage
+times come from the history, read as a stream of (case, time, from, to)
+rows in order: only durations are kept, never the cases. Read-only; the
+formats are text, markdown, JSON and CSV.
 
 Python passes figures and codes (stage ``admin_review``, figure
 ``internships_funded``); every word a reader sees comes from
@@ -28,7 +30,9 @@ from mailflow.economies import Economies
 from mailflow.notify.render import Renderer
 from mailflow.store.models import Case, CaseEvent, Participant, Publication, Subscriber, TimedStep
 from mailflow.vocab import AREAS, Kind
+from mailflow.workflow.flow import Flows
 from mailflow.workflow.states import State
+from mailflow.workflow.validation import Validation
 
 _TEMPLATES = Renderer()  # one environment for every report; reads templates/report/
 
@@ -46,9 +50,8 @@ OUTCOMES = frozenset(
     }
 )
 
-# Where the focal points of an economy decide: a submission's endorsement,
-# an internship's acceptance by the host economy.
-FOCAL_STAGES = (State.FOCAL_REVIEW, State.HOST_REVIEW)
+# How a publication was validated, in the order the report shows them.
+VALIDATIONS = tuple(v.value for v in Validation)
 
 # Participation figures beyond submissions, in the order they are shown.
 ENGAGEMENT = (
@@ -78,6 +81,18 @@ class FocalPoints:
 
 
 @dataclass
+class Validated:
+    """One economy's publications in the period by how they were validated
+    (a code of ``VALIDATIONS``, or "unknown"), and the distinct organizations
+    of its submissions in the period; ``economy`` "" is every economy."""
+
+    economy: str
+    published: int
+    by_validation: dict[str, int]
+    organizations: int
+
+
+@dataclass
 class Report:
     since: str
     until: str
@@ -86,14 +101,16 @@ class Report:
     by_economy: dict[str, int]
     by_area: dict[str, int]
     by_kind: dict[str, int]
-    published: list[dict[str, str]]
+    published: list[dict[str, Any]]
+    validated: list[Validated]
+    validated_total: Validated
     stages: list[StageTime]
     focal_points: list[FocalPoints]
     participation: dict[str, Any] = field(default_factory=dict)
 
 
 def build_report(
-    session: Session, economies: Economies, since: datetime, until: datetime
+    session: Session, economies: Economies, flows: Flows, since: datetime, until: datetime
 ) -> Report:
     def counted(column: Any) -> dict[Any, int]:
         query = _in_period(select(column, func.count()), since, until).group_by(column)
@@ -101,6 +118,7 @@ def build_report(
 
     names = {e.code: e.name for e in economies}
     durations = _stage_durations(session, since, until)
+    validated, validated_total = _validated(session, names, since, until)
     return Report(
         since=since.isoformat(),
         until=until.isoformat(),
@@ -116,12 +134,16 @@ def build_report(
             {Kind(k).label if k else "unknown": v for k, v in counted(Case.kind).items()}
         ),
         published=_published(session, names, since, until),
+        validated=validated,
+        validated_total=validated_total,
         stages=[
             StageTime(stage, len(days), _median(days), _p90(days))
             for stage in _stages(durations)
             for days in [[d for _, d in durations.get(stage, [])]]
         ],
-        focal_points=_focal_points(session, economies, durations, since, until),
+        focal_points=_focal_points(
+            session, economies, flows.focal_states(), durations, since, until
+        ),
         participation={
             **_participation(session, names, since, until),
             **_engagement(session, since, until),
@@ -134,7 +156,11 @@ SUBMISSION_KINDS = (Kind.BEST_PRACTICE, Kind.EXPERIENCE)
 
 def _in_period(query: Select[Any], since: datetime, until: datetime) -> Select[Any]:
     """Submissions (not comments or applications) opened in the period."""
-    return query.where(
+    return query.where(*_submitted_in(since, until))
+
+
+def _submitted_in(since: datetime, until: datetime) -> tuple[Any, ...]:
+    return (
         Case.created_at >= since,
         Case.created_at < until,
         or_(Case.kind.is_(None), Case.kind.in_(SUBMISSION_KINDS)),
@@ -164,23 +190,84 @@ def _sorted(counts: dict[str, int]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
+def _published_in(since: datetime, until: datetime) -> tuple[Any, ...]:
+    """Publications of the period still on the archive."""
+    return (
+        Publication.withdrawn_at.is_(None),
+        Publication.published_at >= since,
+        Publication.published_at < until,
+    )
+
+
 def _published(
     session: Session, names: dict[str, str], since: datetime, until: datetime
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     rows = session.execute(
-        select(Case.public_id, Case.title, Publication.economy, Publication.area)
-        .join(Publication, Publication.case_id == Case.id)
-        .where(
-            Publication.withdrawn_at.is_(None),
-            Publication.published_at >= since,
-            Publication.published_at < until,
+        select(
+            Case.public_id,
+            Case.title,
+            Publication.economy,
+            Publication.area,
+            Case.validation,
+            Case.focal_silent_days,
         )
+        .join(Publication, Publication.case_id == Case.id)
+        .where(*_published_in(since, until))
         .order_by(Publication.seq)
     )
     return [
-        {"id": i, "title": t, "economy": names.get(e, e), "area": AREAS[a - 1].name}
-        for i, t, e, a in rows
+        {
+            "id": i,
+            "title": t,
+            "economy": names.get(e, e),
+            "area": AREAS[a - 1].name,
+            "validation": v,
+            "focal_silent_days": d,
+        }
+        for i, t, e, a, v, d in rows
     ]
+
+
+def _validated(
+    session: Session, names: dict[str, str], since: datetime, until: datetime
+) -> tuple[list[Validated], Validated]:
+    """Per economy and in total: publications by how they were validated,
+    and the organizations that contributed (told apart regardless of case
+    and spacing)."""
+    published: dict[str, dict[str, int]] = {}
+    for economy, validation, number in session.execute(
+        select(Publication.economy, Case.validation, func.count())
+        .join(Case, Case.id == Publication.case_id)
+        .where(*_published_in(since, until))
+        .group_by(Publication.economy, Case.validation)
+    ):
+        counts = published.setdefault(economy, {})
+        counts[validation or "unknown"] = number
+    organizations: dict[str, set[str]] = {}
+    for contributor_economy, organization in session.execute(
+        select(Case.economy, Case.organization).where(
+            *_submitted_in(since, until),
+            Case.state.not_in((State.PENDING_CONFIRMATION, State.EXPIRED)),
+            Case.economy.is_not(None),
+            Case.organization != "",
+        )
+    ):
+        organization_key = " ".join(organization.casefold().split())
+        organizations.setdefault(str(contributor_economy), set()).add(organization_key)
+
+    def figures(economy: str, counts: dict[str, int], contributed: set[str]) -> Validated:
+        return Validated(economy, sum(counts.values()), counts, len(contributed))
+
+    rows = [
+        figures(names.get(code, code), published.get(code, {}), organizations.get(code, set()))
+        for code in published.keys() | organizations.keys()
+    ]
+    total: dict[str, int] = {}
+    for counts in published.values():
+        for validation, number in counts.items():
+            total[validation] = total.get(validation, 0) + number
+    everyone = set().union(*organizations.values())
+    return sorted(rows, key=lambda row: row.economy), figures("", total, everyone)
 
 
 def _stages(durations: dict[str, list[tuple[int, float]]]) -> list[str]:
@@ -216,6 +303,7 @@ def _stage_durations(
 def _focal_points(
     session: Session,
     economies: Economies,
+    focal_states: tuple[State, ...],
     durations: dict[str, list[tuple[int, float]]],
     since: datetime,
     until: datetime,
@@ -231,7 +319,7 @@ def _focal_points(
             .where(
                 Case.id.in_(
                     select(CaseEvent.case_id).where(
-                        CaseEvent.to_state.in_(FOCAL_STAGES),
+                        CaseEvent.to_state.in_(focal_states),
                         CaseEvent.at >= since,
                         CaseEvent.at < until,
                     )
@@ -256,7 +344,7 @@ def _focal_points(
             target = reminders if kind == "reminder" else escalations
             target[economy] = target.get(economy, 0) + number
     answered: dict[str, list[float]] = {}
-    for case_id, days in (stay for stage in FOCAL_STAGES for stay in durations.get(stage, [])):
+    for case_id, days in (stay for stage in focal_states for stay in durations.get(stage, [])):
         economy = economy_of.get(case_id)
         if economy:
             answered.setdefault(economy, []).append(days)
@@ -335,6 +423,13 @@ def as_csv(report: Report) -> str:
             writer.writerow([section, key, value])
     for case in report.published:
         writer.writerow(["published", case["id"], f"{case['title']} ({case['economy']})"])
+        writer.writerow(["published_validation", case["id"], case["validation"]])
+    for row in [*report.validated, report.validated_total]:
+        economy = row.economy or "total"
+        writer.writerow(["validated_published", economy, row.published])
+        for code in VALIDATIONS:
+            writer.writerow([f"validated_{code}", economy, row.by_validation.get(code, 0)])
+        writer.writerow(["organizations", economy, row.organizations])
     for stage in report.stages:
         writer.writerow(["stage_median_days", stage.stage, stage.median_days])
         writer.writerow(["stage_p90_days", stage.stage, stage.p90_days])
@@ -355,6 +450,7 @@ def as_text(report: Report, markdown: bool = False) -> str:
     return _TEMPLATES.render(
         "report/report.txt.j2",
         report=report,
+        validations=VALIDATIONS,
         engagement=ENGAGEMENT,
         markdown=markdown,
         columns=_columns,
@@ -391,7 +487,9 @@ def as_html(report: Report) -> str:
             {s.stage: s.median_days for s in report.stages if s.median_days is not None}
         ),
     }
-    return _TEMPLATES.render("report/report.html.j2", report=report, charts=charts)
+    return _TEMPLATES.render(
+        "report/report.html.j2", report=report, charts=charts, validations=VALIDATIONS
+    )
 
 
 def _bars(values: dict[str, Any], longest: int = 330) -> list[dict[str, Any]]:

@@ -236,6 +236,7 @@ def test_every_stage_where_a_case_waits_is_named(
 def test_the_html_report_escapes_what_it_names() -> None:
     """The page names stages through the templates and escapes every label
     once, a stage code from the history as much as an economy's name."""
+    validated = report.Validated("<i>Chile</i>", 1, {"no_focal_point": 1}, 1)
     figures = report.Report(
         since="2026-10-01T00:00:00+00:00",
         until="2026-11-01T00:00:00+00:00",
@@ -244,7 +245,18 @@ def test_the_html_report_escapes_what_it_names() -> None:
         by_economy={"<i>Chile</i>": 1},
         by_area={},
         by_kind={},
-        published=[],
+        published=[
+            {
+                "id": "BP-2026-0001",
+                "title": "<b>Seed</b>",
+                "economy": "<i>Chile</i>",
+                "area": "Access to Technology",
+                "validation": "no_focal_point",
+                "focal_silent_days": None,
+            }
+        ],
+        validated=[validated],
+        validated_total=report.Validated("", 1, {"no_focal_point": 1}, 1),
         stages=[
             report.StageTime("host_review", 1, 2.0, 2.0),
             report.StageTime("<b>odd_stage</b>", 1, 1.0, 1.0),
@@ -257,6 +269,10 @@ def test_the_html_report_escapes_what_it_names() -> None:
     assert ">&lt;i&gt;Chile&lt;/i&gt;</text>" in html
     assert ">with the host economy&#39;s focal point</text>" in html
     assert ">&lt;b&gt;odd stage&lt;/b&gt;</text>" in html
+    assert (
+        "<td>Endorsed by the administrator for &lt;i&gt;Chile&lt;/i&gt; (no focal point named)</td>"
+        in html
+    )
 
 
 def test_no_sentence_is_built_in_python() -> None:

@@ -88,6 +88,8 @@ class CaseView:
     organization: str
     summary: str
     published: datetime
+    validation: str | None = None  # how it was validated: workflow/validation.py
+    focal_silent_days: int | None = None
 
     @property
     def url(self) -> str:
@@ -505,6 +507,8 @@ class Site:
             organization=shown(case.organization),
             summary=shown(case.summary),
             published=publication.published_at,
+            validation=case.validation,
+            focal_silent_days=case.focal_silent_days,
         )
 
     def _page(self, path: str, template: str, *, durable: bool, **context: Any) -> None:

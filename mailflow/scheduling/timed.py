@@ -190,7 +190,8 @@ class Timed:
 
     def _escalate(self, session: Session, case: Case, now: datetime) -> int:
         """After ``escalate_days`` the administrators can decide in the focal
-        point's place; an endorsement so given is recorded as such."""
+        point's place; an endorsement so given is recorded as such. With
+        ``[workflow].admin_endorses = false`` they are only told."""
         due = case.state_since + timedelta(days=self.settings.escalate_days)
         stage = self.workflow.flows.of(case).stage(case.state)
         if stage is None or not stage.focal or now < due:
@@ -202,24 +203,46 @@ class Timed:
             return 0
         economy = reviewing.economy_name(case, self.workflow)
         waited = (now - case.state_since).days
-        reviewing.request_review(
-            session,
-            case,
-            self.workflow,
-            self.workflow.admins,
-            stage.template,
-            {"no_focal_point": not reviewers, "escalated": True, "waited_days": waited},
-            on_behalf=True,
-        )
+        stand_in = self.settings.admin_endorses
+        if stand_in:
+            reviewing.request_review(
+                session,
+                case,
+                self.workflow,
+                self.workflow.admins,
+                stage.template,
+                {"no_focal_point": not reviewers, "escalated": True, "waited_days": waited},
+                on_behalf=True,
+            )
+        else:
+            self._tell_admins_silent(session, case, economy, reviewers, waited)
         self.workflow.engine.record(
             session,
             case,
             "escalated",
             "mailflow",
             None,
-            note=f"no decision after {waited} days; the administrators can decide for {economy}",
+            note=f"no decision after {waited} days; the administrators "
+            + (f"can decide for {economy}" if stand_in else "were told (admin_endorses = false)"),
         )
         return 1
+
+    def _tell_admins_silent(
+        self, session: Session, case: Case, economy: str, focal_points: list[str], waited: int
+    ) -> None:
+        """The escalation without a link to decide: who is silent, since
+        when, and whom to write to."""
+        context = {
+            **reviewing.case_values(case, self.workflow),
+            "no_focal_point": not focal_points,
+            "focal_points": focal_points,
+            "waited_days": waited,
+            "reminders": waiting.steps_taken(session, case, "reminder"),
+            "deciding": economy,
+            "deciding_code": reviewing.deciding_economy(case) or "",
+        }
+        for admin in self.workflow.admins:
+            self.workflow.send(session, Outgoing("focal_point_silent", admin, context, case=case))
 
     # -- authors -----------------------------------------------------------------
 
@@ -365,7 +388,9 @@ class Timed:
         now = self.workflow.clock.now()
         until = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         since = (until - timedelta(days=1)).replace(day=1)
-        figures = report.build_report(session, self.workflow.economies, since, until)
+        figures = report.build_report(
+            session, self.workflow.economies, self.workflow.flows, since, until
+        )
         attachment = FileAttachment(
             f"mailflow-report-{since:%Y-%m}.csv", "text/csv", report.as_csv(figures).encode()
         )

@@ -58,7 +58,7 @@ def waits_on(case: Case, workflow: Workflow) -> str:
         return _ON_REVIEWERS[stage.reviewers]
     if reviewing.has_focal_point(case, workflow):
         return "focal_point"
-    if workflow.settings.workflow.no_focal_point == "admin":
+    if reviewing.admins_stand_in(workflow):
         return "admin_for_focal_point"
     return "on_hold"
 
@@ -70,7 +70,10 @@ def describe(session: Session, case: Case, workflow: Workflow) -> Waiting:
     if stage is not None and stage.focal:
         reminders = steps_taken(session, case, "reminder")
         escalated = steps_taken(session, case, "escalation") > 0
-    on_admin = escalated or on in ("admin", "admin_for_focal_point", "on_hold")
+    # Deciding in a focal point's place is the administrators' only when
+    # [workflow].admin_endorses allows it.
+    stands_in = escalated or on in ("admin_for_focal_point", "on_hold")
+    on_admin = on == "admin" or (stands_in and workflow.settings.workflow.admin_endorses)
     economy = reviewing.economy_name(case, workflow)
     return Waiting(case, case.state_since, on, economy, reminders, escalated, on_admin)
 

@@ -115,6 +115,10 @@ class Case(Base):
     about_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), default=None, index=True)
     preferred_dates: Mapped[str] = mapped_column(Text, default="")  # internships
     funding: Mapped[str | None] = mapped_column(String(20), default=None)  # accepted internships
+    # How an endorsed case was validated (workflow/validation.py): a code, and
+    # for an endorsement after the focal point's silence, the days it lasted.
+    validation: Mapped[str | None] = mapped_column(String(30), default=None)
+    focal_silent_days: Mapped[int | None] = mapped_column(Integer, default=None)
 
     author: Mapped[Participant] = relationship()
     about: Mapped[Case | None] = relationship(remote_side=[id])

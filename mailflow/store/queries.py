@@ -136,6 +136,25 @@ def funded_places_taken(session: Session) -> int:
     return session.scalar(select(Counter.value).where(Counter.name == FUNDED_PLACES)) or 0
 
 
+def last_stay(session: Session, case_id: int, state: State) -> list[CaseEvent]:
+    """The history of the case's latest stay in ``state``: the row that
+    entered it and every row after it, in order (none: never there)."""
+    entered = session.scalar(
+        select(func.max(CaseEvent.id)).where(
+            CaseEvent.case_id == case_id, CaseEvent.to_state == state
+        )
+    )
+    if entered is None:
+        return []
+    return list(
+        session.scalars(
+            select(CaseEvent)
+            .where(CaseEvent.case_id == case_id, CaseEvent.id >= entered)
+            .order_by(CaseEvent.id)
+        )
+    )
+
+
 # -- timed steps and confirmations ----------------------------------------------------
 
 

@@ -45,6 +45,11 @@ def act(
     # The history says when the administrators decided in a focal point's place.
     for_economy = stage.focal and action.positive and actor in workflow.admins
     economy = reviewing.economy_name(case, workflow) if for_economy else ""
+    if for_economy and not _may_stand_in(case, workflow, actor):
+        raise ActionRefused(
+            f"{case.public_id}: the administrators do not {action.word} for {economy}"
+            " ([workflow].admin_endorses = false); its focal point decides"
+        )
     steps.move(
         session,
         case,
@@ -59,6 +64,15 @@ def act(
         else reason,
     )
     return f"{case.public_id}: {action.event} by {actor}"
+
+
+def _may_stand_in(case: Case, workflow: Workflow, admin: str) -> bool:
+    """An administrator decides for the economy's focal point unless
+    ``[workflow].admin_endorses`` is false (one who is a focal point of the
+    economy decides as such)."""
+    return workflow.settings.workflow.admin_endorses or admin in reviewing.focal_points(
+        case, workflow
+    )
 
 
 def link_action(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:

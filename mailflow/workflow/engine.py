@@ -6,6 +6,8 @@ does, together with the emails the change causes."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -54,7 +56,7 @@ class Engine:
         )
         session.add(case)
         session.flush()
-        self.record(session, case, "submitted", author.email, message, to_state=state)
+        self.record(session, case, "submitted", author.email, message, to_state=state, at=now)
         return case
 
     def transition(
@@ -82,7 +84,15 @@ class Engine:
             raise ActionRefused(f"{case.public_id} changed while '{event}' was being applied")
         case.state, case.state_since = target, now
         self.record(
-            session, case, event, actor, message, from_state=current, to_state=target, note=note
+            session,
+            case,
+            event,
+            actor,
+            message,
+            from_state=current,
+            to_state=target,
+            note=note,
+            at=now,  # the moment the case reached its state, to the microsecond
         )
         return target
 
@@ -97,11 +107,12 @@ class Engine:
         from_state: State | None = None,
         to_state: State | None = None,
         note: str = "",
+        at: datetime | None = None,
     ) -> None:
         session.add(
             CaseEvent(
                 case_id=case.id,
-                at=self.clock.now(),
+                at=at or self.clock.now(),
                 actor=actor,
                 event=str(event),
                 from_state=from_state,

@@ -26,7 +26,8 @@ from mailflow.workflow.flow import Reviewers, Stage, Step
 def enter_stage(step: Step, stage: Stage) -> None:
     """A case reached ``stage``: its reviewers get the review email. An
     economy without a focal point follows ``[workflow].no_focal_point``:
-    its cases go to the administrators, or wait for one."""
+    its cases go to the administrators, or wait for one (also when
+    ``[workflow].admin_endorses`` is false)."""
     session, case, workflow = step.session, step.case, step.workflow
     reviewers = reviewers_of(stage, case, workflow)
     if reviewers:
@@ -58,7 +59,13 @@ def reviewers_of(stage: Stage, case: Case, workflow: Workflow) -> list[str]:
         return list(workflow.settings.editors.addresses)
     if has_focal_point(case, workflow):
         return focal_points(case, workflow)
-    return workflow.admins if workflow.settings.workflow.no_focal_point == "admin" else []
+    return workflow.admins if admins_stand_in(workflow) else []
+
+
+def admins_stand_in(workflow: Workflow) -> bool:
+    """The administrators decide for an economy that has no focal point."""
+    settings = workflow.settings.workflow
+    return settings.no_focal_point == "admin" and settings.admin_endorses
 
 
 def focal_points(case: Case, workflow: Workflow) -> list[str]:

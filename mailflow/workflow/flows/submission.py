@@ -21,7 +21,15 @@ from mailflow.store.models import Case
 from mailflow.store.queries import own_case
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
-from mailflow.workflow import fields, participants, publishing, recall, steps, versions
+from mailflow.workflow import (
+    fields,
+    participants,
+    publishing,
+    recall,
+    steps,
+    validation,
+    versions,
+)
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.flow import APPROVE, CHANGES, ENDORSE, REJECT, Flow, Reviewers, Stage
@@ -59,6 +67,7 @@ def build(stages: list[str]) -> Flow:
                 steps.tell_author("case_approved", reply="case"),
             ),
             Event.ENDORSED: (
+                validation.record,
                 publish,
                 steps.tell_author("case_published", reply="case"),
                 steps.tell_admins("endorsed"),
