@@ -8,7 +8,7 @@ from email.policy import SMTP
 
 from conftest import Client, Mailbox, body_html, body_text, purpose
 from flows import emails, processed
-from mails import PDF, address, message, reply, submission
+from mails import FORM, PDF, address, message, reply, submission
 from sqlalchemy import select
 
 from mailflow.app import App
@@ -245,3 +245,44 @@ def test_each_of_our_addresses_in_one_message_is_served(
     processed(app, 1)
     assert sorted(emails(app)) == [(ANA, "help"), (ANA, "submission_confirm")]
     assert states(app) == {"BP-2026-0001": "pending_confirmation"}
+
+
+def test_a_first_timer_with_one_mistake_is_done_in_two_emails(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """A new sender forgets the priority area: the one email that asks to
+    confirm also says what to fix, and one reply with the line confirms
+    their address and completes the case (SPEC section 3, step 1)."""
+    client.send(submission(body=FORM.replace("Priority area: Access to Financial Services\n", "")))
+    confirm = outbox.wait_for_mail("submission_confirm", ANA)
+    said = " ".join(body_text(confirm).split())
+    assert "Priority area: is missing" in said
+    assert "Your reply confirms your address too." in said
+    assert "Priority area" in body_html(confirm)
+
+    client.send(reply(confirm, f"Ana Perez <{ANA}>", "Priority area: 2"))
+    ack = outbox.wait_for_mail("submission_ack", ANA)
+    assert "you are registered" in body_text(ack)
+    assert states(app) == {"BP-2026-0001": "admin_review"}
+    outbox.wait_for_mail("admin_review", ADMIN)
+    with app.database.transaction() as session:
+        case = session.scalar(select(Case))
+        assert case is not None and case.area == 2
+    # Two emails from the author, two answers: the confirmation and the ack.
+    assert [template for to, template in emails(app) if to == ANA] == [
+        "submission_confirm",
+        "submission_ack",
+    ]
+
+
+def test_a_click_on_confirm_still_asks_for_what_is_missing(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """The Confirm link brings nothing to apply: the address is confirmed
+    and the author hears, once, what is still to fix."""
+    client.send(submission(body=FORM.replace("Priority area: Access to Financial Services\n", "")))
+    confirm = outbox.wait_for_mail("submission_confirm", ANA)
+    client.send(reply(confirm, f"Ana Perez <{ANA}>", "Yes, this is my address."))
+    incomplete = outbox.wait_for_mail("submission_incomplete", ANA)
+    assert "Priority area: is missing" in " ".join(body_text(incomplete).split())
+    assert states(app) == {"BP-2026-0001": "incomplete"}

@@ -6,7 +6,7 @@ with the actions its reviewers have and the email that asks them), the
 state a case reaches after the last stage, the effects of each event (in
 the spirit of Mailman's chains: what a transition causes is declared next
 to it, and ``steps.move`` applies it), and the few hooks in which kinds
-really differ (what is still missing, how a reply revises a case, the
+really differ (what is still missing, what an author's reply brings, the
 values their emails show). The transition table is derived from the
 stages, so a stage added to ``[workflow].stages`` is a new entry here, not
 a search through the handlers.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mailflow.store.models import Case
 from mailflow.vocab import Kind
@@ -96,12 +96,21 @@ class Step:
     incoming: Incoming | None = None
     changed: tuple[str, ...] = ()
     just_registered: bool = False
+    problems: tuple[Problem, ...] = ()  # what the message that caused it got wrong
     # Who has heard of this step already, so that nobody is told twice.
     told: set[str] = field(default_factory=set)
 
     @property
     def by_admin(self) -> bool:
         return self.actor in self.workflow.admins
+
+
+class Taken(NamedTuple):
+    """What a reply changed (field names, for the history and the
+    reviewers) and what in it was wrong."""
+
+    changed: list[str]
+    problems: list[Problem]
 
 
 Effect = Callable[[Step], None]
@@ -118,7 +127,9 @@ class Flow:
     done: State  # reached by the last stage's decision (or at once, with no stage)
     effects: Mapping[EffectKey, tuple[Effect, ...]]
     missing: Callable[[Case, Workflow], list[Problem]]
-    revise: Callable[[Session, Case, Incoming, Workflow], str]
+    # What the author's reply brings, applied to the case (None: a case of
+    # this kind cannot be changed by reply); ``steps.revise`` goes on.
+    take: Callable[[Session, Case, Incoming, Workflow], Taken] | None
     context: Callable[[Case, Workflow], dict[str, Any]]
     incomplete_mail: str = ""  # lists what ``missing`` found, once per message
     revisable: bool = True  # changes can be asked for, and answered

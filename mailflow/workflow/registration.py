@@ -11,10 +11,11 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from mailflow.digest import subscriptions
+from mailflow.forms import SUBMISSION_KEYS, parse_form
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.store import queries
-from mailflow.store.models import Participant, Token
+from mailflow.store.models import Case, Participant, Token
 from mailflow.triage import Incoming
 from mailflow.workflow import participants, steps
 from mailflow.workflow.context import Workflow
@@ -76,11 +77,34 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
             ),
         )
         return f"confirmed {participant.email}"
+    answered = _answered_case(waiting, incoming)
     for case in waiting:
+        # The reply to the confirmation may bring what the case lacked: it
+        # confirms and completes in one go.
+        taken = steps.take_reply(session, case, incoming, workflow) if case is answered else None
         steps.move(
-            session, case, workflow, Event.CONFIRMED, actor=participant.email, incoming=incoming
+            session,
+            case,
+            workflow,
+            Event.CONFIRMED,
+            actor=participant.email,
+            incoming=incoming,
+            problems=tuple(taken.problems) if taken else (),
         )
     return f"confirmed {participant.email}; {len(waiting)} case(s) went on"
+
+
+def _answered_case(waiting: list[Case], incoming: Incoming) -> Case | None:
+    """The case a reply to a confirmation is about: the one its subject
+    names, or the only one waiting. A click on the Confirm link (its
+    prefilled body) brings nothing to apply."""
+    keys = {**SUBMISSION_KEYS, **internship.APPLICATION_KEYS}
+    if not incoming.parsed.attachments and not parse_form(incoming.parsed.text, keys):
+        return None
+    named = [case for case in waiting if case.public_id in incoming.parsed.subject]
+    if named:
+        return named[0]
+    return waiting[0] if len(waiting) == 1 else None
 
 
 def _missing(participant: Participant) -> list[Problem]:

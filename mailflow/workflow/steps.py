@@ -23,7 +23,7 @@ from mailflow.vocab import Kind
 from mailflow.workflow import participants, people, reviewing, status
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
-from mailflow.workflow.flow import Effect, Step
+from mailflow.workflow.flow import Effect, Step, Taken
 from mailflow.workflow.states import EDITABLE, Event, State
 
 
@@ -39,6 +39,7 @@ def move(
     note: str | None = None,
     changed: tuple[str, ...] = (),
     just_registered: bool = False,
+    problems: tuple[Problem, ...] = (),
 ) -> State:
     """Apply ``event`` to the case and everything it causes; ``note`` (by
     default the reason) goes into the history."""
@@ -64,6 +65,7 @@ def move(
         incoming=incoming,
         changed=changed,
         just_registered=just_registered,
+        problems=problems,
     )
     left = flow.stage(before)
     if left is not None and after is not before:
@@ -101,16 +103,26 @@ def begin(
     """A new case goes on: its author is asked to confirm their address,
     or hears at once what is missing, or the case moves on."""
     if case.state == State.PENDING_CONFIRMATION:
-        ask_to_confirm(session, case.author.email, incoming, workflow, case)
+        ask_to_confirm(session, case.author.email, incoming, workflow, case, problems)
         return f"{case.public_id}: waiting for the sender to confirm"
     return advance(session, case, workflow, incoming, problems)
 
 
 def ask_to_confirm(
-    session: Session, email: str, incoming: Incoming, workflow: Workflow, case: Case | None
+    session: Session,
+    email: str,
+    incoming: Incoming,
+    workflow: Workflow,
+    case: Case | None,
+    problems: list[Problem] | None = None,
 ) -> None:
-    """One email with a Confirm link; replying to it confirms as well."""
+    """One email with a Confirm link; replying to it confirms as well. For
+    a case, it lists everything still to fix, so that one reply with the
+    corrections confirms and completes it."""
     author = participants.find_or_add(session, email, workflow.clock)
+    if case is not None:
+        flow = workflow.flows.of(case)
+        problems = merge([*(problems or []), *flow.missing(case, workflow)])
     secret = workflow.tokens.issue(session, "confirm", email, participant=author)
     address = workflow.action_address(secret)
     workflow.send(
@@ -123,6 +135,7 @@ def ask_to_confirm(
                 "participant": author,
                 "confirm_address": address,
                 "confirm_days": workflow.settings.workflow.confirm_days,
+                "problems": problems or [],
             },
             case=case,
             answering=incoming,
@@ -176,7 +189,14 @@ def advance(
 def go_on(step: Step) -> None:
     """The author confirmed their address: the case goes on as if it had
     just arrived from a registered sender."""
-    advance(step.session, step.case, step.workflow, step.incoming, [], just_registered=True)
+    advance(
+        step.session,
+        step.case,
+        step.workflow,
+        step.incoming,
+        list(step.problems),
+        just_registered=True,
+    )
 
 
 def merge(problems: list[Problem]) -> list[Problem]:
@@ -206,10 +226,49 @@ def author_reply(session: Session, incoming: Incoming, workflow: Workflow, token
 
 
 def revise(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
-    """A reply that may change the case, while its state allows that."""
-    if case.state not in EDITABLE:
+    """A reply that may change the case, while its state allows that: what
+    it brings is applied, and the case goes on from where it was (waiting
+    for the confirmation, completed, or back to the reviewers)."""
+    state = case.state
+    taken = take_reply(session, case, incoming, workflow)
+    if taken is None:
         return refuse_revision(session, case, incoming, workflow)
-    return workflow.flows.of(case).revise(session, case, incoming, workflow)
+    if state is State.PENDING_CONFIRMATION:
+        ask_to_confirm(session, case.author.email, incoming, workflow, case, taken.problems)
+        return f"revision of {case.public_id}: still waiting for confirmation"
+    if state is State.CHANGES_REQUESTED:
+        move(
+            session,
+            case,
+            workflow,
+            Event.REVISED,
+            actor=incoming.sender,
+            incoming=incoming,
+            note=", ".join(taken.changed),
+            changed=tuple(taken.changed),
+        )
+        return f"revision of {case.public_id}: back with the reviewers"
+    return advance(session, case, workflow, incoming, taken.problems)
+
+
+def take_reply(
+    session: Session, case: Case, incoming: Incoming, workflow: Workflow
+) -> Taken | None:
+    """Apply what the author's reply brings to the case, and record it;
+    None when the case cannot be changed now, or by reply at all."""
+    take = workflow.flows.of(case).take
+    if case.state not in EDITABLE or take is None:
+        return None
+    taken = take(session, case, incoming, workflow)
+    workflow.engine.record(
+        session,
+        case,
+        "revised",
+        incoming.sender,
+        incoming.record,
+        note=", ".join(taken.changed) or "nothing changed",
+    )
+    return taken
 
 
 def refuse_revision(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:

@@ -75,7 +75,7 @@ def build(moderation: bool) -> Flow:
             Event.WITHDRAWN: (steps.withdrawn,),
         },
         missing=missing,
-        revise=steps.refuse_revision,  # a comment cannot be edited; a new one can be sent
+        take=None,  # a comment cannot be edited; a new one can be sent
         context=context,
         revisable=False,
         publishes=True,

@@ -37,7 +37,7 @@ from mailflow.workflow import participants, publishing, reviewing, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.engine import take_number_below
 from mailflow.workflow.fields import Problem
-from mailflow.workflow.flow import ACCEPT, APPROVE, REJECT, Flow, Reviewers, Stage, Step
+from mailflow.workflow.flow import ACCEPT, APPROVE, REJECT, Flow, Reviewers, Stage, Step, Taken
 from mailflow.workflow.flows.comment import case_url, tell_case_author, unavailable
 from mailflow.workflow.states import Event, State
 
@@ -92,7 +92,7 @@ def build() -> Flow:
             Event.WITHDRAWN: (steps.withdrawn,),
         },
         missing=missing,
-        revise=revise,
+        take=take,
         context=context,
         incomplete_mail="internship_incomplete",
         revisable=False,
@@ -179,8 +179,9 @@ def missing(application: Case, workflow: Workflow) -> list[Problem]:
     return [Problem(field) for field, value in wanted.items() if not value]
 
 
-def revise(session: Session, application: Case, incoming: Incoming, workflow: Workflow) -> str:
-    """A reply bringing missing pieces, while the application allows it."""
+def take(session: Session, application: Case, incoming: Incoming, workflow: Workflow) -> Taken:
+    """A reply bringing missing pieces: the case, motivation, dates, and
+    the applicant's economy (given in any later message, SPEC section 6)."""
     parsed = incoming.parsed
     form = parse_form(parsed.text, APPLICATION_KEYS)
     written = _case_id("", form.get("case", ""), "")
@@ -192,21 +193,10 @@ def revise(session: Session, application: Case, incoming: Incoming, workflow: Wo
     _, told = participants.introduce(session, parsed, workflow.economies, workflow.clock)
     changed = _apply(application, form, about)
     if told.economy and application.economy != told.economy:
-        application.economy = told.economy  # given in any later message (SPEC section 6)
+        application.economy = told.economy
         changed.append("economy")
-    workflow.engine.record(
-        session,
-        application,
-        "revised",
-        incoming.sender,
-        incoming.record,
-        note=", ".join(changed) or "nothing changed",
-    )
-    if application.state == State.PENDING_CONFIRMATION:
-        steps.ask_to_confirm(session, application.author.email, incoming, workflow, application)
-        return f"revision of {application.public_id}: still waiting for confirmation"
     problems += [p for p in told.problems if p.field == "economy"]
-    return steps.advance(session, application, workflow, incoming, problems)
+    return Taken(changed, problems)
 
 
 def fund_and_introduce(step: Step) -> None:

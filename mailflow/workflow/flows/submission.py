@@ -32,7 +32,7 @@ from mailflow.workflow import (
 )
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
-from mailflow.workflow.flow import APPROVE, CHANGES, ENDORSE, REJECT, Flow, Reviewers, Stage
+from mailflow.workflow.flow import APPROVE, CHANGES, ENDORSE, REJECT, Flow, Reviewers, Stage, Taken
 from mailflow.workflow.states import Event, State
 
 STAGES = {
@@ -86,7 +86,7 @@ def build(stages: list[str]) -> Flow:
             Event.REPUBLISHED: (publish, steps.tell_author("case_published", reply="case")),
         },
         missing=missing,
-        revise=revise,
+        take=take,
         context=context,
         incomplete_mail="submission_incomplete",
         publishes=True,
@@ -132,41 +132,14 @@ def missing(case: Case, workflow: Workflow) -> list[Problem]:
     return problems
 
 
-def revise(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> str:
-    """The author's reply while the case is editable: what it brings is
-    applied; a case waiting for changes goes back to the reviewers."""
-    state = case.state
+def take(session: Session, case: Case, incoming: Incoming, workflow: Workflow) -> Taken:
+    """The author's reply: its form lines and its document."""
     submission = fields.read_submission(parse_form(incoming.parsed.text), workflow.economies)
     changed = fields.apply(case, submission)
     document_problems = versions.attach_document(session, case, incoming, workflow)
     if incoming.parsed.attachments and not document_problems:
         changed.append("document")
-    workflow.engine.record(
-        session,
-        case,
-        "revised",
-        incoming.sender,
-        incoming.record,
-        note=", ".join(changed) or "nothing changed",
-    )
-    if state is State.PENDING_CONFIRMATION:
-        steps.ask_to_confirm(session, case.author.email, incoming, workflow, case)
-        return f"revision of {case.public_id}: still waiting for confirmation"
-    if state is State.INCOMPLETE:
-        return steps.advance(
-            session, case, workflow, incoming, [*submission.problems, *document_problems]
-        )
-    steps.move(
-        session,
-        case,
-        workflow,
-        Event.REVISED,
-        actor=incoming.sender,
-        incoming=incoming,
-        note=", ".join(changed),
-        changed=tuple(changed),
-    )
-    return f"revision of {case.public_id}: back with the reviewers"
+    return Taken(changed, [*submission.problems, *document_problems])
 
 
 def context(case: Case, workflow: Workflow) -> dict[str, Any]:
