@@ -12,7 +12,7 @@ import base64
 import binascii
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.errors import MessageError
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -21,6 +21,7 @@ from email.utils import getaddresses
 from html.parser import HTMLParser
 
 import mailparser
+from mailparser.utils import decode_header_part, mime_header_view
 
 from mailflow.errors import UnparseableMessage
 from mailflow.header_text import decode_words, decoded_header, unfolded
@@ -75,6 +76,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
         # One person, one address: RFC 6532 section 3.1 asks for NFC.
         sender = unicodedata.normalize("NFC", sender)
         attachments = tuple(_attachment(a) for a in mail.attachments)
+        if any("\ufffd" in a.filename for a in attachments):
+            attachments = _renamed(attachments, mail.message, charset)
         text = "\n".join(mail.text_plain) or _html_to_text("\n".join(mail.text_html))
     except UnparseableMessage:
         raise
@@ -251,6 +254,23 @@ def _recipients(headers: dict[str, str]) -> tuple[str, ...]:
             if "@" in address and address.lower() not in found:
                 found.append(address.lower())
     return tuple(found)
+
+
+def _renamed(
+    attachments: tuple[Attachment, ...], message: Message, charset: str
+) -> tuple[Attachment, ...]:
+    """mail-parser reads raw bytes in a file name as UTF-8 only, showing any
+    other byte as U+FFFD; the names are read again as header values are."""
+    names: dict[str, str] = {}
+    for part in message.walk():
+        shown = decode_header_part(mime_header_view(part)[0].get_filename())
+        if "\ufffd" in shown:
+            view = Message()
+            for name, value in part.raw_items():
+                if name.lower() in ("content-type", "content-disposition"):
+                    view[name] = unfolded(value, charset)
+            names[shown] = decode_words(str(view.get_filename() or "")).strip()
+    return tuple(replace(a, filename=names.get(a.filename) or a.filename) for a in attachments)
 
 
 def _attachment(item: dict[str, object]) -> Attachment:

@@ -161,20 +161,22 @@ def test_a_raw_utf8_title_and_name_read_the_same_everywhere(
 
 
 def test_a_legacy_latin1_header_is_read_as_latin1(client: Client, outbox: Mailbox) -> None:
-    """Raw Latin-1 bytes in the Subject and the From name (an old client that
-    does not say so) are read in the charset the message declares, never
-    shown as replacement characters."""
+    """Raw Latin-1 bytes in the Subject, the From name and the document's
+    file name (an old client that does not say so) are read in the charset
+    the message declares, never shown as replacement characters."""
     sender = "jose@example.cl"
     mail = submission(sender=sender, attachment=None)
     mail.set_content(FORM + "\nSaludos, José\n", charset="iso-8859-1")
-    mail.add_attachment(PDF, maintype="application", subtype="pdf", filename="plan.pdf")
+    mail.add_attachment(PDF, maintype="application", subtype="pdf", filename="DOCUMENT.pdf")
     raw = raw_mail(mail, "latin-1", From=f"José Núñez <{sender}>", Subject="Café para todos")
+    raw = raw.replace(b"DOCUMENT", "Presentación".encode("latin-1"))
     send_raw(client, raw, sender, mail["To"])
     confirm = outbox.wait_for(1, sender)[-1]
     assert "Café para todos" in body_text(confirm)
     client.send(reply(confirm, sender))
     review = outbox.wait_for(1, ADMIN)[-1]
     assert "Café para todos" in body_text(review) and "José Núñez" in body_text(review)
+    assert [a.get_filename() for a in review.iter_attachments()] == ["Presentación.pdf"]
     assert_no_replacement_anywhere(outbox)
 
 
