@@ -215,6 +215,21 @@ def test_an_smtputf8_sender_is_answered_at_their_exact_address(
     assert_no_replacement_anywhere(outbox)
 
 
+def test_a_question_from_an_smtputf8_sender_is_answerable_by_a_person(
+    client: Client, outbox: Mailbox
+) -> None:
+    """A question to help@ from josé@ejemplo.cl reaches the administrators
+    with that exact address as Reply-To, so their answer goes straight back."""
+    person = "josé@ejemplo.cl"
+    client.send(message(person, address("help"), "Una pregunta", "¿Cómo envío mi caso?"))
+    questions = lambda: [m for m in outbox.to(ADMIN) if "Cómo envío" in body_text(m)]  # noqa: E731
+    (forwarded,) = wait_until(questions, what="the question forwarded")
+    assert forwarded["Reply-To"] == person
+    (raw,) = [text for text in maildir_texts(outbox) if f"\r\nReply-To: {person}\r\n" in text]
+    assert f"Delivered-To: {ADMIN}" in raw
+    assert_no_replacement_anywhere(outbox)
+
+
 def test_an_address_that_is_not_utf8_is_refused_at_once(client: Client) -> None:
     """Bytes that are not UTF-8 in MAIL FROM or RCPT TO could be neither
     stored nor answered: 553, while the sender still hears it."""
