@@ -34,6 +34,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailflow.config import ImapSettings
 from mailflow.errors import SpoolError
+from mailflow.header_text import unfolded
 from mailflow.spool import Envelope, Spool
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,10 @@ def mailbox_name(configured: str, prefix: str, delimiter: str | None) -> str:
 def return_path(raw: bytes) -> str:
     """The envelope sender as the delivering server recorded it, or ""."""
     headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    value = str(headers.get("Return-Path", "")).strip()
+    # The raw value: the parser's own reading turns an SMTPUTF8 sender's
+    # address (RFC 6531) into U+FFFD.
+    found = (v for n, v in headers.raw_items() if n.lower() == "return-path")
+    value = unfolded(next(found, "")).strip()
     return "" if value in ("", "<>") else parseaddr(value)[1]
 
 

@@ -37,6 +37,9 @@ OK = "250 2.0.0 Message accepted for delivery"
 RECIPIENT_OK = "250 2.1.5 Recipient ok"
 NO_SUCH_USER = "550 5.1.1 No such mailbox here; write to help@{domain} for the addresses"
 NOT_OUR_DOMAIN = "550 5.7.1 Relaying denied: we only accept mail for {domain}"
+SENDER_OK = "250 2.1.0 Sender ok"
+BAD_SENDER = "553 5.1.7 The sender address is not valid UTF-8"
+BAD_RECIPIENT = "553 5.1.3 The recipient address is not valid UTF-8"
 DISK_FULL = "452 4.3.1 Insufficient storage; please try again later"
 TRY_AGAIN = "451 4.3.0 Temporary failure; please try again later"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections; please try again later"
@@ -66,6 +69,20 @@ class IngressHandler:
         self._on_spooled = on_spooled
         self._lmtp = lmtp
 
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: SmtpEnvelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if not _is_utf8(address):
+            return BAD_SENDER
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return SENDER_OK
+
     async def handle_RCPT(
         self,
         server: SMTP,
@@ -74,6 +91,8 @@ class IngressHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if not _is_utf8(address):
+            return BAD_RECIPIENT
         domain = self._router.domain
         if not address.lower().endswith("@" + domain):
             return NOT_OUR_DOMAIN.format(domain=domain)
@@ -108,6 +127,17 @@ class IngressHandler:
         if not self._lmtp:
             return status
         return "\r\n".join([status] * max(1, len(envelope.rcpt_tos)))
+
+
+def _is_utf8(address: str) -> bool:
+    """With SMTPUTF8 on, aiosmtpd keeps bytes that are not UTF-8 as
+    surrogate escapes: such an address could be neither stored nor
+    answered, so it is refused while the sender can still hear why."""
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ConnectionLimits:
@@ -221,6 +251,9 @@ class IngressController(Controller):
             server_hostname="mailflow",
             ident="mailflow",
             command_call_limit=COMMAND_CALL_LIMITS,
+            # Addresses such as josé@ejemplo.cl (RFC 6531); the message
+            # itself is spooled as the bytes it is, UTF-8 headers and all.
+            enable_SMTPUTF8=True,
         )
         self._lmtp = settings.lmtp
         self._limits = ConnectionLimits(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
 from mailflow.errors import PermanentFailure
+from mailflow.notify.addresses import needs_smtputf8, outgoing_address
 from mailflow.notify.headers import RAW, raw_header
 from mailflow.notify.render import Renderer
 from mailflow.notify.transports import Transport
@@ -113,7 +114,7 @@ class Outbox:
             template=outgoing.template,
             case_id=outgoing.case.id if outgoing.case else None,
             answers_id=outgoing.answering.record.id if outgoing.answering else None,
-            raw=message.as_bytes(policy=SMTP),
+            raw=message.as_bytes(policy=SMTPUTF8 if _is_smtputf8(message) else SMTP),
             next_attempt_at=now,
         )
         session.add(row)
@@ -164,7 +165,7 @@ class Outbox:
         # Postmaster Tools group by it) and for anyone sorting our mail.
         message["Feedback-ID"] = f"{outgoing.template}:mailflow"
         if outgoing.reply_to:
-            message["Reply-To"] = outgoing.reply_to
+            message["Reply-To"] = _address(outgoing.reply_to)
         for name, value in outgoing.headers:
             message[name] = raw_header(name, value) if name.lower() in RAW else value
         _thread(message, case, outgoing.answering)
@@ -177,6 +178,7 @@ class Outbox:
                 maintype=maintype,
                 subtype=subtype,
                 filename=attachment.filename,
+                params=_charset_of(maintype, attachment.content),
             )
         if outgoing.attachments:
             # A boundary of 128 random bits cannot occur in the parts, and
@@ -284,11 +286,41 @@ def header_text(text: str) -> str:
 
 
 def _address(text: str) -> str:
-    """A plain address as a header value; refuses header injection."""
+    """A plain address as a header value; refuses header injection. The
+    parts are given apart: the email package refuses to parse a local part
+    beyond ASCII, which SMTPUTF8 allows (RFC 6531)."""
     if any(c in text for c in "\r\n"):
         raise ValueError(f"line break in an address: {text!r}")
-    username, _, domain = text.rpartition("@")
-    return str(Address(addr_spec=f"{username}@{domain}")) if username else text
+    username, _, domain = outgoing_address(text).rpartition("@")
+    if not username:
+        return text
+    if not username.isascii():
+        return str(Address(username=username, domain=domain))
+    return str(Address(addr_spec=f"{username}@{domain}"))
+
+
+def _charset_of(maintype: str, content: bytes) -> dict[str, str]:
+    """Text with no charset is read as ASCII, every other byte shown as
+    U+FFFD (a report's CSV naming "Hợp tác xã"): text that is UTF-8 says so.
+    Other bytes (a document as its author sent it) are left undeclared."""
+    if maintype != "text":
+        return {}
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}
+    return {"charset": "utf-8"}
+
+
+def _is_smtputf8(message: EmailMessage) -> bool:
+    """An email to or naming an address with no ASCII form is written as an
+    SMTPUTF8 message, its header in raw UTF-8 (RFC 6532); any other keeps
+    RFC 2047 words, which every mail client reads."""
+    return any(
+        needs_smtputf8(address.addr_spec)
+        for name in ("From", "To", "Reply-To")
+        for address in getattr(message[name], "addresses", ())
+    )
 
 
 def _thread(message: EmailMessage, case: Case | None, answering: Incoming | None) -> None:

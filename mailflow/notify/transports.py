@@ -2,7 +2,8 @@
 or an SMTP relay. The only importer of aiosmtplib.
 
 A transport raises ``PermanentFailure`` when retrying cannot help (the
-relay answered 5xx) and ``OSError`` for anything that may pass (network,
+relay answered 5xx, or cannot carry an SMTPUTF8 message that needs it)
+and ``OSError`` for anything that may pass (network,
 4xx, disk); the outbox decides what to do with either. Delivering the same
 outbox row twice must be harmless: the maildir file name is derived from
 the row, so a second delivery after a crash replaces the first.
@@ -21,6 +22,7 @@ from typing import Protocol
 import aiosmtplib
 
 from mailflow.errors import PermanentFailure
+from mailflow.notify.addresses import needs_smtputf8, outgoing_address
 
 
 class Transport(Protocol):
@@ -45,7 +47,8 @@ class MaildirTransport:
     def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None:
         digest = hashlib.sha256(recipient.encode()).hexdigest()[:12]
         name = f"{row_id:010d}.{digest}.{socket.gethostname()}"
-        headers = f"Return-Path: <{envelope_sender}>\r\nDelivered-To: {recipient}\r\n".encode()
+        delivered_to = outgoing_address(recipient)  # as the SMTP envelope has it
+        headers = f"Return-Path: <{envelope_sender}>\r\nDelivered-To: {delivered_to}\r\n".encode()
         temporary = self.root / "tmp" / name
         with open(temporary, "wb") as file:
             file.write(headers + raw)
@@ -79,6 +82,7 @@ class SmtpTransport:
         self.lease = timedelta(seconds=timeout + 30)
 
     def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None:
+        recipient = outgoing_address(recipient)
         try:
             asyncio.run(self._send(recipient, envelope_sender, raw))
         except aiosmtplib.SMTPResponseException as exc:
@@ -89,10 +93,7 @@ class SmtpTransport:
             raise OSError(str(exc)) from exc
 
     async def _send(self, recipient: str, envelope_sender: str, raw: bytes) -> None:
-        await aiosmtplib.send(
-            raw,
-            sender=envelope_sender,
-            recipients=[recipient],
+        client = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
             start_tls=self._starttls,
@@ -100,3 +101,26 @@ class SmtpTransport:
             password=self._password or None,
             timeout=self._timeout,
         )
+        smtputf8 = needs_smtputf8(recipient) or needs_smtputf8(envelope_sender)
+        smtputf8 = smtputf8 or not raw.partition(b"\r\n\r\n")[0].isascii()
+        async with client:
+            if smtputf8:
+                await self._check_smtputf8(client, recipient)
+            await client.sendmail(
+                envelope_sender,
+                [recipient],
+                raw,
+                mail_options=["SMTPUTF8"] if smtputf8 else [],
+            )
+
+    async def _check_smtputf8(self, client: aiosmtplib.SMTP, recipient: str) -> None:
+        """Sent to a relay without SMTPUTF8, the address or the UTF-8 header
+        would arrive mangled: the email is kept as failed instead, and the
+        administrator sees why."""
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        if not client.supports_extension("smtputf8"):
+            raise PermanentFailure(
+                f"the relay {self._host}:{self._port} does not offer SMTPUTF8,"
+                f" which this email to {recipient} needs (RFC 6531)"
+            )
