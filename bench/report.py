@@ -26,6 +26,7 @@ def measure(cases: int) -> dict[str, float]:
                 built = report.build_report(
                     session,
                     app.workflow.economies,
+                    app.workflow.flows,
                     datetime(2000, 1, 1, tzinfo=UTC),
                     datetime.now(UTC),
                 )

@@ -165,7 +165,7 @@ def tokens_used(app: App) -> list[tuple[str, str]]:
 
 
 def explanations(outbox: Mailbox, to: str) -> list[EmailMessage]:
-    return [m for m in outbox.to(to) if str(m["Subject"]).endswith(CHANGED_NOTHING)]
+    return outbox.of("token_refused", to)
 
 
 # -- 1. format and entropy --------------------------------------------------
@@ -492,6 +492,7 @@ OUR_HEADERS = {
     "auto-submitted",
     "x-auto-response-suppress",
     "x-loop",
+    "feedback-id",
     "reply-to",
     "in-reply-to",
     "references",
@@ -698,11 +699,11 @@ MAIL_INTERNALS = {
 }
 
 
-def asking(outbox: Mailbox, person: str, subject: str) -> EmailMessage:
-    """The newest email to ``person`` whose subject starts so."""
+def asking(outbox: Mailbox, person: str, template: str, case_id: str) -> EmailMessage:
+    """The newest review email of ``template`` about ``case_id`` to ``person``."""
     found = wait_until(
-        lambda: [m for m in outbox.to(person) if str(m["Subject"]).startswith(subject)],
-        what=f"{subject!r} to {person}",
+        lambda: [m for m in outbox.of(template, person) if f"[{case_id}]" in str(m["Subject"])],
+        what=f"{template} of {case_id} to {person}",
     )
     return found[-1]
 
@@ -743,8 +744,8 @@ def test_the_archive_shows_no_address_no_mail_internals_no_token_and_safe_file_n
         headers=MAIL_INTERNALS,
     )
     client.send(second)
-    click(client, asking(outbox, ADMIN, "[BP-2026-0002] Please review"), "Approve", ADMIN)
-    click(client, asking(outbox, FOCAL, "[BP-2026-0002] Please endorse"), "Endorse", FOCAL)
+    click(client, asking(outbox, ADMIN, "admin_review", "BP-2026-0002"), "Approve", ADMIN)
+    click(client, asking(outbox, FOCAL, "focal_review", "BP-2026-0002"), "Endorse", FOCAL)
     assert state(app, "BP-2026-0002") == "published"
 
     client.send(

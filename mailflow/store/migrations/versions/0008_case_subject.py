@@ -16,12 +16,14 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ADD and DROP COLUMN, which SQLite has: a batch operation would copy
+# the table, and SQLite refuses to drop cases that other rows refer to.
+
+
 def upgrade() -> None:
     # Empty for cases opened before: their next email fixes it.
-    with op.batch_alter_table("cases") as batch:
-        batch.add_column(sa.Column("subject", sa.Text(), nullable=False, server_default=""))
+    op.add_column("cases", sa.Column("subject", sa.Text(), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("cases") as batch:
-        batch.drop_column("subject")
+    op.drop_column("cases", "subject")
