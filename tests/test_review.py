@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from conftest import Client, Mailbox, body_text, headline, purpose
+from conftest import Client, Mailbox, body_html, body_text, headline, purpose
 from flows import ADMIN, ANA, FOCAL, FOCAL2, click, links, state, submitted
 from mails import message, reply, submission
 from sqlalchemy import select
@@ -54,6 +54,7 @@ def test_submit_approve_endorse_publish_by_clicking(
     endorsed = outbox.wait_for_mail("decision_done", FOCAL)
     assert purpose(endorsed) == "BP-2026-0001 is published"
     assert "/cases/BP-2026-0001/" in body_text(endorsed)
+    assert 'href="http://127.0.0.1:8080/cases/BP-2026-0001/"' in body_html(endorsed)
     assert endorsed["Reply-To"] == "help@mailflow.localhost"  # a question reaches a person
     closed = outbox.wait_for_mail("review_closed", FOCAL2)
     assert f"{FOCAL} endorsed BP-2026-0001" in " ".join(body_text(closed).split())

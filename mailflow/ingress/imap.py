@@ -126,14 +126,21 @@ class ImapIngress:
             try:
                 client = self.connect()
             except LoginError as exc:
+                # Wrong credentials, or a server that cannot check them just
+                # now (RFC 5530 UNAVAILABLE, an overloaded auth process): the
+                # same growing pause either way, so a passing fault costs
+                # seconds and a wrong password is not tried every second.
+                pause = self._pause.next()
                 log.error(
-                    "IMAP login as %s at %s refused (%s); check [imap].username and $%s",
+                    "IMAP login as %s at %s refused (%s); check [imap].username and $%s; "
+                    "trying again in %.0f s",
                     self.settings.username,
                     self.settings.host,
                     exc,
                     self.settings.password_env,
+                    pause,
                 )
-                stopping.wait(LONGEST_PAUSE_SECONDS)
+                stopping.wait(pause)
                 continue
             except NETWORK_ERRORS as exc:
                 self._pause_after(exc, stopping)
