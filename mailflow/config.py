@@ -226,6 +226,11 @@ class CommentSettings(Section):
     moderation: bool = True
 
 
+class ReportSettings(Section):
+    recipients: list[Email] = []  # overseers; the administrators always get it
+    schedule: Cron = "0 6 1 * *"  # monthly, for the month before
+
+
 class Settings(Section):
     """Everything mailflow reads from its configuration."""
 
@@ -245,6 +250,7 @@ class Settings(Section):
     limits: LimitSettings = LimitSettings()
     digest: DigestSettings = DigestSettings()
     internships: InternshipSettings = InternshipSettings()
+    report: ReportSettings = ReportSettings()
     comments: CommentSettings = CommentSettings()
 
     source: Path = Path("config.toml")

@@ -15,7 +15,7 @@ from typing import Any
 
 import html5lib
 import pytest
-from conftest import Mailbox, body_text, headline
+from conftest import Mailbox, body_text
 from selenium.webdriver.common.by import By
 from sqlalchemy import select
 
@@ -304,21 +304,37 @@ def test_a_bad_date_is_named(settings: Settings, capsys: pytest.CaptureFixture[s
     assert "--since 'yesterday' is not a date; write e.g. 2026-10-01" in capsys.readouterr().err
 
 
-def test_the_administrators_get_last_month_on_the_first(
+OVERSEER = "sme-wg@example.org"
+
+
+@pytest.fixture
+def config_text() -> str:
+    return f'[report]\nrecipients = ["{OVERSEER}", "admin@mailflow.localhost"]\n'
+
+
+def test_the_administrators_and_overseers_get_last_month_on_the_first(
     history: App, settings: Settings, outbox: Mailbox
 ) -> None:
+    """[report].recipients get it with the administrators, once each; at
+    [report].schedule (06:00 UTC on the 1st), not before."""
+    config = ["--config", str(settings.source)]
+    assert main(["tick", "--now", "2026-11-01T05:59:00+00:00", *config]) == 0
+    assert not outbox.of("monthly_report")
     for _ in range(2):  # the same moment twice: one report
-        assert main(["tick", "--now", "2026-11-01T07:00:00+00:00",
-                     "--config", str(settings.source)]) == 0  # fmt: skip
-    (monthly,) = [m for m in outbox.to("admin@mailflow.localhost") if "Monthly" in headline(m)]
+        assert main(["tick", "--now", "2026-11-01T06:00:00+00:00", *config]) == 0
+    (monthly,) = outbox.of("monthly_report", "admin@mailflow.localhost")
+    (overseen,) = outbox.of("monthly_report", OVERSEER)
+    assert body_text(overseen) == body_text(monthly)
     assert monthly["Subject"] == "Monthly report: October 2026"
     text = body_text(monthly)
     assert "mailflow report, 2026-10-01 to 2026-11-01" in text and "3 submissions" in text
     assert "\nwith the administrator " in text  # the stages named by templates/report
-    (attachment,) = list(monthly.iter_attachments())
-    assert attachment.get_filename() == "mailflow-report-2026-10.csv"
-    rows = list(csv.DictReader(io.StringIO(attachment.get_content())))
+    spreadsheet, page = list(overseen.iter_attachments())
+    assert spreadsheet.get_filename() == "mailflow-report-2026-10.csv"
+    rows = list(csv.DictReader(io.StringIO(spreadsheet.get_content())))
     assert {"section": "submitted", "key": "total", "value": "3"} in rows
+    assert page.get_filename() == "mailflow-report-2026-10.html"
+    assert page.get_content_type() == "text/html" and "<svg" in page.get_content()
 
 
 @pytest.mark.browser

@@ -153,9 +153,9 @@ def test_a_raw_utf8_title_and_name_read_the_same_everywhere(
     assert main(["tick", "--now", first_of_next_month(), "--config", str(settings.source)]) == 0
     (monthly,) = [m for m in outbox.to(ADMIN) if "mailflow report" in body_text(m)]
     assert TITLE in body_text(monthly)
-    (table,) = list(monthly.iter_attachments())
+    table, page = list(monthly.iter_attachments())
     assert table.get_filename().startswith("mailflow-report-")
-    assert TITLE in table.get_content()
+    assert TITLE in table.get_content() and TITLE in page.get_content()
 
     assert_no_replacement_anywhere(outbox, root)
 

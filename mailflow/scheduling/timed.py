@@ -37,8 +37,6 @@ from mailflow.workflow.states import Event, State
 
 log = logging.getLogger(__name__)
 
-# The administrators' report of the month before, on the 1st (UTC).
-MONTHLY_REPORT = "0 7 1 * *"
 # An author whose case waits this many reminder periods hears where it stands.
 AUTHOR_UPDATE_AFTER_REMINDER_PERIODS = 2
 
@@ -83,7 +81,7 @@ class Timed:
         self.jobs: dict[str, tuple[str, Callable[[Session, datetime | None], bool]]] = {
             "daily_summary": (self.settings.daily_summary, self._daily_summary),
             "digest": (workflow.settings.digest.schedule, self._digest_period),
-            "monthly_report": (MONTHLY_REPORT, self._monthly_report),
+            "monthly_report": (workflow.settings.report.schedule, self._monthly_report),
         }
 
     def tick(self) -> TickReport:
@@ -384,24 +382,29 @@ class Timed:
         return self.digests.start(session)
 
     def _monthly_report(self, session: Session, _since: datetime | None) -> bool:
-        """The whole previous calendar month, for every administrator."""
+        """The whole previous calendar month, for every administrator and
+        every overseer of ``[report].recipients``: the text, with the CSV
+        and the HTML report (charts) attached."""
         now = self.workflow.clock.now()
         until = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         since = (until - timedelta(days=1)).replace(day=1)
         figures = report.build_report(
             session, self.workflow.economies, self.workflow.flows, since, until
         )
-        attachment = FileAttachment(
-            f"mailflow-report-{since:%Y-%m}.csv", "text/csv", report.as_csv(figures).encode()
+        name = f"mailflow-report-{since:%Y-%m}"
+        attachments = (
+            FileAttachment(f"{name}.csv", "text/csv", report.as_csv(figures).encode()),
+            FileAttachment(f"{name}.html", "text/html", report.as_html(figures).encode()),
         )
-        for admin in self.workflow.admins:
+        readers = [*self.workflow.admins, *self.workflow.settings.report.recipients]
+        for reader in dict.fromkeys(readers):
             self.workflow.send(
                 session,
                 Outgoing(
                     "monthly_report",
-                    admin,
+                    reader,
                     {"month": since, "report": report.as_text(figures)},
-                    attachments=(attachment,),
+                    attachments=attachments,
                 ),
             )
         return True
