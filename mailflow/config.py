@@ -186,6 +186,7 @@ class WorkflowSettings(Section):
     # the escalation (they are told, without the Endorse link).
     admin_endorses: bool = True
     daily_summary: Cron = "0 8 * * *"
+    away_days: Days = 7  # an out-of-office reply that names no date
     stages: list[Literal["admin", "editor", "focal_point"]] = ["admin", "focal_point"]
 
     @model_validator(mode="after")

@@ -30,8 +30,10 @@ from mailflow.triage import (
     Incoming,
     carries_our_loop_marker,
     destinations,
+    is_out_of_office,
     must_stay_silent,
 )
+from mailflow.workflow import absence
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 
@@ -140,9 +142,18 @@ class Runner:
             # clients send those on their own) and at postmaster@ and
             # abuse@ (forwarded to a person); none of them answers it.
             ours_again = carries_our_loop_marker(parsed, envelope, router)
+            # Unanswered, but news: the reviewer it comes from is away.
+            noted = [
+                absence.out_of_office(
+                    session, Incoming(parsed, envelope, record, target), self.workflow
+                )
+                for target in targets
+                if target.route is Route.ACTIONS and target.tag
+                if not ours_again and is_out_of_office(parsed, envelope, router)
+            ]
             targets = [t for t in targets if _acts_on_machine_mail(t, ours_again)]
             if not targets:
-                return "ignored", silent
+                return "ignored", "; ".join([silent, *noted])[:2000]
         if not targets:
             recipients = ", ".join(envelope.recipients or parsed.recipients)
             return "unroutable", f"none of our addresses: {recipients}"[:2000]

@@ -98,6 +98,28 @@ def is_auto_submitted(parsed: ParsedMessage, envelope: Envelope, router: Router)
     )
 
 
+# How common clients title an out-of-office reply that carries no header
+# saying what it is (Outlook's "Automatic reply:", Lotus Notes' "Auto:").
+_AWAY_SUBJECT = re.compile(
+    r"^\s*(out of (the )?office|automatic reply|auto(matic)?[ -]?(reply|response)|autoreply"
+    r"|auto:|away from|on (vacation|holiday|leave)|abwesen|absen(ce|t)|r[ée]ponse automatique"
+    r"|respuesta autom[áa]tica|fuera de la oficina|ausente)",
+    re.IGNORECASE,
+)
+
+
+def is_out_of_office(parsed: ParsedMessage, envelope: Envelope, router: Router) -> bool:
+    """An automatic answer to one of our emails that says its writer is
+    away: RFC 3834's ``auto-replied``, the headers vacation programs add,
+    or the subject the common clients give it."""
+    return (
+        parsed.header("auto-submitted").strip().lower().startswith("auto-replied")
+        or bool(parsed.header("x-autoreply") or parsed.header("x-autorespond"))
+        or parsed.header("precedence").strip().lower() == "auto_reply"
+        or bool(_AWAY_SUBJECT.match(parsed.subject))
+    )
+
+
 Rule = Callable[[ParsedMessage, Envelope, Router], bool]
 
 # (outcome recorded on the message, rule): first match wins.
@@ -105,6 +127,7 @@ SILENT_RULES: tuple[tuple[str, Rule], ...] = (
     ("ignored: from ourselves", is_from_ourselves),
     ("ignored: our own X-Loop", carries_our_loop_marker),
     ("ignored: bounce", is_bounce),
+    ("ignored: out-of-office reply", is_out_of_office),
     ("ignored: auto-submitted", is_auto_submitted),
     ("ignored: a no-reply sender", is_from_a_no_reply_address),
 )

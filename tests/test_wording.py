@@ -49,6 +49,7 @@ NOT_PROSE = {
         "ignored: from ourselves",
         "ignored: our own X-Loop",
         "ignored: a no-reply sender",
+        "ignored: out-of-office reply",
     },
 }
 OPERATOR_CALLS = {"debug", "info", "warning", "error", "exception", "critical", "progress"}

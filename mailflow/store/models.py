@@ -320,3 +320,15 @@ class DigestRun(Base):
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
     sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Absence(Base):
+    """A reviewer who is away (an out-of-office reply, for now) until a
+    time: meanwhile their economy's cases go to someone present."""
+
+    __tablename__ = "absences"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    until: Mapped[datetime] = mapped_column(Timestamp)
+    reason: Mapped[str] = mapped_column(String(200))
+    noted_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -16,6 +16,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from mailflow.store.models import (
+    Absence,
     Case,
     CaseEvent,
     Counter,
@@ -265,3 +266,15 @@ def suspended_since(session: Session, since: datetime, limit: int) -> list[str]:
             .limit(limit)
         )
     )
+
+
+def away(session: Session, people: list[str], now: datetime) -> dict[str, datetime]:
+    """Those of ``people`` who are away at ``now``, with when they are back."""
+    if not people:
+        return {}
+    rows = session.execute(
+        select(Absence.email, Absence.until).where(
+            Absence.email.in_([p.lower() for p in people]), Absence.until > now
+        )
+    )
+    return {email: until for email, until in rows}

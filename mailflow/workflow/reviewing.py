@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from mailflow.notify.outbox import FileAttachment, Outgoing
 from mailflow.routing import Route
+from mailflow.store import queries
 from mailflow.store.models import Case
 from mailflow.vocab import AREAS, Kind
 from mailflow.workflow.context import Workflow
@@ -37,7 +38,11 @@ def enter_stage(step: Step, stage: Stage) -> None:
             workflow,
             reviewers,
             stage.template,
-            {"changed": list(step.changed), "no_focal_point": not has_focal_point(case, workflow)},
+            {
+                "changed": list(step.changed),
+                "no_focal_point": not has_focal_point(case, workflow),
+                "away": away_focal_points(case, workflow) if stage.focal else [],
+            },
         )
         return
     workflow.engine.record(
@@ -58,8 +63,43 @@ def reviewers_of(stage: Stage, case: Case, workflow: Workflow) -> list[str]:
     if stage.reviewers is Reviewers.EDITORS:
         return list(workflow.settings.editors.addresses)
     if has_focal_point(case, workflow):
-        return focal_points(case, workflow)
+        named = focal_points(case, workflow)
+        away = away_focal_points(case, workflow)
+        present = [person for person in named if person.lower() not in {a["email"] for a in away}]
+        if present:
+            return present
+        # All of them away: the administrators stand in, as after an escalation.
+        return workflow.admins if workflow.settings.workflow.admin_endorses else []
     return workflow.admins if admins_stand_in(workflow) else []
+
+
+def away_focal_points(case: Case, workflow: Workflow) -> list[dict[str, Any]]:
+    """The economy's focal points who are away, with when they are back."""
+    session = object_session(case)
+    assert session is not None
+    back = queries.away(session, focal_points(case, workflow), workflow.clock.now())
+    return [{"email": email, "until": until} for email, until in sorted(back.items())]
+
+
+def reroute(session: Session, case: Case, workflow: Workflow, stage: Stage) -> None:
+    """A focal point turned out to be away: when no other focal point of
+    the economy is present (they hold the review email already), the case
+    goes at once to whoever stands in, saying why, or waits, saying so."""
+    reviewers = reviewers_of(stage, case, workflow)
+    if set(reviewers) & set(focal_points(case, workflow)):
+        return
+    if not reviewers:
+        tell_admins(session, case, workflow, "held", "mailflow", "")
+        return
+    request_review(
+        session,
+        case,
+        workflow,
+        reviewers,
+        stage.template,
+        {"changed": [], "no_focal_point": False, "away": away_focal_points(case, workflow)},
+        on_behalf=True,
+    )
 
 
 def admins_stand_in(workflow: Workflow) -> bool:
