@@ -28,12 +28,12 @@ SIZE_HEADROOM = 1_048_576
 # Postfix's own default; its local delivery refuses to run with a
 # message_size_limit above it.
 POSTFIX_MAILBOX_SIZE_LIMIT = 51_200_000
-# Characters of local parts and domains that a POSIX regular expression
-# would read as operators (config.py allows no others but letters, digits,
-# '-' and '_').
-_ERE_OPERATORS = re.compile(r"([.+\\])")
-# What mailflow listens on for every address: a connection goes to loopback.
-_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+# The characters of local parts and domains that a POSIX regular expression
+# reads as operators: config.py allows no others but letters, digits, '-'
+# and '_'.
+_ERE_OPERATORS = re.compile(r"([.+])")
+# mailflow listening on every address is reached on loopback.
+_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 FILES = ("main.cf", "transport", "recipients", "README")
 
@@ -75,6 +75,7 @@ def address_pattern(settings: Settings) -> str:
 
 
 def lmtp_nexthop(host: str, port: int) -> str:
+    """Postfix's name for mailflow's LMTP listener (an IPv6 address in brackets)."""
     host = _ANY_ADDRESS.get(host, host)
     return f"lmtp:inet:[{host}]:{port}" if ":" in host else f"lmtp:inet:{host}:{port}"
 

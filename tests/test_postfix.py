@@ -38,7 +38,7 @@ from mails import PDF, address, message, reply, submission
 from mailflow.app import App, Service, build
 from mailflow.cli import main as mailflow
 from mailflow.config import Settings, load_settings
-from mailflow.postfix import address_pattern, postfix_files
+from mailflow.postfix import address_pattern, lmtp_nexthop, postfix_files
 from mailflow.routing import Router
 from mailflow.workflow.dispatch import HANDLERS
 
@@ -350,3 +350,19 @@ def test_the_maps_hand_mail_to_the_lmtp_listener(
     assert lines["relay_recipient_maps"] == f"regexp:{tmp_path}/recipients"
     assert int(lines["message_size_limit"]) > 60_000_000
     assert int(lines["mailbox_size_limit"]) >= int(lines["message_size_limit"])
+
+
+@pytest.mark.parametrize(
+    ("host", "nexthop"),
+    [
+        ("127.0.0.1", "lmtp:inet:127.0.0.1:8025"),
+        ("0.0.0.0", "lmtp:inet:127.0.0.1:8025"),
+        ("::1", "lmtp:inet:[::1]:8025"),
+        ("::", "lmtp:inet:[::1]:8025"),
+        ("mailflow.internal", "lmtp:inet:mailflow.internal:8025"),
+    ],
+)
+def test_the_transport_names_where_mailflow_listens(host: str, nexthop: str) -> None:
+    """mailflow listening on every address is reached on loopback; an IPv6
+    address is written in brackets, as Postfix wants it."""
+    assert lmtp_nexthop(host, 8025) == nexthop
