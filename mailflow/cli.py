@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from mailflow import casefile, report
+from mailflow import casefile, postfix, report
 from mailflow.app import App, Service, build
 from mailflow.clock import FixedClock, SystemClock
 from mailflow.config import Settings, config_path, load_settings
@@ -330,6 +330,14 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_postfix(args: argparse.Namespace) -> int:
+    """Postfix in front (SPEC section 8): its settings and maps for this config."""
+    for path in postfix.write_postfix_files(_settings(args), Path(args.output)):
+        print(f"wrote {path}")
+    print(f"next: the steps in {Path(args.output).resolve() / 'README'}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailflow",
@@ -428,4 +436,10 @@ def _parser() -> argparse.ArgumentParser:
         "list shunted messages, or send the named ones through processing again",
     )
     requeue.add_argument("ids", nargs="*", metavar="ID", help="shunted message ids")
+    postfix_command = add(
+        "postfix", cmd_postfix, "write the Postfix settings and maps that put Postfix in front"
+    )
+    postfix_command.add_argument(
+        "--output", required=True, metavar="DIR", help="e.g. /etc/postfix/mailflow"
+    )
     return parser
