@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from email.utils import parseaddr
 
 from mailflow.archive.server import ArchiveServer
 from mailflow.archive.site import Site
@@ -31,7 +32,8 @@ from mailflow.economies import Economies
 from mailflow.errors import ConfigError
 from mailflow.ingress.imap import ImapIngress
 from mailflow.ingress.smtp import IngressController, IngressHandler
-from mailflow.notify.outbox import Outbox
+from mailflow.notify.dkim import Signer, load_key
+from mailflow.notify.outbox import FileAttachment, Outbox
 from mailflow.notify.render import Renderer, mailto
 from mailflow.notify.transports import MaildirTransport, SmtpTransport, Transport
 from mailflow.routing import Route, Router
@@ -41,6 +43,7 @@ from mailflow.spool import Spool
 from mailflow.store.db import Database
 from mailflow.tokens import Tokens, load_or_create_key
 from mailflow.vocab import AREAS
+from mailflow.workflow import document_links
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 from mailflow.workflow.engine import Engine
@@ -77,6 +80,10 @@ class App:
     def unsubscribe_page(self, outcome: str, secret: str) -> bytes:
         return self.site.unsubscribe_page(outcome, secret)
 
+    def document_by_link(self, secret: str) -> FileAttachment | None:
+        with self.database.transaction() as session:
+            return document_links.linked_document(session, self.workflow, secret)
+
 
 def build(settings: Settings, clock: Clock | None = None) -> App:
     clock = clock or SystemClock()
@@ -105,6 +112,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         clock,
         sender=settings.outbound.from_,
         return_path=router.address(Route.BOUNCES),
+        signer=dkim_signer(settings),
     )
     tokens = Tokens(
         load_or_create_key(settings.security.token_key_file),
@@ -127,6 +135,20 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         Site(settings, economies, clock),
         Timed(database, workflow),
     )
+
+
+def dkim_signer(settings: Settings) -> Signer | None:
+    """The signer of every outgoing email, for the domain of
+    ``[outbound].from``; none without ``[outbound].dkim_selector``."""
+    outbound = settings.outbound
+    if not outbound.dkim_selector:
+        return None
+    return Signer(outbound.dkim_selector, sender_domain(settings), load_key(outbound.dkim_key_file))
+
+
+def sender_domain(settings: Settings) -> str:
+    """The domain of ``[outbound].from``: the d= of the DKIM signature."""
+    return parseaddr(settings.outbound.from_)[1].rpartition("@")[2].lower()
 
 
 def _transport(settings: Settings) -> Transport:
@@ -171,7 +193,7 @@ class Service:
         settings = app.settings
         archive = settings.archive
         self.archive_server = (
-            ArchiveServer(archive.output_dir, archive.http_host, archive.http_port, app)
+            ArchiveServer(archive.output_dir, archive.http_host, archive.http_port, app, app)
             if archive.http_port
             else None
         )

@@ -20,11 +20,12 @@ from pathlib import Path
 from types import FrameType
 
 from mailflow import casefile, postfix, report
-from mailflow.app import App, Service, build
+from mailflow.app import App, Service, build, sender_domain
 from mailflow.clock import FixedClock, SystemClock
 from mailflow.config import Settings, config_path, load_settings
 from mailflow.economies import Economies
 from mailflow.errors import ConfigError, MailflowError, NotFound, UsageError
+from mailflow.notify import dkim
 from mailflow.spool import Envelope, Spool
 from mailflow.store.db import Database
 from mailflow.store.queries import case_named
@@ -338,6 +339,28 @@ def cmd_postfix(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dkim(args: argparse.Namespace) -> int:
+    """Creates the key once (a second run keeps it: DNS already names it)
+    and prints the record to publish."""
+    settings = _settings(args)
+    outbound = settings.outbound
+    if not outbound.dkim_selector:
+        raise ConfigError(
+            f'{settings.source}: [outbound] dkim_selector is empty; set it (e.g. "mail")'
+            f" to sign with the key {outbound.dkim_key_file}"
+        )
+    created = dkim.create_key(outbound.dkim_key_file)
+    print(
+        f"{'created' if created else 'kept'} {outbound.dkim_key_file};"
+        " publish this DNS record, then restart `mailflow run`:",
+        file=sys.stderr,
+    )
+    domain = sender_domain(settings).encode("idna").decode("ascii")
+    key = dkim.load_key(outbound.dkim_key_file)
+    print(dkim.dns_record(outbound.dkim_selector, domain, key))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailflow",
@@ -442,4 +465,5 @@ def _parser() -> argparse.ArgumentParser:
     postfix_command.add_argument(
         "--output", required=True, metavar="DIR", help="e.g. /etc/postfix/mailflow"
     )
+    add("dkim", cmd_dkim, "create the DKIM key if absent and print the DNS TXT record to publish")
     return parser

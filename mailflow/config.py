@@ -140,6 +140,11 @@ class OutboundSettings(Section):
     password_env: str = "MAILFLOW_SMTP_PASSWORD"
     # Replies to it must reach a person: help@ forwards questions (SPEC 2).
     from_: Annotated[str, Field(alias="from")] = "APEC MSE Best Practices <help@mailflow.localhost>"
+    # Deliverability (SPEC 8): larger documents are linked from review
+    # emails, not attached; with a selector every email is DKIM-signed.
+    max_attachment_bytes: Annotated[int, Field(ge=1)] = 10_485_760
+    dkim_selector: Annotated[str, Field(pattern=r"^([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)?$")] = ""
+    dkim_key_file: ConfigPath = Path("var/dkim.key")
 
 
 class ArchiveSettings(Section):
@@ -266,6 +271,7 @@ class Settings(Section):
 _PATH_KEYS = (
     ("spool", "dir"),
     ("outbound", "maildir"),
+    ("outbound", "dkim_key_file"),
     ("archive", "output_dir"),
     ("security", "token_key_file"),
 )
@@ -423,7 +429,7 @@ def _allowed_keys(location: list[str]) -> list[str]:
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
     changes: dict[str, Any] = {}
     for section, key in _PATH_KEYS:
-        current = getattr(settings, section)
+        current = changes.get(section, getattr(settings, section))
         value = getattr(current, key)
         if not value.is_absolute():
             changes[section] = current.model_copy(update={key: base / value})

@@ -129,6 +129,22 @@ class Tokens:
             return Verdict(token, Refusal.WRONG_SENDER)
         return Verdict(token, None)
 
+    def follow(self, session: Session, secret: str, action: str) -> Token | None:
+        """A token carried by a web link (a document to download): the
+        secret alone is the proof, and following it spends nothing, so a
+        reviewer may open it again; it ends as the token expires or its
+        case leaves the stage. None for anything else, whatever the
+        reason, so that a link tells a stranger nothing."""
+        token = session.scalar(select(Token).where(Token.digest == self._digest(secret)))
+        if token is None or token.action != action or token.used_at is not None:
+            return None
+        if token.expires_at <= self._clock.now() or token.case_id is None:
+            return None
+        case = session.get(Case, token.case_id)
+        if case is None or case.state != token.stage:
+            return None
+        return token
+
     def use(self, session: Session, token: Token) -> bool:
         """Spend the token; False if a concurrent transaction spent it first."""
         result = session.execute(

@@ -1,5 +1,6 @@
 """Serve the archive folder over HTTP for `mailflow run` (``[archive].http_port``),
-and the one-click unsubscribe URL of the digests (``/unsubscribe/?s=...``).
+the one-click unsubscribe URL of the digests (``/unsubscribe/?s=...``) and
+the private links to documents too large to attach (``/documents/TOKEN``).
 
 The standard library's file server with the rules a public static site
 needs: no folder listings, no dot files (the lock, half-written pages),
@@ -16,7 +17,9 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
+
+from mailflow.notify.outbox import FileAttachment
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,23 @@ class Unsubscriber(Protocol):
     def unsubscribe_page(self, outcome: str, secret: str) -> bytes: ...
 
 
+class DocumentLinks(Protocol):
+    """What a private document link needs from the rest of mailflow."""
+
+    def document_by_link(self, secret: str) -> FileAttachment | None: ...
+
+
+# A private document: a download only, never kept by a cache or named to
+# another site, never run or shown inline.
+DOCUMENT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, no-store",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
+DOCUMENTS_PATH = "/documents/"
+
+
 class _Handler(SimpleHTTPRequestHandler):
     extensions_map = {  # noqa: RUF012 (the library's own way to extend it)
         **SimpleHTTPRequestHandler.extensions_map,
@@ -55,6 +75,7 @@ class _Handler(SimpleHTTPRequestHandler):
     }
 
     unsubscriber: Unsubscriber | None = None
+    documents: DocumentLinks | None = None
     timeout = 30  # seconds a silent client may hold a thread
 
     def do_GET(self) -> None:
@@ -62,7 +83,28 @@ class _Handler(SimpleHTTPRequestHandler):
             # A GET never unsubscribes: mail scanners open links on their own.
             self._unsubscribe_page("ask")
             return
+        if urlsplit(self.path).path.startswith(DOCUMENTS_PATH):
+            self._send_document(urlsplit(self.path).path.removeprefix(DOCUMENTS_PATH))
+            return
         super().do_GET()
+
+    def _send_document(self, secret: str) -> None:
+        """The document behind a private link; the same 404 for every link
+        that does not open one, so a guess learns nothing."""
+        document = None
+        if self.documents is not None and secret.isalnum() and len(secret) <= 64:
+            document = self.documents.document_by_link(secret)
+        if document is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", document.content_type)
+        self.send_header("Content-Length", str(len(document.content)))
+        self.send_header("Content-Disposition", content_disposition(document.filename))
+        for name, value in DOCUMENT_HEADERS.items():
+            self.send_header(name, value)
+        super().end_headers()  # not the archive's: these headers are stricter
+        self.wfile.write(document.content)
 
     def do_POST(self) -> None:
         """RFC 8058 one-click (``List-Unsubscribe=One-Click``), or the
@@ -130,12 +172,27 @@ class _Handler(SimpleHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
+def content_disposition(filename: str) -> str:
+    """``attachment`` with the file's name: an ASCII stand-in for old
+    clients and the exact name as RFC 6266 writes it; nothing in either
+    can end the header or the quoted string."""
+    fallback = "".join(c if c.isascii() and (c.isalnum() or c in "._- ") else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 class ArchiveServer:
     def __init__(
-        self, folder: Path, host: str, port: int, unsubscriber: Unsubscriber | None = None
+        self,
+        folder: Path,
+        host: str,
+        port: int,
+        unsubscriber: Unsubscriber | None = None,
+        documents: DocumentLinks | None = None,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        handler = type("Handler", (_Handler,), {"unsubscriber": unsubscriber})
+        handler = type(
+            "Handler", (_Handler,), {"unsubscriber": unsubscriber, "documents": documents}
+        )
         self._server = ThreadingHTTPServer((host, port), partial(handler, directory=str(folder)))
         self._server.daemon_threads = True
         self._thread = threading.Thread(

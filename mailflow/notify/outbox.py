@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from mailflow.clock import Clock
 from mailflow.errors import PermanentFailure
 from mailflow.notify.addresses import needs_smtputf8, outgoing_address
+from mailflow.notify.dkim import Signer
 from mailflow.notify.headers import RAW, raw_header
 from mailflow.notify.render import Renderer
 from mailflow.notify.transports import Transport
@@ -84,13 +85,20 @@ class Outgoing:
 
 class Outbox:
     def __init__(
-        self, renderer: Renderer, router: Router, clock: Clock, sender: str, return_path: str
+        self,
+        renderer: Renderer,
+        router: Router,
+        clock: Clock,
+        sender: str,
+        return_path: str,
+        signer: Signer | None = None,
     ) -> None:
         self._renderer = renderer
         self._router = router
         self._clock = clock
         self._sender = sender
         self._return_path = return_path
+        self._signer = signer
 
     def enqueue(self, session: Session, outgoing: Outgoing) -> OutboxMessage | None:
         if self._router.is_ours(outgoing.to):
@@ -114,11 +122,17 @@ class Outbox:
             template=outgoing.template,
             case_id=outgoing.case.id if outgoing.case else None,
             answers_id=outgoing.answering.record.id if outgoing.answering else None,
-            raw=message.as_bytes(policy=SMTPUTF8 if _is_smtputf8(message) else SMTP),
+            raw=self._finish(message),
             next_attempt_at=now,
         )
         session.add(row)
         return row
+
+    def _finish(self, message: EmailMessage) -> bytes:
+        """The bytes stored and sent, signed when DKIM is on: nothing
+        rewrites them afterwards, so the signature holds."""
+        raw = message.as_bytes(policy=SMTPUTF8 if _is_smtputf8(message) else SMTP)
+        return self._signer.sign(raw) if self._signer else raw
 
     def _answered_enough(self, session: Session, outgoing: Outgoing, now: datetime) -> bool:
         answers = (

@@ -20,6 +20,7 @@ from mailflow.routing import Route
 from mailflow.store import queries
 from mailflow.store.models import Case
 from mailflow.vocab import AREAS, Kind
+from mailflow.workflow import document_links
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.flow import Reviewers, Stage, Step
 
@@ -131,13 +132,15 @@ def request_review(
     """One review email per reviewer, each with its own links; with
     ``on_behalf`` the administrators decide for the economy's focal point."""
     document = case.document
+    linked = document is not None and document_links.too_large(document, workflow)
     attachments = (
         (FileAttachment(document.filename, document.content_type, document.content),)
-        if document
+        if document and not linked
         else ()
     )
     for person in reviewers:
         reply = workflow.tokens.issue(session, "review", person, case=case)
+        download = document_links.link_for(session, case, workflow, person) if linked else ""
         workflow.send(
             session,
             Outgoing(
@@ -147,6 +150,7 @@ def request_review(
                     **case_values(case, workflow),
                     **context,
                     "links": links_for(session, case, workflow, person, on_behalf=on_behalf),
+                    "document_link": download,
                 },
                 case=case,
                 reply_to=workflow.action_address(reply),
