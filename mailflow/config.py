@@ -6,7 +6,8 @@ a ConfigError naming the file, the key and what is allowed. Relative paths
 are resolved against the config file's folder, once, here: nothing else in
 mailflow ever sees a relative path.
 
-This module never opens a database, a socket or a mailbox.
+This module never opens a database, a socket or a mailbox; the one thing
+it writes is the folders of ``prepare_paths``, which ``build`` calls first.
 """
 
 from __future__ import annotations
