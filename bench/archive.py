@@ -18,7 +18,7 @@ PUBLISHES = 7
 
 def fresh_app(folder: Path) -> App:
     config = folder / "config.toml"
-    config.write_text("[archive]\nhttp_port = 0\n")
+    config.write_text("[archive]\nhttp_port = 0\n\n[monitor]\nhttp_port = 0\n")
     return build(load_settings(config, environ={}))
 
 

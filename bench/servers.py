@@ -48,7 +48,9 @@ def mailflow_config(folder: Path, database_url: str = "") -> tuple[Path, int]:
     port = free_port()
     config = folder / "config.toml"
     database = f'[database]\nurl = "{database_url}"\n\n' if database_url else ""
-    config.write_text(f"{database}[smtp]\nport = {port}\n\n[archive]\nhttp_port = 0\n")
+    config.write_text(
+        f"{database}[smtp]\nport = {port}\n\n[archive]\nhttp_port = 0\n\n[monitor]\nhttp_port = 0\n"
+    )
     return config, port
 
 

@@ -24,7 +24,7 @@ from email.utils import parseaddr
 from mailflow.archive.server import ArchiveServer
 from mailflow.archive.site import Site
 from mailflow.clock import Clock, SystemClock
-from mailflow.config import Settings
+from mailflow.config import Settings, prepare_paths
 from mailflow.cron import Ticker
 from mailflow.digest import subscriptions
 from mailflow.documents import ACCEPTED
@@ -32,6 +32,9 @@ from mailflow.economies import Economies
 from mailflow.errors import ConfigError
 from mailflow.ingress.imap import ImapIngress
 from mailflow.ingress.smtp import IngressController, IngressHandler
+from mailflow.monitor import readings
+from mailflow.monitor.metrics import Metrics
+from mailflow.monitor.server import MonitorServer
 from mailflow.notify.dkim import Signer, load_key
 from mailflow.notify.outbox import FileAttachment, Outbox
 from mailflow.notify.render import Renderer, mailto
@@ -84,9 +87,16 @@ class App:
         with self.database.transaction() as session:
             return document_links.linked_document(session, self.workflow, secret)
 
+    def readings(self) -> readings.Readings:
+        return readings.read(self.spool, self.database)
+
+    def health(self) -> dict[str, str]:
+        return readings.health(self.spool, self.database)
+
 
 def build(settings: Settings, clock: Clock | None = None) -> App:
     clock = clock or SystemClock()
+    prepare_paths(settings)
     database = Database(settings.database.url)
     try:
         database.ensure_schema(settings.source)
@@ -188,8 +198,9 @@ class Service:
         self._outbox_waiting = threading.Event()
         self._archive_waiting = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.metrics = Metrics(app.readings)
         # First, as it can fail on configuration: before any socket is open.
-        self.imap = _imap_ingress(app, self._mail_waiting.set)
+        self.imap = _imap_ingress(app, self._accepted)
         settings = app.settings
         archive = settings.archive
         self.archive_server = (
@@ -197,8 +208,14 @@ class Service:
             if archive.http_port
             else None
         )
+        monitor = settings.monitor
+        self.monitor_server = (
+            MonitorServer(monitor.http_host, monitor.http_port, app.health, self.metrics)
+            if monitor.http_port
+            else None
+        )
         handler = IngressHandler(
-            app.spool, app.workflow.router, self._mail_waiting.set, lmtp=settings.smtp.lmtp
+            app.spool, app.workflow.router, self._accepted, lmtp=settings.smtp.lmtp
         )
         self.ingress = IngressController(
             handler, settings.smtp, max_message_bytes=settings.limits.max_message_bytes
@@ -218,6 +235,8 @@ class Service:
             self._spawn("imap", lambda: imap.run(self._stopping))
         if self.archive_server:
             self.archive_server.start()
+        if self.monitor_server:
+            self.monitor_server.start()
         self.ticker.start()
         log.info(
             "listening for %s on %s:%d",
@@ -231,6 +250,8 @@ class Service:
         self.ingress.stop()
         if self.archive_server:
             self.archive_server.stop()
+        if self.monitor_server:
+            self.monitor_server.stop()
         self._stopping.set()
         self._mail_waiting.set()
         self._outbox_waiting.set()
@@ -255,6 +276,7 @@ class Service:
             except Exception:  # keep the worker alive whatever happens
                 log.exception("worker pass failed")
                 results = [Result.DATABASE_DOWN]
+            self._count(results)
             if results:
                 self._outbox_waiting.set()
                 self._archive_waiting.set()
@@ -266,6 +288,16 @@ class Service:
                 self._stopping.wait(POLL_SECONDS)
             elif not results:
                 self._mail_waiting.wait(POLL_SECONDS)
+
+    def _accepted(self) -> None:
+        """A message is safe in the spool: count it and wake a worker."""
+        self.metrics.accepted.inc()
+        self._mail_waiting.set()
+
+    def _count(self, results: list[Result]) -> None:
+        done = sum(result in (Result.DONE, Result.DUPLICATE) for result in results)
+        self.metrics.processed.inc(done)
+        self.metrics.shunted.inc(results.count(Result.SHUNTED))
 
     def _send(self) -> None:
         self._drain(self._outbox_waiting, self.app.drain_outbox, "outbox")

@@ -12,6 +12,7 @@ import json
 import logging
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from mailflow.clock import FixedClock, SystemClock
 from mailflow.config import Settings, config_path, load_settings
 from mailflow.economies import Economies
 from mailflow.errors import ConfigError, MailflowError, NotFound, UsageError
+from mailflow.monitor.readings import Readings
 from mailflow.notify import dkim
 from mailflow.spool import Envelope, Spool
 from mailflow.store.db import Database
@@ -361,6 +363,51 @@ def cmd_dkim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Single host for now: this host holds the scheduler and the site writer."""
+    with _app(_settings(args)) as app:
+        now = datetime.now(UTC)
+        readings = app.readings()
+    host = socket.gethostname()
+    if args.json:
+        print(json.dumps(_status_record(host, readings, now), indent=2))
+        return 0
+    spool, outgoing = readings.spool, readings.outgoing
+    print(f"Host: {host} (this host holds the scheduler and the site writer)")
+    print(
+        f"Spool: {spool['waiting']} waiting, {spool['processing']} being processed, "
+        f"{spool['shunted']} shunted; oldest waiting: {_since(readings.oldest_spooled, now)}"
+    )
+    print(
+        f"Outbox: {outgoing['waiting'] + outgoing['deferred']} waiting "
+        f"({outgoing['deferred']} deferred after a failed try), {outgoing['failed']} failed "
+        f"for good, {outgoing['sent']} sent; oldest waiting: "
+        f"{_since(readings.oldest_outgoing, now)}"
+    )
+    print(f"Last tick: {_since(readings.last_tick, now)}")
+    return 0
+
+
+def _status_record(host: str, readings: Readings, now: datetime) -> dict[str, object]:
+    def moment(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "hosts": [{"name": host, "scheduler": True, "site_writer": True, "this_host": True}],
+        "spool": {**readings.spool, "oldest_waiting": moment(readings.oldest_spooled)},
+        "outbox": {**readings.outgoing, "oldest_waiting": moment(readings.oldest_outgoing)},
+        "last_tick": moment(readings.last_tick),
+        "checked_at": now.isoformat(),
+    }
+
+
+def _since(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "none"
+    seconds = max(0, int((now - moment).total_seconds()))
+    return f"{moment.isoformat(timespec='seconds')} ({seconds} s ago)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailflow",
@@ -466,4 +513,10 @@ def _parser() -> argparse.ArgumentParser:
         "--output", required=True, metavar="DIR", help="e.g. /etc/postfix/mailflow"
     )
     add("dkim", cmd_dkim, "create the DKIM key if absent and print the DNS TXT record to publish")
+    status = add(
+        "status",
+        cmd_status,
+        "this host and the others: scheduler, site writer, spool and outbox, the last tick",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
     return parser

@@ -6,7 +6,8 @@ a ConfigError naming the file, the key and what is allowed. Relative paths
 are resolved against the config file's folder, once, here: nothing else in
 mailflow ever sees a relative path.
 
-This module never opens a database, a socket or a mailbox.
+This module never opens a database, a socket or a mailbox; the one thing
+it writes is the folders of ``prepare_paths``, which ``build`` calls first.
 """
 
 from __future__ import annotations
@@ -237,6 +238,11 @@ class ReportSettings(Section):
     schedule: Cron = "0 6 1 * *"  # monthly, for the month before
 
 
+class MonitorSettings(Section):
+    http_host: str = "127.0.0.1"  # /healthz and /metrics: for the host's own scraper
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8081  # 0 = do not serve
+
+
 class Settings(Section):
     """Everything mailflow reads from its configuration."""
 
@@ -258,6 +264,7 @@ class Settings(Section):
     internships: InternshipSettings = InternshipSettings()
     report: ReportSettings = ReportSettings()
     comments: CommentSettings = CommentSettings()
+    monitor: MonitorSettings = MonitorSettings()
 
     source: Path = Path("config.toml")
 
@@ -439,3 +446,42 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         if file and not file.startswith("/"):
             changes["database"] = DatabaseSettings(url=f"{prefix}:///{base / file}")
     return settings.model_copy(update=changes)
+
+
+# -- paths that must be usable -----------------------------------------------------
+
+
+def prepare_paths(settings: Settings) -> None:
+    """Create the folders mailflow writes into, or stop with one line naming
+    the file and the key: a relative ``var/...`` resolved under ``/etc``, a
+    folder this user may not write, a parent that is a file. Called before
+    anything is opened, so no command dies with a traceback on a path."""
+    for key, folder in _writable_folders(settings):
+        problem = _unusable(folder)
+        if problem:
+            raise ConfigError(f"{settings.source}: {key}: {problem}")
+
+
+def _writable_folders(settings: Settings) -> list[tuple[str, Path]]:
+    """("[section] key", folder it writes into), in the order they are opened."""
+    folders = []
+    url = settings.database.url
+    if url.startswith("sqlite") and ":///" in url and not url.endswith(":memory:"):
+        folders.append(("[database] url", Path(url.partition(":///")[2]).parent))
+    folders.append(("[spool] dir", settings.spool.dir))
+    if settings.outbound.transport == "maildir":
+        folders.append(("[outbound] maildir", settings.outbound.maildir))
+    folders.append(("[archive] output_dir", settings.archive.output_dir))
+    folders.append(("[security] token_key_file", settings.security.token_key_file.parent))
+    return folders
+
+
+def _unusable(folder: Path) -> str | None:
+    """Why mailflow cannot write into folder, or None once it exists and can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the folder {folder}: {exc.strerror}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable by this user (uid {os.getuid()})"
+    return None

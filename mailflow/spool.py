@@ -153,6 +153,22 @@ class Spool:
     def shunted(self) -> list[str]:
         return sorted(os.listdir(self.shunt))
 
+    def depths(self) -> dict[str, int]:
+        """How many messages wait, are being processed, were set aside."""
+        return {
+            "waiting": len(os.listdir(self.new)),
+            "processing": len(os.listdir(self.cur)),
+            "shunted": len(os.listdir(self.shunt)),
+        }
+
+    def oldest_waiting(self) -> datetime | None:
+        """When the oldest message still waiting was accepted: its name
+        starts with that moment, so no file is opened."""
+        names = self.pending()
+        if not names:
+            return None
+        return datetime.strptime(names[0][:20], "%Y%m%d%H%M%S%f").replace(tzinfo=UTC)
+
     def recover(self) -> int:
         """At start-up: claims of a crashed process go back to ``new/``;
         half-written files (never acknowledged to anyone) are removed."""

@@ -171,7 +171,8 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
             f'[database]\nurl = "{database}"\n\n'
             f'[smtp]\nhost = "127.0.0.1"\nport = {port or free_port()}\n\n'
             f"[spool]\nworkers = 2\n\n"
-            f"[archive]\nhttp_port = {free_port()}\n\n" + extra
+            f"[archive]\nhttp_port = {free_port()}\n\n"
+            f"[monitor]\nhttp_port = {free_port()}\n\n" + extra
         )
         return path
 

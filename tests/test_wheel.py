@@ -156,7 +156,8 @@ def test_a_wheel_installed_without_e_runs_the_whole_way(installed: Path, tmp_pat
     (folder / "config.toml").write_text(
         f'[database]\nurl = "sqlite:///{folder}/mailflow.db"\n\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\n\n'
-        f"[archive]\nhttp_port = {http_port}\n"
+        f"[archive]\nhttp_port = {http_port}\n\n"
+        f"[monitor]\nhttp_port = {free_port()}\n"
     )
     outbox = Mailbox(folder / "var" / "outbox")
     log = folder / "run.log"

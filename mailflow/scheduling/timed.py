@@ -107,6 +107,7 @@ class Timed:
             if ran:
                 report.jobs.append(name)
         report.digests = self.digests.fan_out().sent  # also finishes one cut short
+        self._record_tick(now)
         if report.anything:
             log.info("tick at %s: %s", now.isoformat(), report)
         return report
@@ -348,6 +349,19 @@ class Timed:
         return 1
 
     # -- scheduled jobs ------------------------------------------------------------
+
+    def _record_tick(self, now: datetime) -> None:
+        """For `mailflow status` and /metrics: a schedules row of its own,
+        so every process and host reads the same last tick."""
+        try:
+            with self.database.transaction() as session:
+                row = session.get(Schedule, queries.LAST_TICK) or Schedule(
+                    name=queries.LAST_TICK, expression=""
+                )
+                row.next_due_at = row.last_run_at = now
+                session.merge(row)
+        except IntegrityError:  # another host recorded its tick at the same instant
+            pass
 
     def _run_job(self, name: str, now: datetime) -> bool:
         """Run the job if its schedule fell due, claimed by compare-and-set."""

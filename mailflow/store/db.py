@@ -22,8 +22,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from mailflow.errors import SchemaError
 
@@ -91,6 +92,24 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def answers(self) -> str | None:
+        """None when a new connection can read the schema version, else why not (for
+        /healthz). A new connection each time: the pool's open ones would
+        still answer for a database file removed or a server refusing new
+        clients. A missing SQLite file is an error here, never created."""
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite" and url.database:
+            url = url.set(database=f"file:{url.database}", query={"mode": "rw", "uri": "true"})
+        probe = create_engine(url, poolclass=NullPool)
+        try:
+            with probe.connect() as connection:
+                MigrationContext.configure(connection).get_current_revision()
+        except DBAPIError as exc:
+            return str(exc.orig).strip().splitlines()[0]
+        finally:
+            probe.dispose()
+        return None
 
     # -- schema -----------------------------------------------------------
 

@@ -23,6 +23,7 @@ from mailflow.store.models import (
     InboundMessage,
     OutboxMessage,
     Participant,
+    Schedule,
     Subscriber,
     TimedStep,
     Token,
@@ -278,3 +279,41 @@ def away(session: Session, people: list[str], now: datetime) -> dict[str, dateti
         )
     )
     return {email: until for email, until in rows}
+
+
+# -- monitoring (read at each scrape, so every process reports the same) -------------
+
+# The schedules row that holds the moment of the last tick (no cron of its own).
+LAST_TICK = "last_tick"
+
+
+def cases_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Case.state, func.count()).group_by(Case.state)).all()
+    return {State(state).value: count for state, count in rows}
+
+
+def outgoing_by_state(session: Session) -> dict[str, int]:
+    """Outbox rows: sent, failed for good, deferred (waiting after a failed
+    try) and waiting (not tried yet)."""
+    waiting = OutboxMessage.sent_at.is_(None) & OutboxMessage.failed_at.is_(None)
+    counts = session.execute(
+        select(
+            func.count(OutboxMessage.sent_at),
+            func.count(OutboxMessage.failed_at),
+            func.count().filter(waiting & (OutboxMessage.attempts > 0)),
+            func.count().filter(waiting & (OutboxMessage.attempts == 0)),
+        )
+    ).one()
+    return dict(zip(("sent", "failed", "deferred", "waiting"), counts, strict=True))
+
+
+def oldest_waiting_outgoing(session: Session) -> datetime | None:
+    return session.scalar(
+        select(func.min(OutboxMessage.created_at)).where(
+            OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None)
+        )
+    )
+
+
+def last_tick(session: Session) -> datetime | None:
+    return session.scalar(select(Schedule.last_run_at).where(Schedule.name == LAST_TICK))
