@@ -226,6 +226,10 @@ class CommentSettings(Section):
     moderation: bool = True
 
 
+class LogSettings(Section):
+    format: Literal["text", "json"] = "text"  # "json": one object per line, for log collectors
+
+
 class Settings(Section):
     """Everything mailflow reads from its configuration."""
 
@@ -246,6 +250,7 @@ class Settings(Section):
     digest: DigestSettings = DigestSettings()
     internships: InternshipSettings = InternshipSettings()
     comments: CommentSettings = CommentSettings()
+    log: LogSettings = LogSettings()
 
     source: Path = Path("config.toml")
 

@@ -4,7 +4,10 @@
 caller's session: the email exists exactly when the change that caused it
 commits. ``Outbox.drain`` hands due emails to the transport afterwards;
 each row is leased before sending, so two drainers never send the same row
-at once, and retried with backoff when the transport fails for a while.
+at once, and retried with backoff when the transport fails for a while. A
+5xx fails the row for good at once; the drainer's ``on_failed`` hears of
+it in the same transaction, so whoever must know is told at once.
+``requeue`` puts a row back for sending now (`mailflow outbox retry`).
 
 Two guards live here because every email passes here: nothing is ever
 sent to one of our own addresses, and automatic answers to one address are
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
@@ -41,6 +45,9 @@ from mailflow.triage import Incoming
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+
+# Told of a row failed for good, inside the transaction that records it.
+OnFailed = Callable[[Session, OutboxMessage], None]
 
 # Automatic answers to one address within an hour: to a reply to one of our
 # emails, the same answer about the same case at most twice (a person who
@@ -189,7 +196,13 @@ class Outbox:
 
     # -- sending ---------------------------------------------------------
 
-    def drain(self, database: Database, transport: Transport, limit: int = 500) -> int:
+    def drain(
+        self,
+        database: Database,
+        transport: Transport,
+        limit: int = 500,
+        on_failed: OnFailed | None = None,
+    ) -> int:
         """Send what is due now, one row at a time; returns how many were sent.
 
         Each row is leased for as long as one delivery may take, so a
@@ -207,20 +220,30 @@ class Outbox:
             # transaction would hold every other writer for the whole send.
             failure: Exception | None = None
             try:
-                transport.deliver(recipient, envelope_sender, raw, row_id)
+                reply = transport.deliver(recipient, envelope_sender, raw, row_id)
             except (PermanentFailure, OSError) as exc:
                 failure = exc
             with database.transaction() as session:
                 row = session.get(OutboxMessage, row_id)
                 assert row is not None
+                if failure is not None:
+                    row.attempts += 1
                 if isinstance(failure, PermanentFailure):
                     self._give_up(row, str(failure))
                 elif failure is not None:
                     self._retry_later(row, str(failure))
                 else:
                     row.sent_at, row.lease_until = self._clock.now(), None
+                    _log_delivery(logging.INFO, "sent", row, reply)
                     sent += 1
+                if row.failed_at is not None and on_failed is not None:
+                    on_failed(session, row)
         return sent
+
+    def requeue(self, row: OutboxMessage) -> None:
+        """Back in line for sending now, with a fresh count of attempts."""
+        row.failed_at, row.lease_until = None, None
+        row.attempts, row.next_attempt_at = 0, self._clock.now()
 
     def _lease_next(self, database: Database, lease: timedelta) -> int | None:
         now = self._clock.now()
@@ -250,7 +273,6 @@ class Outbox:
         return None
 
     def _retry_later(self, row: OutboxMessage, error: str) -> None:
-        row.attempts += 1
         row.last_error = error[:2000]
         row.lease_until = None
         if row.attempts >= MAX_ATTEMPTS:
@@ -258,11 +280,31 @@ class Outbox:
             return
         delay = timedelta(seconds=min(30 * 2 ** (row.attempts - 1), 3600))
         row.next_attempt_at = self._clock.now() + delay
-        log.warning("outbox %s to %s: %s; retry in %s", row.id, row.recipient, error, delay)
+        _log_delivery(logging.WARNING, f"deferred, retry in {delay}", row, error)
 
     def _give_up(self, row: OutboxMessage, error: str) -> None:
         row.failed_at, row.last_error, row.lease_until = self._clock.now(), error[:2000], None
-        log.error("outbox %s to %s failed for good: %s", row.id, row.recipient, error)
+        _log_delivery(logging.ERROR, "failed for good", row, error)
+
+
+def _log_delivery(level: int, outcome: str, row: OutboxMessage, reply: str) -> None:
+    """One line per attempt, its fields also apart for a log collector."""
+    log.log(
+        level,
+        "outbox %s to %s (%s): %s: %s",
+        row.id,
+        row.recipient,
+        row.template,
+        outcome,
+        reply,
+        extra={
+            "outbox_id": row.id,
+            "recipient": row.recipient,
+            "template": row.template,
+            "outcome": outcome.partition(",")[0],
+            "reply": reply,
+        },
+    )
 
 
 def case_subject(case: Case, purpose: str) -> str:
