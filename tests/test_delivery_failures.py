@@ -282,7 +282,7 @@ def test_each_message_and_email_leaves_one_json_log_line(
     assert str(processed["outcome"]).startswith("handled")
     [failed] = [line for line in lines if "outbox_id" in line]
     assert failed["recipient"] == ANA and failed["level"] == "ERROR"
-    assert failed["template"] == "submission_confirm" and failed["outcome"] == "failed for good"
+    assert failed["template"] == "submission_confirm" and failed["outcome"] == "failed"
     assert str(failed["reply"]).startswith("550 5.1.1")
 
 

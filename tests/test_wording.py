@@ -44,6 +44,8 @@ NOT_PROSE = {
         "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     },
     "archive/site.py": {'<a href="{0}" rel="nofollow ugc noopener">{0}</a>'},
+    # The layout of a log line: placeholders, not words.
+    "logs.py": {"%(asctime)s %(levelname)s %(name)s: %(message)s"},
     # The outcome recorded on a message that is not answered (operators).
     "triage.py": {
         "ignored: from ourselves",

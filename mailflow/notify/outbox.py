@@ -234,7 +234,14 @@ class Outbox:
                     self._retry_later(row, str(failure))
                 else:
                     row.sent_at, row.lease_until = self._clock.now(), None
-                    _log_delivery(logging.INFO, "sent", row, reply)
+                    log.info(
+                        "outbox %s to %s (%s) sent: %s",
+                        row.id,
+                        row.recipient,
+                        row.template,
+                        reply,
+                        extra=_fields(row, "sent", reply),
+                    )
                     sent += 1
                 if row.failed_at is not None and on_failed is not None:
                     on_failed(session, row)
@@ -280,31 +287,37 @@ class Outbox:
             return
         delay = timedelta(seconds=min(30 * 2 ** (row.attempts - 1), 3600))
         row.next_attempt_at = self._clock.now() + delay
-        _log_delivery(logging.WARNING, f"deferred, retry in {delay}", row, error)
+        log.warning(
+            "outbox %s to %s (%s) deferred, retry in %s: %s",
+            row.id,
+            row.recipient,
+            row.template,
+            delay,
+            error,
+            extra=_fields(row, "deferred", error),
+        )
 
     def _give_up(self, row: OutboxMessage, error: str) -> None:
         row.failed_at, row.last_error, row.lease_until = self._clock.now(), error[:2000], None
-        _log_delivery(logging.ERROR, "failed for good", row, error)
+        log.error(
+            "outbox %s to %s (%s) failed for good: %s",
+            row.id,
+            row.recipient,
+            row.template,
+            error,
+            extra=_fields(row, "failed", error),
+        )
 
 
-def _log_delivery(level: int, outcome: str, row: OutboxMessage, reply: str) -> None:
-    """One line per attempt, its fields also apart for a log collector."""
-    log.log(
-        level,
-        "outbox %s to %s (%s): %s: %s",
-        row.id,
-        row.recipient,
-        row.template,
-        outcome,
-        reply,
-        extra={
-            "outbox_id": row.id,
-            "recipient": row.recipient,
-            "template": row.template,
-            "outcome": outcome.partition(",")[0],
-            "reply": reply,
-        },
-    )
+def _fields(row: OutboxMessage, outcome: str, reply: str) -> dict[str, object]:
+    """A delivery's log line, its fields apart for a log collector."""
+    return {
+        "outbox_id": row.id,
+        "recipient": row.recipient,
+        "template": row.template,
+        "outcome": outcome,
+        "reply": reply,
+    }
 
 
 def case_subject(case: Case, purpose: str) -> str:
