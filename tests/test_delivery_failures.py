@@ -202,7 +202,7 @@ def test_the_administrators_hear_at_once_when_a_focal_point_does_not_get_the_req
     assert failed.template == "focal_review" and failed.failed_at is not None
     assert "User unknown" in text and "550 5.1.1" in text and "BP-2026-0001" in text
     assert f"mailflow outbox retry {failed.id}" in text
-    assert "mailflow case BP-2026-0001" in text
+    assert "mailflow case BP-2026-0001" in text and "mailflow act BP-2026-0001 ACTION" in text
     assert f"mailflow outbox retry {failed.id}" in body_html(told)
     assert "&lt;focal.cl@example.org&gt;" in body_html(told)  # the reply, escaped
 
