@@ -25,7 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
 from mailflow import logs
-from mailflow.app import App
+from mailflow.app import App, Service, build
 from mailflow.cli import main
 from mailflow.config import load_settings
 from mailflow.errors import ConfigError
@@ -38,6 +38,7 @@ from tests.flows import click, submitted
 from tests.mails import address, reply, submission
 
 ADMIN = "admin@mailflow.localhost"
+OTHER_ADMIN = "editor-in-chief@example.org"
 ANA = "ana@example.org"
 FOCAL = "focal.cl@example.org"
 GONE, TOO_BIG, BUSY, FINE = (f"{who}@example.org" for who in ("gone", "big", "busy", "fine"))
@@ -226,20 +227,41 @@ def test_a_failing_administrator_is_not_mailed_about_it_and_a_digest_failure_wai
     assert f"- {GONE}" in body_text(summary) and GONE in body_html(summary)
 
 
+@pytest.mark.parametrize("others", [[], [OTHER_ADMIN]], ids=["alone", "with_another"])
 def test_an_administrator_whose_mailbox_refuses_is_not_mailed_about_it(
-    app: App, service: object, client: Client, outbox: Mailbox, relay: Relay
+    others: list[str],
+    write_config: Callable[..., Path],
+    database_url: str,
+    config_text: str,
+    relay_server: tuple[Relay, int],
 ) -> None:
-    """The only administrator's server refuses the request to review: no
-    email about it goes to that same address (it would fail again, and
-    again); the log line is all there is."""
-    relay.gone = {ADMIN}
-    client.send(submission())
-    client.send(reply(outbox.wait_for_mail("submission_confirm", ANA), ANA))
-    wait_until(lambda: relay.tried[ADMIN], what="the request to review tried")
-    wait_until(lambda: all(r.sent_at or r.failed_at for r in all_rows(app)), what="all sent")
-    templates = [row.template for row in all_rows(app)]
-    assert "admin_review" in templates and "delivery_failed" not in templates
-    assert relay.tried[ADMIN] == 1
+    """An administrator's server refuses the request to review: the other
+    administrators are told; no email about it goes to that same address
+    (it would fail again, and again). Alone, the log line is all there is."""
+    admins = json.dumps([ADMIN, *others])
+    extra = f"{config_text}\n[admin]\naddresses = {admins}\n"
+    settings = load_settings(write_config(extra, database_url), environ={})
+    app = build(settings)
+    service = Service(app)
+    service.start()
+    try:
+        relay, outbox = relay_server[0], Mailbox(settings.outbound.maildir)
+        relay.start(settings.outbound.maildir)
+        relay.gone = {ADMIN}
+        client = Client(settings)
+        client.send(submission())
+        client.send(reply(outbox.wait_for_mail("submission_confirm", ANA), ANA))
+        for other in others:
+            told = outbox.wait_for_mail("delivery_failed", other)
+            assert purpose(told) == f"Not delivered: the request to review, to {ADMIN}"
+        wait_until(lambda: relay.tried[ADMIN], what="the request to review tried")
+        wait_until(lambda: all(r.sent_at or r.failed_at for r in all_rows(app)), what="all sent")
+        to_admin = [row.template for row in all_rows(app) if row.recipient == ADMIN]
+        assert to_admin == ["admin_review"] and relay.tried[ADMIN] == 1
+        assert len(outbox.of("delivery_failed")) == len(others)
+    finally:
+        service.stop()
+        app.database.dispose()
 
 
 def json_lines(stream: io.StringIO) -> list[dict[str, object]]:
