@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
 
+from sqlalchemy.orm import Session
+
 from mailflow.archive.server import ArchiveServer
 from mailflow.archive.site import Site
 from mailflow.clock import Clock, SystemClock
@@ -44,9 +46,10 @@ from mailflow.runner import Result, Runner
 from mailflow.scheduling.timed import Timed
 from mailflow.spool import Spool
 from mailflow.store.db import Database
+from mailflow.store.models import OutboxMessage
 from mailflow.tokens import Tokens, load_or_create_key
 from mailflow.vocab import AREAS
-from mailflow.workflow import document_links
+from mailflow.workflow import delivery, document_links
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 from mailflow.workflow.engine import Engine
@@ -71,7 +74,12 @@ class App:
     timed: Timed
 
     def drain_outbox(self) -> int:
-        return self.workflow.outbox.drain(self.database, self.transport)
+        return self.workflow.outbox.drain(
+            self.database, self.transport, on_failed=self._tell_of_failure
+        )
+
+    def _tell_of_failure(self, session: Session, row: OutboxMessage) -> None:
+        delivery.tell_admins_of_failure(session, row, self.workflow)
 
     def update_archive(self) -> int:
         return self.site.catch_up(self.database)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from mailflow import casefile, postfix, report
+from mailflow import casefile, logs, postfix, report
 from mailflow.app import App, Service, build, sender_domain
 from mailflow.clock import FixedClock, SystemClock
 from mailflow.config import Settings, config_path, load_settings
@@ -29,7 +29,9 @@ from mailflow.errors import ConfigError, MailflowError, NotFound, UsageError
 from mailflow.monitor.readings import Readings
 from mailflow.notify import dkim
 from mailflow.spool import Envelope, Spool
+from mailflow.store import queries
 from mailflow.store.db import Database
+from mailflow.store.models import OutboxMessage
 from mailflow.store.queries import case_named
 from mailflow.vocab import Kind
 from mailflow.workflow import decisions, publishing
@@ -41,10 +43,7 @@ EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 65, 75, 78
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.start(args.verbose)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's chatter
     logging.getLogger("mailparser").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -60,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(config_path(args.config))
+    settings = load_settings(config_path(args.config))
+    logs.use_format(settings.log.format)
+    return settings
 
 
 @contextmanager
@@ -408,6 +409,89 @@ def _since(moment: datetime | None, now: datetime) -> str:
     return f"{moment.isoformat(timespec='seconds')} ({seconds} s ago)"
 
 
+# -- outgoing mail ------------------------------------------------------------
+
+EX_USAGE = 2  # as argparse exits on a usage error
+MAX_LISTED_OUTBOX = 500
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """Outgoing mail waiting, or failed for good, with the server's reply."""
+    with _app(_settings(args)) as app, app.database.reading() as session:
+        rows = (
+            queries.outbox_failed(session, MAX_LISTED_OUTBOX)
+            if args.failed
+            else queries.outbox_waiting(session, MAX_LISTED_OUTBOX)
+        )
+        lines = [_outbox_line(row) for row in rows]
+    if not lines:
+        print("No outgoing email failed for good." if args.failed else "No outgoing email waits.")
+        return 0
+    print("\n".join(lines))
+    if args.failed:
+        print("\nSend one again after fixing its address: mailflow outbox retry ID")
+    return 0
+
+
+def _outbox_line(row: OutboxMessage) -> str:
+    when = (
+        f"failed for good at {row.failed_at:%Y-%m-%d %H:%M} UTC"
+        if row.failed_at
+        else f"next attempt {row.next_attempt_at:%Y-%m-%d %H:%M} UTC"
+    )
+    reply = row.last_error or "(no reply yet)"
+    return (
+        f"{row.id}  to {row.recipient}  {row.template}  {row.attempts} attempt(s), {when}\n"
+        f"    subject: {row.subject}\n"
+        f"    last reply: {reply}"
+    )
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    """Put failed or waiting emails back for sending now, send them, and
+    say what became of each."""
+    if bool(args.ids) == bool(args.failed):
+        print("mailflow: name the emails to send again (ID ...) or --failed", file=sys.stderr)
+        return EX_USAGE
+    with _app(_settings(args)) as app:
+        with app.database.transaction() as session:
+            rows = queries.outbox_failed(session, MAX_LISTED_OUTBOX) if args.failed else []
+            for row_id in args.ids:
+                row = session.get(OutboxMessage, row_id)
+                if row is None or row.sent_at is not None:
+                    print(
+                        f"mailflow: no outgoing email {row_id} waits or failed;"
+                        " `mailflow outbox` and `mailflow outbox --failed` list them",
+                        file=sys.stderr,
+                    )
+                    return EX_USAGE
+                rows.append(row)
+            for row in rows:
+                app.workflow.outbox.requeue(row)
+                print(f"requeued {row.id} to {row.recipient} ({row.template})", flush=True)
+            ids = [row.id for row in rows]
+        if not ids:
+            print("No outgoing email failed for good.")
+            return 0
+        app.drain_outbox()
+        with app.database.reading() as session:
+            for row_id in ids:
+                print(_retry_outcome(session.get(OutboxMessage, row_id)))
+    return 0
+
+
+def _retry_outcome(row: OutboxMessage | None) -> str:
+    assert row is not None
+    if row.sent_at is not None:
+        return f"sent {row.id} to {row.recipient}"
+    if row.failed_at is not None:
+        return f"failed again {row.id} to {row.recipient}: {row.last_error}"
+    return (
+        f"waiting {row.id} to {row.recipient}: {row.last_error or 'not sent yet'};"
+        f" next attempt {row.next_attempt_at:%Y-%m-%d %H:%M} UTC"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailflow",
@@ -519,4 +603,20 @@ def _parser() -> argparse.ArgumentParser:
         "this host and the others: scheduler, site writer, spool and outbox, the last tick",
     )
     status.add_argument("--json", action="store_true", help="print JSON")
+    _add_outbox_commands(add)
     return parser
+
+
+def _add_outbox_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    outbox = add("outbox", cmd_outbox, "outgoing mail waiting, or failed for good; send again")
+    outbox.add_argument(
+        "--failed", action="store_true", help="the emails failed for good, with the reply"
+    )
+    retry = add(
+        "retry",
+        cmd_outbox_retry,
+        "send the named emails (or all failed ones) again now",
+        into=outbox.add_subparsers(title="outbox commands", metavar="COMMAND"),
+    )
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="as `mailflow outbox` lists")
+    retry.add_argument("--failed", action="store_true", help="every email failed for good")

@@ -243,6 +243,10 @@ class MonitorSettings(Section):
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081  # 0 = do not serve
 
 
+class LogSettings(Section):
+    format: Literal["text", "json"] = "text"  # "json": one object per line, for log collectors
+
+
 class Settings(Section):
     """Everything mailflow reads from its configuration."""
 
@@ -265,6 +269,7 @@ class Settings(Section):
     report: ReportSettings = ReportSettings()
     comments: CommentSettings = CommentSettings()
     monitor: MonitorSettings = MonitorSettings()
+    log: LogSettings = LogSettings()
 
     source: Path = Path("config.toml")
 

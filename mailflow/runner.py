@@ -24,6 +24,7 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.parse import ParsedMessage, parse_message
 from mailflow.routing import Destination, Route
 from mailflow.spool import Envelope, Spool, SpoolEntry
+from mailflow.store import queries
 from mailflow.store.db import Database
 from mailflow.store.models import InboundMessage
 from mailflow.triage import (
@@ -85,6 +86,7 @@ class Runner:
             parsed = _parse(raw)
             with self.database.transaction() as session:
                 result = self._handle(session, key, envelope, raw, parsed)
+                processed = _processed(session, entry.stem, key, result)
         except IntegrityError:
             return self._after_integrity_error(entry, key)
         except (OperationalError, InterfaceError) as exc:
@@ -96,6 +98,13 @@ class Runner:
             self.spool.release(entry)
             return Result.RETRY
         self.spool.ack(entry)
+        log.info(
+            "processed spool %s: %s, case %s",
+            processed["spool"],
+            processed["outcome"],
+            processed["case"] or "none",
+            extra=processed,
+        )
         return result
 
     def _handle(
@@ -218,6 +227,18 @@ def _parse(raw: bytes) -> ParsedMessage | UnparseableMessage:
         return parse_message(raw)
     except UnparseableMessage as unparseable:
         return unparseable
+
+
+def _processed(session: Session, stem: str, key: str, result: Result) -> dict[str, str]:
+    """What the log line of a processed message says: which cases it
+    changed and what became of it."""
+    record = session.scalars(
+        select(InboundMessage).where(InboundMessage.delivery_key == key)
+    ).first()
+    if record is None or result is Result.DUPLICATE:
+        return {"spool": stem, "outcome": str(result), "case": ""}
+    cases = queries.case_ids_of_message(session, record.id)
+    return {"spool": stem, "outcome": record.outcome, "case": ", ".join(cases)}
 
 
 def _describe(record: InboundMessage, parsed: ParsedMessage) -> None:

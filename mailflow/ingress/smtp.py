@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -111,10 +112,11 @@ class IngressHandler:
         )
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(None, self._spool.put, spooled, raw)
+            stem = await loop.run_in_executor(None, self._spool.put, spooled, raw)
         except SpoolError as exc:
             log.error("could not spool a message from %s: %s", spooled.sender, exc)
             return self._per_recipient(envelope, DISK_FULL if "full" in str(exc) else TRY_AGAIN)
+        _log_accepted(stem, raw, session)
         self._on_spooled()
         return self._per_recipient(envelope, OK)
 
@@ -263,3 +265,21 @@ class IngressController(Controller):
     def factory(self) -> Any:
         protocol = IngressLMTP if self._lmtp else IngressSMTP
         return protocol(self.handler, limits=self._limits, **self.SMTP_kwargs)
+
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+def _log_accepted(stem: str, raw: bytes, session: SmtpSession) -> None:
+    """The line an operator greps when a sender asks "did you get it?"."""
+    found = _MESSAGE_ID.search(raw.partition(b"\r\n\r\n")[0])
+    message_id = found.group(1).decode("utf-8", "replace") if found else ""
+    client = str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer or "")
+    log.info(
+        "accepted %s (%d bytes) from %s as spool %s",
+        message_id or "a message without Message-ID",
+        len(raw),
+        client,
+        stem,
+        extra={"message_id": message_id, "size": len(raw), "client": client, "spool": stem},
+    )

@@ -4,7 +4,10 @@
 caller's session: the email exists exactly when the change that caused it
 commits. ``Outbox.drain`` hands due emails to the transport afterwards;
 each row is leased before sending, so two drainers never send the same row
-at once, and retried with backoff when the transport fails for a while.
+at once, and retried with backoff when the transport fails for a while. A
+5xx fails the row for good at once; the drainer's ``on_failed`` hears of
+it in the same transaction, so whoever must know is told at once.
+``requeue`` puts a row back for sending now (`mailflow outbox retry`).
 
 Two guards live here because every email passes here: nothing is ever
 sent to one of our own addresses, and automatic answers to one address are
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
@@ -42,6 +46,9 @@ from mailflow.triage import Incoming
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+
+# Told of a row failed for good, inside the transaction that records it.
+OnFailed = Callable[[Session, OutboxMessage], None]
 
 # Automatic answers to one address within an hour: to a reply to one of our
 # emails, the same answer about the same case at most twice (a person who
@@ -203,7 +210,13 @@ class Outbox:
 
     # -- sending ---------------------------------------------------------
 
-    def drain(self, database: Database, transport: Transport, limit: int = 500) -> int:
+    def drain(
+        self,
+        database: Database,
+        transport: Transport,
+        limit: int = 500,
+        on_failed: OnFailed | None = None,
+    ) -> int:
         """Send what is due now, one row at a time; returns how many were sent.
 
         Each row is leased for as long as one delivery may take, so a
@@ -221,20 +234,37 @@ class Outbox:
             # transaction would hold every other writer for the whole send.
             failure: Exception | None = None
             try:
-                transport.deliver(recipient, envelope_sender, raw, row_id)
+                reply = transport.deliver(recipient, envelope_sender, raw, row_id)
             except (PermanentFailure, OSError) as exc:
                 failure = exc
             with database.transaction() as session:
                 row = session.get(OutboxMessage, row_id)
                 assert row is not None
+                if failure is not None:
+                    row.attempts += 1
                 if isinstance(failure, PermanentFailure):
                     self._give_up(row, str(failure))
                 elif failure is not None:
                     self._retry_later(row, str(failure))
                 else:
                     row.sent_at, row.lease_until = self._clock.now(), None
+                    log.info(
+                        "outbox %s to %s (%s) sent: %s",
+                        row.id,
+                        row.recipient,
+                        row.template,
+                        reply,
+                        extra=_fields(row, "sent", reply),
+                    )
                     sent += 1
+                if row.failed_at is not None and on_failed is not None:
+                    on_failed(session, row)
         return sent
+
+    def requeue(self, row: OutboxMessage) -> None:
+        """Back in line for sending now, with a fresh count of attempts."""
+        row.failed_at, row.lease_until = None, None
+        row.attempts, row.next_attempt_at = 0, self._clock.now()
 
     def _lease_next(self, database: Database, lease: timedelta) -> int | None:
         now = self._clock.now()
@@ -264,7 +294,6 @@ class Outbox:
         return None
 
     def _retry_later(self, row: OutboxMessage, error: str) -> None:
-        row.attempts += 1
         row.last_error = error[:2000]
         row.lease_until = None
         if row.attempts >= MAX_ATTEMPTS:
@@ -272,11 +301,37 @@ class Outbox:
             return
         delay = timedelta(seconds=min(30 * 2 ** (row.attempts - 1), 3600))
         row.next_attempt_at = self._clock.now() + delay
-        log.warning("outbox %s to %s: %s; retry in %s", row.id, row.recipient, error, delay)
+        log.warning(
+            "outbox %s to %s (%s) deferred, retry in %s: %s",
+            row.id,
+            row.recipient,
+            row.template,
+            delay,
+            error,
+            extra=_fields(row, "deferred", error),
+        )
 
     def _give_up(self, row: OutboxMessage, error: str) -> None:
         row.failed_at, row.last_error, row.lease_until = self._clock.now(), error[:2000], None
-        log.error("outbox %s to %s failed for good: %s", row.id, row.recipient, error)
+        log.error(
+            "outbox %s to %s (%s) failed for good: %s",
+            row.id,
+            row.recipient,
+            row.template,
+            error,
+            extra=_fields(row, "failed", error),
+        )
+
+
+def _fields(row: OutboxMessage, outcome: str, reply: str) -> dict[str, object]:
+    """A delivery's log line, its fields apart for a log collector."""
+    return {
+        "outbox_id": row.id,
+        "recipient": row.recipient,
+        "template": row.template,
+        "outcome": outcome,
+        "reply": reply,
+    }
 
 
 def case_subject(case: Case, purpose: str) -> str:

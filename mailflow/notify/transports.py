@@ -1,10 +1,11 @@
 """Where finished emails go: a maildir (the default, and what tests read)
 or an SMTP relay. The only importer of aiosmtplib.
 
-A transport raises ``PermanentFailure`` when retrying cannot help (the
-relay answered 5xx, or cannot carry an SMTPUTF8 message that needs it)
-and ``OSError`` for anything that may pass (network,
-4xx, disk); the outbox decides what to do with either. Delivering the same
+A transport returns what the other side said (the relay's reply, or the
+file written) and raises ``PermanentFailure`` when retrying cannot help
+(the relay answered 5xx, at RCPT or after DATA, or cannot carry an
+SMTPUTF8 message that needs it) and ``OSError`` for anything that may pass
+(network, 4xx, disk); the outbox decides what to do with either. Delivering the same
 outbox row twice must be harmless: the maildir file name is derived from
 the row, so a second delivery after a crash replaces the first.
 """
@@ -30,7 +31,7 @@ class Transport(Protocol):
     # sender killed mid-delivery holds the row back no longer than this.
     lease: timedelta
 
-    def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None: ...
+    def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> str: ...
 
 
 class MaildirTransport:
@@ -44,7 +45,7 @@ class MaildirTransport:
         for folder in ("tmp", "new", "cur"):
             (root / folder).mkdir(parents=True, exist_ok=True)
 
-    def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None:
+    def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> str:
         digest = hashlib.sha256(recipient.encode()).hexdigest()[:12]
         name = f"{row_id:010d}.{digest}.{socket.gethostname()}"
         delivered_to = outgoing_address(recipient)  # as the SMTP envelope has it
@@ -60,6 +61,7 @@ class MaildirTransport:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+        return f"written to {self.root / 'new' / name}"
 
 
 class SmtpTransport:
@@ -81,18 +83,19 @@ class SmtpTransport:
         self._timeout = timeout
         self.lease = timedelta(seconds=timeout + 30)
 
-    def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> None:
+    def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> str:
         recipient = outgoing_address(recipient)
         try:
-            asyncio.run(self._send(recipient, envelope_sender, raw))
+            return asyncio.run(self._send(recipient, envelope_sender, raw))
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            # Our one recipient refused at RCPT: its reply decides, as after DATA.
+            raise _failure(exc.recipients[0]) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
-            raise OSError(f"{exc.code} {exc.message}") from exc
+            raise _failure(exc) from exc
         except aiosmtplib.SMTPException as exc:
             raise OSError(str(exc)) from exc
 
-    async def _send(self, recipient: str, envelope_sender: str, raw: bytes) -> None:
+    async def _send(self, recipient: str, envelope_sender: str, raw: bytes) -> str:
         client = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
@@ -106,12 +109,13 @@ class SmtpTransport:
         async with client:
             if smtputf8:
                 await self._check_smtputf8(client, recipient)
-            await client.sendmail(
+            _refused, accepted = await client.sendmail(
                 envelope_sender,
                 [recipient],
                 raw,
                 mail_options=["SMTPUTF8"] if smtputf8 else [],
             )
+        return f"250 {accepted}"  # the only reply to DATA that means accepted
 
     async def _check_smtputf8(self, client: aiosmtplib.SMTP, recipient: str) -> None:
         """Sent to a relay without SMTPUTF8, the address or the UTF-8 header
@@ -124,3 +128,10 @@ class SmtpTransport:
                 f"the relay {self._host}:{self._port} does not offer SMTPUTF8,"
                 f" which this email to {recipient} needs (RFC 6531)"
             )
+
+
+def _failure(exc: aiosmtplib.SMTPResponseException) -> Exception:
+    """A 5xx will be the same answer tomorrow: failed for good, with the
+    server's own words. Anything else may pass, and is tried again."""
+    reply = f"{exc.code} {exc.message}"
+    return PermanentFailure(reply) if 500 <= exc.code < 600 else OSError(reply)

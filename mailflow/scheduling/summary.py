@@ -1,7 +1,8 @@
 """The administrator's daily summary (SPEC section 4): everything waiting,
 oldest first, on whom it waits, with action links for what the
-administrator can decide now; the mail kept without an answer and the
-subscribers suspended for bouncing since the last summary. Nothing is sent when nothing waits."""
+administrator can decide now; the mail kept without an answer, the
+subscribers suspended for bouncing and the addresses whose mail failed for
+good since the last summary. Nothing is sent when nothing waits."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def send_daily_summary(session: Session, workflow: Workflow, since: datetime | N
     items = waiting.everything_waiting(session, workflow)
     unroutable = queries.messages_kept_since(session, "unroutable", since, MAX_LISTED)
     suspended = queries.suspended_since(session, since, MAX_LISTED)
-    if not items and not unroutable and not suspended:
+    undeliverable = queries.failed_recipients_since(session, since, MAX_LISTED)
+    if not items and not unroutable and not suspended and not undeliverable:
         return False
     ignored = queries.messages_counted_since(session, "ignored", since)
     for admin in workflow.admins:
@@ -41,6 +43,7 @@ def send_daily_summary(session: Session, workflow: Workflow, since: datetime | N
                     "not_listed": max(0, len(items) - MAX_LISTED),
                     "unroutable": unroutable,
                     "suspended": suspended,
+                    "undeliverable": undeliverable,
                     "ignored": ignored,
                     "since": since,
                     "now": now,

@@ -315,5 +315,58 @@ def oldest_waiting_outgoing(session: Session) -> datetime | None:
     )
 
 
+# -- outgoing mail (`mailflow outbox`, the daily summary) --------------------
+
+
+def outbox_waiting(session: Session, limit: int) -> list[OutboxMessage]:
+    """Outgoing mail not yet sent nor failed for good, next due first."""
+    return list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit)
+        )
+    )
+
+
 def last_tick(session: Session) -> datetime | None:
     return session.scalar(select(Schedule.last_run_at).where(Schedule.name == LAST_TICK))
+
+
+def outbox_failed(session: Session, limit: int) -> list[OutboxMessage]:
+    """Outgoing mail failed for good, latest first."""
+    return list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.failed_at.is_not(None))
+            .order_by(OutboxMessage.failed_at.desc(), OutboxMessage.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def failed_recipients_since(session: Session, since: datetime, limit: int) -> list[str]:
+    """Addresses whose mail failed for good since then: a mailbox gone."""
+    return list(
+        session.scalars(
+            select(OutboxMessage.recipient)
+            .where(OutboxMessage.failed_at > since)
+            .group_by(OutboxMessage.recipient)
+            .order_by(func.min(OutboxMessage.failed_at))
+            .limit(limit)
+        )
+    )
+
+
+def case_ids_of_message(session: Session, message_id: int) -> list[str]:
+    """The public IDs of the cases an inbound message changed."""
+    return list(
+        session.scalars(
+            select(Case.public_id)
+            .join(CaseEvent, CaseEvent.case_id == Case.id)
+            .where(CaseEvent.message_id == message_id)
+            .group_by(Case.public_id)
+            .order_by(Case.public_id)
+        )
+    )
