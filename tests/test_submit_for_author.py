@@ -1,16 +1,23 @@
 """Submitting for someone else (SPEC section 3): an administrator's
-submission with an ``Author:`` line. Each case waits for its author's yes,
-by the real SMTP server, on SQLite and PostgreSQL."""
+submission with an ``Author:`` line, and `mailflow import FILE.csv` for a
+batch of existing material. Each case waits for its author's yes, by the
+real SMTP server and the real command line, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
+import pytest
 from conftest import Client, Mailbox, body_html, body_text, purpose
 from flows import click, emails, links, processed, state
-from mails import FORM, reply, submission
+from mails import FORM, PDF, reply, submission
 from sqlalchemy import func, select
 
 from mailflow.app import App
-from mailflow.store.models import Case, Participant
+from mailflow.cli import main
+from mailflow.config import Settings
+from mailflow.store.models import Case, CaseEvent, InboundMessage, Participant
 
 ADMIN = "admin@mailflow.localhost"
 ROSA = "rosa@example.org"
@@ -109,3 +116,163 @@ def test_an_administrators_unreadable_author_line_is_refused(
     assert "Author: Full Name &lt;name@example.org&gt;" in body_html(refused)
     processed(app, 1)
     assert emails(app) == [(ADMIN, "author_refused")]
+
+
+# -- mailflow import -------------------------------------------------------------------
+
+HEADER = [
+    "Title",
+    "Kind",
+    "Economy",
+    "Priority area",
+    "Organization",
+    "Summary",
+    "Second contact",
+    "Document",
+    "Author",
+]
+GOOD = [
+    "Seed capital",
+    "Best practice",
+    "Chile",
+    "1",
+    "SERCOTEC",
+    "Seed capital for first funding.",
+    "",
+    "docs/seed.pdf",
+    "Rosa Díaz <rosa@example.org>",
+]
+
+
+def write_csv(folder: Path, rows: list[list[str]]) -> Path:
+    (folder / "docs").mkdir(exist_ok=True)
+    (folder / "docs" / "seed.pdf").write_bytes(PDF)
+    (folder / "docs" / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (folder / "docs" / "export.pdf").write_bytes(PDF + b"% export\n")
+    path = folder / "material.csv"
+    with path.open("w", newline="", encoding="utf-8") as file:
+        csv.writer(file).writerows([HEADER, *rows])
+    return path
+
+
+def run_import(settings: Settings, path: Path, *options: str) -> int:
+    return main(["import", str(path), *options, "--config", str(settings.source)])
+
+
+def rows(app: App) -> tuple[int, int]:
+    """How many cases and incoming messages the database holds."""
+    with app.database.transaction() as session:
+        cases = session.scalar(select(func.count(Case.id))) or 0
+        messages = session.scalar(select(func.count(InboundMessage.id))) or 0
+        return cases, messages
+
+
+@pytest.fixture
+def material(tmp_path: Path) -> Path:
+    export = [
+        "Export coaching",
+        "ex",
+        "Viet Nam",
+        "Management and Marketing",
+        "VCCI",
+        "Coaching for exporters.",
+        "",
+        "docs/export.pdf",
+        "Minh Tran <minh@example.org>",
+    ]
+    bad_economy = [*GOOD[:2], "Chle", *GOOD[3:]]
+    bad_economy[0] = "Third"
+    no_file = [*GOOD[:7], "docs/missing.pdf", GOOD[8]]
+    no_file[0] = "Fourth"
+    png = [*GOOD[:7], "docs/photo.png", "Someone <not an address>"]
+    png[0] = "Fifth"
+    return write_csv(tmp_path, [GOOD, export, bad_economy, no_file, png])
+
+
+def test_import_opens_good_rows_for_consent_and_names_each_bad_one(
+    app: App,
+    settings: Settings,
+    material: Path,
+    outbox: Mailbox,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Good rows become cases waiting for their authors, who each get the
+    request; each bad row gets one line with its line number, the column
+    and what is wrong; the exit code says that some were bad."""
+    assert run_import(settings, material) == 1
+    out, err = capsys.readouterr()
+    assert "line 2: BP-2026-0001 opened; waits for rosa@example.org to agree" in out
+    assert "line 3: EX-2026-0002 opened; waits for minh@example.org to agree" in out
+    bad = err.splitlines()
+    assert len(bad) == 3
+    assert bad[0] == (f"{material}:4: Economy: 'Chle' is not recognised (did you mean Chile?)")
+    assert bad[1] == f"{material}:5: Document: no such file: {material.parent}/docs/missing.pdf"
+    assert bad[2] == (
+        f"{material}:6: Document: docs/photo.png is not a PDF, DOCX, DOC, ODT, RTF or TXT file; "
+        "Author: 'Someone <not an address>' is not recognised "
+        "(write it as Full Name <name@example.org>)"
+    )
+    assert "2 case(s) opened, each waiting for its author; 0 imported before (skipped)" in out
+
+    with app.database.transaction() as session:
+        cases = {c.public_id: c for c in session.scalars(select(Case))}
+        assert {c.state for c in cases.values()} == {"pending_confirmation"}
+        export = cases["EX-2026-0002"]
+        assert (export.economy, export.area, export.author.name) == ("VN", 3, "Minh Tran")
+        assert export.document is not None and export.document.filename == "export.pdf"
+        actors = {e.actor for c in cases.values() for e in c.events}
+        assert actors == {ADMIN}
+    ask = outbox.wait_for_mail("submission_confirm", "minh@example.org")
+    assert ask["Subject"] == "[EX-2026-0002] Export coaching"
+    assert purpose(ask) == "Please agree to publish this under your name"
+    assert not outbox.of("submitted_for_author")  # the shell saw each row already
+
+
+def test_an_imported_case_goes_on_when_its_author_agrees(
+    client: Client,
+    app: App,
+    settings: Settings,
+    tmp_path: Path,
+    outbox: Mailbox,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The author's yes to an imported case sends it to review, like any."""
+    assert run_import(settings, write_csv(tmp_path, [GOOD])) == 0
+    ask = outbox.wait_for_mail("submission_confirm", ROSA)
+    click(client, ask, "I agree", ROSA)
+    outbox.wait_for_mail("admin_review", ADMIN)
+    assert state(app) == "admin_review"
+
+
+def test_a_dry_run_writes_nothing_and_a_second_run_doubles_nothing(
+    app: App,
+    settings: Settings,
+    material: Path,
+    outbox: Mailbox,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--dry-run checks every row and writes nothing; running the import
+    twice skips the rows it imported, saying so."""
+    assert run_import(settings, material, "--dry-run") == 1
+    out, err = capsys.readouterr()
+    assert "line 2: good; would ask rosa@example.org to agree" in out
+    assert "2 case(s) would be opened" in out and "Nothing was written." in out
+    assert len(err.splitlines()) == 3
+    assert rows(app) == (0, 0)
+    assert not outbox.messages()
+
+    assert run_import(settings, material) == 1
+    assert rows(app) == (2, 2)
+    capsys.readouterr()
+    assert run_import(settings, material) == 1
+    out, _ = capsys.readouterr()
+    assert "line 2: skipped, imported before as BP-2026-0001" in out
+    assert "line 3: skipped, imported before as EX-2026-0002" in out
+    assert "0 case(s) opened, each waiting for its author; 2 imported before" in out
+    assert rows(app) == (2, 2)
+    assert len(outbox.of("submission_confirm", ROSA)) == 1
+    with app.database.transaction() as session:
+        imported = session.scalar(
+            select(func.count(CaseEvent.id)).where(CaseEvent.event == "imported")
+        )
+        assert imported == 2
