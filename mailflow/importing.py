@@ -50,7 +50,7 @@ from mailflow.workflow.flows import submission
 # category", "Organisation"...), plus the two that only a file has.
 COLUMN_KEYS = {**SUBMISSION_KEYS, "document": "document", "file": "document"}
 REQUIRED_COLUMNS = (*fields.REQUIRED, "document", "author")
-_FORM_ORDER = ("kind", "economy", "area", "organization", "summary", "second_contact")
+_FORM_ORDER = ("title", "kind", "economy", "area", "organization", "summary", "second_contact")
 
 
 @dataclass(frozen=True)
@@ -153,18 +153,19 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str], dict[str, str]]]:
     reader = csv.reader(text.splitlines(keepends=True))
     header = next(reader, [])
     headers: dict[str, str] = {}
-    for written in header:
+    index: dict[str, int] = {}
+    for position, written in enumerate(header):
         name = COLUMN_KEYS.get(" ".join(written.lower().split()))
-        if name is not None:
-            headers.setdefault(name, written.strip())
-    absent = [name for name in REQUIRED_COLUMNS if name not in headers]
+        if name is not None and name not in headers:
+            headers[name], index[name] = written.strip(), position
+    absent = [name.replace("area", "priority area") for name in REQUIRED_COLUMNS]
+    absent = [name for name in absent if name.replace("priority ", "") not in headers]
     if absent:
         raise UsageError(
             f"{path}: line 1 lacks the column(s) {', '.join(absent)}; the header must name "
             "title, kind, economy, priority area, organization, summary, second contact "
             "(may be empty), document, author"
         )
-    index = {name: header.index(written) for name, written in headers.items()}
     start = reader.line_num + 1
     for cells in reader:
         if any(cell.strip() for cell in cells):
@@ -178,7 +179,7 @@ def check(
     """The row as it would be opened, or everything wrong with it: the
     codes of ``fields.Problem``, and ``no_file`` for a document path that
     names no file."""
-    form = {name: " ".join(value.split()) for name, value in row.items() if value.strip()}
+    form = {name: _cell(name, value) for name, value in row.items() if value.strip()}
     problems: list[Problem] = []
     read = fields.read_submission(form, workflow.economies)
     problems.extend(read.problems)
@@ -198,6 +199,13 @@ def check(
         return [RowError(line, headers[p.field], p) for p in problems]
     identity = _identity(author.email, read.title or "", content)
     return GoodRow(line, form, author, document_name, content, identity)
+
+
+def _cell(name: str, value: str) -> str:
+    """A cell's value on one line; a summary keeps its line breaks."""
+    if name != "summary":
+        return " ".join(value.split())
+    return "\n".join(" ".join(line.split()) for line in value.strip().splitlines())
 
 
 def _document(written: str, folder: Path, workflow: Workflow) -> tuple[str, bytes, Problem | None]:
@@ -232,8 +240,10 @@ def _email(row: GoodRow, admin: str, submit: str) -> bytes:
     message["Subject"] = row.form["title"]
     message["Message-ID"] = make_msgid(domain=submit.rpartition("@")[2])
     labels = {"area": "Priority area", "second_contact": "Second contact"}
+    # Continuation lines are indented past where a key could start, so a
+    # summary line such as "Economy: growing" stays part of the summary.
     lines = [
-        f"{labels.get(name, name.capitalize())}: {row.form[name]}"
+        f"{labels.get(name, name.capitalize())}: " + row.form[name].replace("\n", "\n    ")
         for name in _FORM_ORDER
         if name in row.form
     ]

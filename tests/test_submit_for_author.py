@@ -175,7 +175,7 @@ def material(tmp_path: Path) -> Path:
         "Viet Nam",
         "Management and Marketing",
         "VCCI",
-        "Coaching for exporters.",
+        "Coaching for exporters.\n\nEconomy: more exports, more jobs.",
         "",
         "docs/export.pdf",
         "Minh Tran <minh@example.org>",
@@ -203,12 +203,12 @@ def test_import_opens_good_rows_for_consent_and_names_each_bad_one(
     out, err = capsys.readouterr()
     assert "line 2: BP-2026-0001 opened; waits for rosa@example.org to agree" in out
     assert "line 3: EX-2026-0002 opened; waits for minh@example.org to agree" in out
-    bad = err.splitlines()
+    bad = err.splitlines()  # the export row's summary spans lines 3 to 5
     assert len(bad) == 3
-    assert bad[0] == (f"{material}:4: Economy: 'Chle' is not recognised (did you mean Chile?)")
-    assert bad[1] == f"{material}:5: Document: no such file: {material.parent}/docs/missing.pdf"
+    assert bad[0] == (f"{material}:6: Economy: 'Chle' is not recognised (did you mean Chile?)")
+    assert bad[1] == f"{material}:7: Document: no such file: {material.parent}/docs/missing.pdf"
     assert bad[2] == (
-        f"{material}:6: Document: docs/photo.png is not a PDF, DOCX, DOC, ODT, RTF or TXT file; "
+        f"{material}:8: Document: docs/photo.png is not a PDF, DOCX, DOC, ODT, RTF or TXT file; "
         "Author: 'Someone <not an address>' is not recognised "
         "(write it as Full Name <name@example.org>)"
     )
@@ -219,6 +219,7 @@ def test_import_opens_good_rows_for_consent_and_names_each_bad_one(
         assert {c.state for c in cases.values()} == {"pending_confirmation"}
         export = cases["EX-2026-0002"]
         assert (export.economy, export.area, export.author.name) == ("VN", 3, "Minh Tran")
+        assert export.summary == "Coaching for exporters.\n\nEconomy: more exports, more jobs."
         assert export.document is not None and export.document.filename == "export.pdf"
         actors = {e.actor for c in cases.values() for e in c.events}
         assert actors == {ADMIN}
