@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import Client, Mailbox, body_html, body_text, purpose
 from flows import click, emails, links, processed, state
-from mails import FORM, PDF, reply, submission
+from mails import FORM, PDF, address, message, reply, submission
 from sqlalchemy import func, select
 
 from mailflow.app import App
@@ -80,6 +80,9 @@ def test_a_registered_author_still_agrees_to_each_case(
     assert purpose(ask) == "Please agree to publish this under your name"
     assert state(app, "BP-2026-0002") == "pending_confirmation"
     assert len(outbox.of("admin_review", ADMIN)) == 1
+    client.send(message(ROSA, address("status"), "status", ""))
+    waiting = body_text(outbox.wait_for_mail("status", ROSA))
+    assert "for you to agree to its publication under your name" in waiting
 
     client.send(reply(ask, ROSA, "Yes"))  # a plain reply agrees too
     outbox.wait_for_mail("admin_review", ADMIN, count=2)
