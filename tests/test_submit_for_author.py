@@ -94,7 +94,8 @@ def test_an_author_line_from_anyone_else_opens_nothing(
 ) -> None:
     """Only an administrator submits for someone else: anyone else is told
     so, with what to do; nothing is opened and the named person hears nothing.
-    An Author: line naming the sender is simply their own submission."""
+    An Author: line naming the sender, or only a name, is simply their own
+    submission."""
     client.send(submission(body=FOR_ROSA))
     refused = outbox.wait_for_mail("author_refused", ANA)
     assert refused["Subject"] == "Only an administrator can submit for someone else"
@@ -107,6 +108,10 @@ def test_an_author_line_from_anyone_else_opens_nothing(
     client.send(submission(body=FORM + "Author: Ana Perez <ana@example.org>\n"))
     outbox.wait_for_mail("submission_confirm", ANA)
     assert case_row(app) == (ANA, "Ana Perez", ANA)
+    client.send(submission(subject="Second", body=FORM + "Author: Ana Perez\n"))
+    outbox.wait_for_mail("submission_confirm", ANA, count=2)
+    assert case_row(app, "BP-2026-0002") == (ANA, "Ana Perez", ANA)
+    assert len(outbox.of("author_refused", ANA)) == 1
 
 
 def test_an_administrators_unreadable_author_line_is_refused(

@@ -107,15 +107,18 @@ def handle_submission(session: Session, incoming: Incoming, workflow: Workflow) 
 
 def open_submission(session: Session, incoming: Incoming, workflow: Workflow) -> str:
     """A new case from its author; with an ``Author:`` line naming someone
-    else, an administrator's submission for that person (only an
-    administrator may: anyone else is told so, and nothing is opened)."""
+    else's address, an administrator's submission for that person (only an
+    administrator may: anyone else is told so, and nothing is opened). An
+    ``Author:`` line naming the sender, or only a name, from anyone but an
+    administrator, is their own submission."""
     written_author = parse_form(incoming.parsed.text).get("author")
     named = fields.read_author(written_author) if written_author else None
-    if named is not None and not _names_the_sender(named, incoming):
-        if not _from_an_admin(incoming, workflow):
+    by_admin = named is not None and _from_an_admin(incoming, workflow)
+    if isinstance(named, Problem) and by_admin:
+        return refuse_author(session, incoming, workflow, "bad_address")
+    if isinstance(named, fields.Author) and named.email != incoming.sender:
+        if not by_admin:
             return refuse_author(session, incoming, workflow, "not_admin")
-        if isinstance(named, Problem):
-            return refuse_author(session, incoming, workflow, "bad_address")
         case = open_for_author(session, incoming, workflow, named)
         acknowledge_submitter(session, case, incoming, workflow)
         return f"{case.public_id}: submitted for {named.email}, waiting for their agreement"
@@ -204,11 +207,6 @@ def _fill(
     case.organization = case.organization or case.author.organization
     document_problems = versions.attach_document(session, case, incoming, workflow)
     return [*submission.problems, *document_problems]
-
-
-def _names_the_sender(named: fields.Author | Problem, incoming: Incoming) -> bool:
-    """An ``Author:`` line naming the sender asks for nothing: it is their own."""
-    return isinstance(named, fields.Author) and named.email == incoming.sender
 
 
 def _from_an_admin(incoming: Incoming, workflow: Workflow) -> bool:
