@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from mailflow import casefile, logs, postfix, report
+from mailflow import casefile, importing, logs, postfix, report
 from mailflow.app import App, Service, build, sender_domain
 from mailflow.clock import FixedClock, SystemClock
 from mailflow.config import Settings, config_path, load_settings
+from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
 from mailflow.errors import ConfigError, MailflowError, NotFound, UsageError
 from mailflow.monitor.readings import Readings
@@ -33,8 +34,10 @@ from mailflow.store import queries
 from mailflow.store.db import Database
 from mailflow.store.models import OutboxMessage
 from mailflow.store.queries import case_named
-from mailflow.vocab import Kind
+from mailflow.vocab import Kind, area_by_number
 from mailflow.workflow import decisions, publishing
+from mailflow.workflow.context import Workflow
+from mailflow.workflow.fields import Problem
 from mailflow.workflow.states import State
 
 # sysexits.h: what an MTA's pipe transport understands.
@@ -604,6 +607,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print JSON")
     _add_outbox_commands(add)
+    _add_import_command(add)
     return parser
 
 
@@ -620,3 +624,86 @@ def _add_outbox_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     )
     retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="as `mailflow outbox` lists")
     retry.add_argument("--failed", action="store_true", help="every email failed for good")
+
+
+# -- mailflow import ------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Existing material from a CSV file, each case for its author's
+    agreement: a line per row as it is done, every bad row's problems on
+    its line, and a non-zero exit when any row was bad."""
+    path = Path(args.file)
+    opened = skipped = bad = 0
+    with _app(_settings(args)) as app:
+        importer = importing.Importer(app.database, app.workflow)
+        for outcome in importer.run(path, dry_run=args.dry_run):
+            if outcome.status == "bad":
+                bad += 1
+                problems = "; ".join(
+                    f"{e.column}: {_import_problem(e.problem, app.workflow)}"
+                    for e in outcome.errors
+                )
+                print(f"{path}:{outcome.line}: {problems}", file=sys.stderr, flush=True)
+            elif outcome.status == "skipped":
+                skipped += 1
+                print(f"line {outcome.line}: skipped, imported before as {outcome.case_id}")
+            elif outcome.status == "would_open":
+                opened += 1
+                print(f"line {outcome.line}: good; would ask {outcome.author} to agree")
+            else:
+                opened += 1
+                print(
+                    f"line {outcome.line}: {outcome.case_id} opened; "
+                    f"waits for {outcome.author} to agree",
+                    flush=True,
+                )
+        if not args.dry_run:
+            app.drain_outbox()
+    done = "would be opened" if args.dry_run else "opened, each waiting for its author"
+    print(
+        f"{opened} case(s) {done}; {skipped} imported before (skipped); {bad} bad row(s)"
+        + (". Nothing was written." if args.dry_run else ".")
+    )
+    return 1 if bad else 0
+
+
+def _import_problem(problem: Problem, workflow: Workflow) -> str:
+    """A bad cell as the operator reads it, with the closest accepted value."""
+    limit = workflow.settings.limits.max_attachment_bytes
+    what = {
+        "missing": "is empty",
+        "unrecognised": f"{problem.value!r} is not recognised",
+        "not_a_document": f"{problem.value} is not a {', '.join(ACCEPTED[:-1])} "
+        f"or {ACCEPTED[-1]} file",
+        "too_large": f"{problem.value} is larger than [limits].max_attachment_bytes = {limit}",
+        "no_file": f"no such file: {problem.value}",
+    }[problem.code]
+    if problem.field == "author" and problem.code == "unrecognised":
+        what += " (write it as Full Name <name@example.org>)"
+    if problem.closest and problem.field == "economy":
+        what += f" (did you mean {workflow.economies.get(problem.closest).name}?)"
+    elif problem.closest and problem.field == "area":
+        what += f" (did you mean {area_by_number(int(problem.closest)).name}?)"
+    elif problem.closest:
+        what += f" (did you mean {Kind(problem.closest).label}?)"
+    return what
+
+
+def _add_import_command(
+    add: Callable[..., argparse.ArgumentParser],
+) -> None:
+    command = add(
+        "import",
+        cmd_import,
+        "open cases from a CSV file of existing material, each for its author's agreement",
+    )
+    command.add_argument(
+        "file",
+        metavar="FILE.csv",
+        help="columns: title, kind, economy, priority area, organization, summary, "
+        "second contact, document (a path from the file's folder), author (Name <address>)",
+    )
+    command.add_argument(
+        "--dry-run", action="store_true", help="check every row; write nothing, send nothing"
+    )

@@ -37,6 +37,7 @@ SUBMISSION_KEYS: Mapping[str, str] = {
     "second contact": "second_contact",
     "name": "name",
     "full name": "name",
+    "author": "author",  # an administrator submitting for someone else
 }
 
 RUNS_TO_NEXT_KEY = frozenset({"summary"})

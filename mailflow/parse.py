@@ -94,7 +94,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         raise UnparseableMessage(f"the MIME structure could not be read ({exc})") from exc
     if not sender or "@" not in sender:
         raise UnparseableMessage("it has no readable From address")
-    if not _answerable(sender):
+    if not answerable(sender):
         raise UnparseableMessage(f"its From address cannot be answered: {sender[:200]!r}")
     return ParsedMessage(
         message_id=_message_id(headers.get("message-id", "")),
@@ -198,7 +198,7 @@ def _headers(message: Message, charset: str) -> dict[str, str]:
     return decoded
 
 
-def _answerable(address: str) -> bool:
+def answerable(address: str) -> bool:
     """An address we can write into a header and an SMTP envelope: no
     space, control, or format character (a right-to-left override would
     show a different address than the one answered)."""

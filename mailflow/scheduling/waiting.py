@@ -1,7 +1,7 @@
 """What waits, on whom, and since when: read from the database, for the
 administrator's daily summary and for the authors' "where it stands"
 emails. Read-only. On whom a case waits is a code (``author_confirm``,
-``author_missing``, ``author_changes``, ``admin``, ``editor``,
+``author_consent``, ``author_missing``, ``author_changes``, ``admin``, ``editor``,
 ``focal_point``, ``admin_for_focal_point``, ``on_hold``); the templates
 say it."""
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from mailflow.store import queries
 from mailflow.store.models import Case
@@ -49,6 +49,9 @@ def steps_taken(session: Session, case: Case, kind: str) -> int:
 
 def waits_on(case: Case, workflow: Workflow) -> str:
     """On whom the case waits now, as a code."""
+    session = object_session(case)
+    if case.state is State.PENDING_CONFIRMATION and session and queries.submitter(session, case):
+        return "author_consent"  # submitted for them: their yes to this case
     if case.state in _ON_AUTHOR:
         return _ON_AUTHOR[case.state]
     stage = workflow.flows.of(case).stage(case.state)

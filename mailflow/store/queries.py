@@ -82,13 +82,51 @@ def cases_of(session: Session, address: str) -> list[Case]:
 
 
 def waiting_for_confirmation(session: Session, participant_id: int) -> list[Case]:
-    """The cases kept until their author confirms the address, oldest first."""
+    """The cases kept until their author confirms the address, oldest first.
+    A case submitted for its author by someone else is not among them: it
+    waits for their agreement to that one case (``submitter``)."""
+    for_them = exists().where(
+        CaseEvent.case_id == Case.id,
+        CaseEvent.event == "submitted",
+        CaseEvent.actor != Participant.email,
+    )
     return list(
         session.scalars(
             select(Case)
-            .where(Case.author_id == participant_id, Case.state == State.PENDING_CONFIRMATION)
+            .join(Participant, Case.author_id == Participant.id)
+            .where(
+                Case.author_id == participant_id,
+                Case.state == State.PENDING_CONFIRMATION,
+                ~for_them,
+            )
             .order_by(Case.id)
         )
+    )
+
+
+def submitter(session: Session, case: Case) -> str | None:
+    """Who submitted the case for its author (an administrator), or None
+    when the author submitted it themselves."""
+    actor = session.scalar(
+        select(CaseEvent.actor)
+        .where(CaseEvent.case_id == case.id, CaseEvent.event == "submitted")
+        .order_by(CaseEvent.id)
+        .limit(1)
+    )
+    return actor if actor is not None and actor != case.author.email else None
+
+
+# The history event that names the row of `mailflow import` a case came from.
+IMPORTED = "imported"
+
+
+def imported_case(session: Session, row_identity: str) -> Case | None:
+    """The case an earlier `mailflow import` opened for this row."""
+    return session.scalar(
+        select(Case)
+        .join(CaseEvent, CaseEvent.case_id == Case.id)
+        .where(CaseEvent.event == IMPORTED, CaseEvent.note == row_identity)
+        .limit(1)
     )
 
 

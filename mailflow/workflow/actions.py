@@ -32,6 +32,7 @@ TokenHandler = Callable[[Session, Incoming, Workflow, Token], str]
 # reply may bring one more missing piece.
 TOKEN_ACTIONS: dict[str, tuple[TokenHandler, bool]] = {
     "confirm": (registration.confirm, True),
+    "consent": (registration.agree, True),
     "subscribe": (subscriptions.confirm, True),
     "author": (steps.author_reply, False),
     "review": (decisions.reply_action, False),  # used up only when it acts

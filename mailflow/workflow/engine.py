@@ -34,10 +34,12 @@ class Engine:
         state: State,
         message: InboundMessage | None,
         thread_id: str,
+        submitted_by: str | None = None,
     ) -> Case:
         """A new case. Its ID is for life (every email's subject carries it):
         a submission whose kind is not known yet takes the best practices'
-        prefix, and keeps it if it turns out to be an experience."""
+        prefix, and keeps it if it turns out to be an experience. The history
+        names who submitted it: the author, or an administrator for them."""
         now = self.clock.now()
         prefix = (kind or Kind.BEST_PRACTICE).prefix
         # Best practices and experiences share a yearly sequence; the others
@@ -56,7 +58,8 @@ class Engine:
         )
         session.add(case)
         session.flush()
-        self.record(session, case, "submitted", author.email, message, to_state=state, at=now)
+        actor = submitted_by or author.email
+        self.record(session, case, "submitted", actor, message, to_state=state, at=now)
         return case
 
     def transition(

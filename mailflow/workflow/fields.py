@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from functools import cache
 
 from mailflow.economies import Economies, normalise_name
 from mailflow.forms import parse_form
 from mailflow.notify.render import TEMPLATES
+from mailflow.parse import answerable
 from mailflow.store.models import Case
 from mailflow.vocab import Kind, closest_area, closest_kind, match_area, match_kind
 
@@ -162,6 +164,24 @@ def missing_document(refused: list[str]) -> Problem:
 def document_too_large(filename: str) -> Problem:
     """Larger than [limits].max_attachment_bytes."""
     return Problem("document", "too_large", filename)
+
+
+@dataclass(frozen=True)
+class Author:
+    """The person an ``Author: Name <address>`` line names."""
+
+    name: str
+    email: str
+
+
+def read_author(written: str) -> Author | Problem:
+    """The author a line names, or the problem with it: an address we could
+    not write to is ``unrecognised``, like any value we cannot use."""
+    name, email = parseaddr(written)
+    email = email.strip().lower()
+    if "@" not in email or not answerable(email) or is_placeholder(written):
+        return _unrecognised("author", written, "")
+    return Author(" ".join(name.split())[:200], email)
 
 
 def _unrecognised(name: str, written: str, closest: str) -> Problem:

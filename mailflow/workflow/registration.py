@@ -90,21 +90,55 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
             actor=participant.email,
             incoming=incoming,
             problems=tuple(taken.problems) if taken else (),
+            just_registered=True,
         )
     return f"confirmed {participant.email}; {len(waiting)} case(s) went on"
+
+
+def agree(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
+    """The author agrees to the publication of a case an administrator
+    submitted for them (their ``consent`` token, bound to that case). It is
+    a reply from their own address, so it registers them too, if they were
+    not yet; their other waiting cases wait for their own answers."""
+    case = session.get(Case, token.case_id)
+    assert case is not None
+    author = case.author
+    newly_registered = author.confirmed_at is None
+    if newly_registered:
+        author.confirmed_at = workflow.clock.now()
+        subscriptions.registered(session, author.email, workflow)
+    # Like a confirmation, the reply may bring what the case lacked.
+    taken = steps.take_reply(session, case, incoming, workflow) if _brings(incoming) else None
+    steps.move(
+        session,
+        case,
+        workflow,
+        Event.CONFIRMED,
+        actor=author.email,
+        incoming=incoming,
+        note="the author agreed to its publication",
+        problems=tuple(taken.problems) if taken else (),
+        just_registered=newly_registered,
+    )
+    return f"{case.public_id}: {author.email} agreed"
 
 
 def _answered_case(waiting: list[Case], incoming: Incoming) -> Case | None:
     """The case a reply to a confirmation is about: the one its subject
     names, or the only one waiting. A click on the Confirm link (its
     prefilled body) brings nothing to apply."""
-    keys = {**SUBMISSION_KEYS, **internship.APPLICATION_KEYS}
-    if not incoming.parsed.attachments and not parse_form(incoming.parsed.text, keys):
+    if not _brings(incoming):
         return None
     named = [case for case in waiting if case.public_id in incoming.parsed.subject]
     if named:
         return named[0]
     return waiting[0] if len(waiting) == 1 else None
+
+
+def _brings(incoming: Incoming) -> bool:
+    """Whether a reply brings form lines or a document to apply."""
+    keys = {**SUBMISSION_KEYS, **internship.APPLICATION_KEYS}
+    return bool(incoming.parsed.attachments or parse_form(incoming.parsed.text, keys))
 
 
 def _missing(participant: Participant) -> list[Problem]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.forms import first_word
 from mailflow.notify.outbox import Outgoing
+from mailflow.store import queries
 from mailflow.store.models import Case, Participant, Token
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
@@ -118,12 +119,23 @@ def ask_to_confirm(
 ) -> None:
     """One email with a Confirm link; replying to it confirms as well. For
     a case, it lists everything still to fix, so that one reply with the
-    corrections confirms and completes it."""
+    corrections confirms and completes it.
+
+    A case an administrator submitted for its author asks instead for the
+    author's agreement to that one case, with a ``consent`` token bound to
+    it: a person registered long ago has confirmed an address, not that
+    this text goes out under their name. Agreeing also confirms the address
+    (``registration.agree``); the email is a notification, not an answer to
+    the administrator's message, which the author never saw."""
     author = participants.find_or_add(session, email, workflow.clock)
+    submitted_by = queries.submitter(session, case) if case is not None else None
     if case is not None:
         flow = workflow.flows.of(case)
         problems = merge([*(problems or []), *flow.missing(case, workflow)])
-    secret = workflow.tokens.issue(session, "confirm", email, participant=author)
+    if submitted_by is not None:
+        secret = workflow.tokens.issue(session, "consent", email, case=case, participant=author)
+    else:
+        secret = workflow.tokens.issue(session, "confirm", email, participant=author)
     address = workflow.action_address(secret)
     workflow.send(
         session,
@@ -136,9 +148,10 @@ def ask_to_confirm(
                 "confirm_address": address,
                 "confirm_days": workflow.settings.workflow.confirm_days,
                 "problems": problems or [],
+                "submitted_by": submitted_by,
             },
             case=case,
-            answering=incoming,
+            answering=None if submitted_by else incoming,
             reply_to=address,
         ),
     )
@@ -187,15 +200,16 @@ def advance(
 
 
 def go_on(step: Step) -> None:
-    """The author confirmed their address: the case goes on as if it had
-    just arrived from a registered sender."""
+    """The author confirmed their address (or agreed to a case submitted
+    for them): the case goes on as if it had just arrived from a registered
+    sender."""
     advance(
         step.session,
         step.case,
         step.workflow,
         step.incoming,
         list(step.problems),
-        just_registered=True,
+        just_registered=step.just_registered,
     )
 
 

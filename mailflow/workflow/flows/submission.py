@@ -17,15 +17,17 @@ from typing import Any
 from sqlalchemy.orm import Session, object_session
 
 from mailflow.forms import parse_form
+from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case
 from mailflow.store.queries import own_case
-from mailflow.triage import Incoming
+from mailflow.triage import Incoming, failed_dmarc
 from mailflow.vocab import Kind
 from mailflow.workflow import (
     fields,
     participants,
     publishing,
     recall,
+    reviewing,
     steps,
     validation,
     versions,
@@ -104,17 +106,115 @@ def handle_submission(session: Session, incoming: Incoming, workflow: Workflow) 
 
 
 def open_submission(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    """A new case from its author; with an ``Author:`` line naming someone
+    else's address, an administrator's submission for that person (only an
+    administrator may: anyone else is told so, and nothing is opened). An
+    ``Author:`` line naming the sender, or only a name, from anyone but an
+    administrator, is their own submission."""
+    written_author = parse_form(incoming.parsed.text).get("author")
+    named = fields.read_author(written_author) if written_author else None
+    by_admin = named is not None and _from_an_admin(incoming, workflow)
+    if isinstance(named, Problem) and by_admin:
+        return refuse_author(session, incoming, workflow, "bad_address")
+    if isinstance(named, fields.Author) and named.email != incoming.sender:
+        if not by_admin:
+            return refuse_author(session, incoming, workflow, "not_admin")
+        case = open_for_author(session, incoming, workflow, named)
+        acknowledge_submitter(session, case, incoming, workflow)
+        return f"{case.public_id}: submitted for {named.email}, waiting for their agreement"
     parsed = incoming.parsed
     author, submission = participants.introduce(session, parsed, workflow.economies, workflow.clock)
     case = steps.open_case(session, workflow, incoming, author, submission.kind)
-    case.title = fields.title_from_subject(parsed.subject)[:500]
-    fields.apply(case, submission)
-    case.economy = case.economy or author.economy or None
-    case.organization = case.organization or author.organization
-    document_problems = versions.attach_document(session, case, incoming, workflow)
-    return steps.begin(
-        session, case, workflow, incoming, [*submission.problems, *document_problems]
+    problems = _fill(session, case, incoming, workflow, submission)
+    return steps.begin(session, case, workflow, incoming, problems)
+
+
+def open_for_author(
+    session: Session, incoming: Incoming, workflow: Workflow, named: fields.Author
+) -> Case:
+    """A case an administrator submits for ``named``: its author is that
+    person (found, or added with the name the line gives), and it waits in
+    ``pending_confirmation`` for their agreement even when they are
+    registered, since agreeing to one's address is not agreeing to a text
+    under one's name. Problems in the form go to the author with the
+    request, as for their own first submission."""
+    submission = fields.read_submission(parse_form(incoming.parsed.text), workflow.economies)
+    author = participants.find_or_add(session, named.email, workflow.clock)
+    participants.learn(
+        author,
+        name=named.name or None,
+        economy=submission.economy,
+        organization=submission.organization,
     )
+    case = workflow.engine.open_case(
+        session,
+        kind=submission.kind,
+        author=author,
+        state=State.PENDING_CONFIRMATION,
+        message=incoming.record,
+        thread_id=incoming.parsed.message_id,
+        submitted_by=incoming.sender,
+    )
+    problems = _fill(session, case, incoming, workflow, submission)
+    steps.ask_to_confirm(session, author.email, incoming, workflow, case, problems)
+    return case
+
+
+def acknowledge_submitter(
+    session: Session, case: Case, incoming: Incoming, workflow: Workflow
+) -> None:
+    """The administrator hears that the case waits for its author."""
+    workflow.send(
+        session,
+        Outgoing(
+            "submitted_for_author",
+            incoming.sender,
+            reviewing.case_values(case, workflow),
+            case=case,
+            answering=incoming,
+            earned=True,
+        ),
+    )
+
+
+def refuse_author(session: Session, incoming: Incoming, workflow: Workflow, reason: str) -> str:
+    """An ``Author:`` line we cannot follow: the sender is told why, and
+    nothing is opened, so no case goes out under the wrong name."""
+    workflow.send(
+        session,
+        Outgoing(
+            "author_refused",
+            incoming.sender,
+            {"reason": reason, "title": fields.title_from_subject(incoming.parsed.subject)},
+            answering=incoming,
+        ),
+    )
+    return f"submission refused: Author: line ({reason})"
+
+
+def _fill(
+    session: Session,
+    case: Case,
+    incoming: Incoming,
+    workflow: Workflow,
+    submission: fields.Submission,
+) -> list[Problem]:
+    """The case takes the message's title, form and document; returns what
+    in them was wrong."""
+    case.title = fields.title_from_subject(incoming.parsed.subject)[:500]
+    fields.apply(case, submission)
+    case.economy = case.economy or case.author.economy or None
+    case.organization = case.organization or case.author.organization
+    document_problems = versions.attach_document(session, case, incoming, workflow)
+    return [*submission.problems, *document_problems]
+
+
+def _from_an_admin(incoming: Incoming, workflow: Workflow) -> bool:
+    """An administrator's address, not refused by our front MTA's DMARC
+    check: a forged From must not send requests in someone's name."""
+    admins = {address.lower() for address in workflow.admins}
+    authserv_id = workflow.settings.security.authserv_id
+    return incoming.sender in admins and not failed_dmarc(incoming.parsed, authserv_id)
 
 
 def missing(case: Case, workflow: Workflow) -> list[Problem]:
