@@ -363,12 +363,14 @@ def test_ten_thousand_guessed_tokens_change_nothing_and_are_explained_once(
     """10,000 guesses over real SMTP (100 messages of 95 recipients, then 500
     messages of one), near misses of the real Approve secret first: no case,
     token or history changes, the guesser gets one explanation, and the real
-    link still works."""
+    link still works. On PostgreSQL a fifth as many: each guess is the same
+    one-row lookup there, and the suite must stay within minutes."""
     review = submitted(client, outbox)
     approve_to, subject, body = link(review, "Approve")
     real = SECRET.fullmatch(approve_to)[1]  # type: ignore[index]
-    guessed = guesses(real, 10_000)
-    assert real not in guessed and len(set(guessed)) == 10_000
+    total = 2_000 if app.database.engine.dialect.name == "postgresql" else 10_000
+    guessed = guesses(real, total)
+    assert real not in guessed and len(set(guessed)) == total
     settle(app)
     with app.database.transaction() as session:
         before_tokens = session.execute(select(Token.id, Token.used_at)).all()
@@ -376,8 +378,9 @@ def test_ten_thousand_guessed_tokens_change_nothing_and_are_explained_once(
     before_history, before_outbox = history(app), len(outbox.messages())
 
     started = time.monotonic()
-    batches = [guessed[i : i + 95] for i in range(0, 9_500, 95)]
-    batches += [[secret] for secret in guessed[9_500:]]
+    in_bulk = total * 95 // 100
+    batches = [guessed[i : i + 95] for i in range(0, in_bulk, 95)]
+    batches += [[secret] for secret in guessed[in_bulk:]]
     with smtplib.SMTP(client.host, client.port, timeout=60) as smtp:
         for batch in batches:
             to = [f"actions+{secret}@mailflow.localhost" for secret in batch]
@@ -392,7 +395,7 @@ def test_ten_thousand_guessed_tokens_change_nothing_and_are_explained_once(
     wait_until(processed, 120, "every guess processed")
     settle(app)
     elapsed = time.monotonic() - started
-    print(f"\n10,000 guesses: sent in {sent:.1f} s, processed in {elapsed:.1f} s")
+    print(f"\n{total:,} guesses: sent in {sent:.1f} s, processed in {elapsed:.1f} s")
 
     assert state(app) == "admin_review"
     with app.database.transaction() as session:
@@ -404,7 +407,7 @@ def test_ten_thousand_guessed_tokens_change_nothing_and_are_explained_once(
         ).all()
     assert {outcome for outcome, _ in outcomes} == {"handled: actions"}
     # Every recipient was looked up on its own and refused as unknown.
-    assert sum(detail.count("action refused (unknown)") for _, detail in outcomes) == 10_000
+    assert sum(detail.count("action refused (unknown)") for _, detail in outcomes) == total
     assert history(app) == before_history
     (told,) = explanations(outbox, GUESSER)
     assert "We do not know this link" in body_text(told)
