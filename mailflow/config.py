@@ -222,6 +222,9 @@ class LimitSettings(Section):
 
 class DigestSettings(Section):
     schedule: Cron = "0 8 * * MON"
+    # Subscribers per transaction of the fan-out: what a crash can cost is
+    # one batch written again, never a digest sent twice.
+    batch: Annotated[int, Field(ge=1, le=100_000)] = 500
 
 
 class InternshipSettings(Section):

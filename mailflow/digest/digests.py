@@ -29,7 +29,6 @@ from mailflow.vocab import AREAS, Kind
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.states import State
 
-BATCH = 500
 Progress = Callable[[str], None]
 
 
@@ -147,7 +146,7 @@ class Digests:
                     Subscriber.id > after_id,
                 )
                 .order_by(Subscriber.id)
-                .limit(BATCH)
+                .limit(self.workflow.settings.digest.batch)
             )
         )
 
