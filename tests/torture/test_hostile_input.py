@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -143,6 +144,14 @@ def ingest(settings: Settings, message: bytes, folder: Path) -> tuple[int, float
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return process.returncode, usage.ru_utime + usage.ru_stime, int(peak.read_text()) / 1024
+
+
+@pytest.fixture
+def database_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """SQLite only: the budgets are the parser's, the same on either
+    database (docs/reliability.md), and the suite must stay within minutes."""
+    shutil.copyfile(sqlite_template, tmp_path / "mailflow.db")
+    return f"sqlite:///{tmp_path}/mailflow.db"
 
 
 @pytest.fixture
