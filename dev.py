@@ -49,12 +49,14 @@ def workers(arguments: list[str]) -> list[str]:
     """The pytest-xdist options, unless the arguments choose for themselves.
     Tests are handed to a worker one or two at a time as it finishes them,
     not in long runs, so the long tests spread over the workers instead of
-    queueing on one."""
+    queueing on one; the tests of one private server (Dovecot, Postfix,
+    Chromium, nginx: ``xdist_group``) share one worker, which starts that
+    server once instead of every worker starting its own."""
     if any(a.startswith(("-n", "--numprocesses")) or a.endswith("no:xdist") for a in arguments):
         return []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     count = os.environ.get("MAILFLOW_TEST_WORKERS") or str(2 * (cores or 1))
-    return ["-n", count, "--dist", "load", "--maxschedchunk", "1"]
+    return ["-n", count, "--dist", "loadgroup", "--maxschedchunk", "1"]
 
 
 def test(arguments: list[str]) -> int:

@@ -18,7 +18,7 @@ from bench.seed import seed_published
 from mailflow.app import App, Service
 from mailflow.config import Settings
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("chromium")]
 
 PAYLOAD = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 

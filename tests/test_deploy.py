@@ -30,6 +30,9 @@ from mailflow.app import App, Service
 from mailflow.config import Settings, load_settings
 from mailflow.store.models import Subscriber
 
+# One worker starts this private server once for all of these tests.
+pytestmark = pytest.mark.xdist_group("nginx")
+
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 STATE = Path("/var/lib/mailflow")
 SECURITY_HEADERS = ("X-Content-Type-Options", "Referrer-Policy", "Content-Security-Policy")

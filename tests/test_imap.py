@@ -33,6 +33,9 @@ from mailflow.ingress.imap import ImapIngress, mailbox_name, return_path
 from mailflow.runner import Result
 from mailflow.store.models import Case, InboundMessage
 
+# One worker starts this private server once for all of these tests.
+pytestmark = pytest.mark.xdist_group("dovecot")
+
 PROCESSED = "mailflow.processed"  # "mailflow/processed" with Dovecot's maildir delimiter
 
 

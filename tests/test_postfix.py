@@ -42,6 +42,9 @@ from mailflow.postfix import address_pattern, lmtp_nexthop, postfix_files
 from mailflow.routing import Router
 from mailflow.workflow.dispatch import HANDLERS
 
+# One worker starts this private server once for all of these tests.
+pytestmark = pytest.mark.xdist_group("postfix")
+
 ANA, ADMIN = "ana@example.org", "admin@mailflow.localhost"
 LMTP = {"MAILFLOW_SMTP_LMTP": "true"}
 

@@ -338,6 +338,7 @@ def test_the_administrators_and_overseers_get_last_month_on_the_first(
 
 
 @pytest.mark.browser
+@pytest.mark.xdist_group("chromium")  # with the other browser tests
 def test_the_html_report_renders_in_chromium(
     history: App, settings: Settings, capsys: pytest.CaptureFixture[str], browser: Any
 ) -> None:
