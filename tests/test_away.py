@@ -99,3 +99,21 @@ def test_without_a_date_the_focal_point_is_away_for_away_days(
         absence = session.get(Absence, FOCAL)
         assert absence is not None
         assert 6.9 < (absence.until - absence.noted_at).total_seconds() / 86400 <= 7
+
+
+@pytest.mark.parametrize(
+    "config_text",
+    [f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n[workflow]\nadmin_endorses = false\n'],
+)
+def test_without_admin_endorsement_the_administrator_hears_why_it_waits(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    at_the_focal_point(client, outbox, app)
+    review = outbox.wait_for_mail("focal_review", FOCAL)
+    headers = {"Auto-Submitted": "auto-replied"}
+    client.send(auto_reply(review, FOCAL, "Automatic reply", "Away until 2027-01-10.", headers))
+    told = outbox.wait_for_mail("admin_case_update", ADMIN)
+    assert purpose(told).startswith("Waiting: the focal point is away")
+    assert "Every focal point of Chile is away" in " ".join(body_text(told).split())
+    assert outbox.of("focal_review", ADMIN) == []
+    assert state(app) == "focal_review"

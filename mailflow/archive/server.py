@@ -12,7 +12,6 @@ applies the same rules.
 from __future__ import annotations
 
 import logging
-import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,13 +19,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
 from mailflow.notify.outbox import FileAttachment
+from mailflow.server_thread import ServerThread
 
 log = logging.getLogger(__name__)
-
-# How often the serving thread looks whether stop() was called: the
-# standard library's 0.5 s made every stop of `mailflow run` (and of each
-# test's service) wait that long.
-STOP_POLL_SECONDS = 0.05
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -180,7 +175,7 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-class ArchiveServer:
+class ArchiveServer(ServerThread):
     def __init__(
         self,
         folder: Path,
@@ -193,23 +188,5 @@ class ArchiveServer:
         handler = type(
             "Handler", (_Handler,), {"unsubscriber": unsubscriber, "documents": documents}
         )
-        self._server = ThreadingHTTPServer((host, port), partial(handler, directory=str(folder)))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            args=(STOP_POLL_SECONDS,),
-            name="archive-http",
-            daemon=True,
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        server = ThreadingHTTPServer((host, port), partial(handler, directory=str(folder)))
+        super().__init__(server, "archive-http")

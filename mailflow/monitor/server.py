@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from mailflow.monitor.metrics import CONTENT_TYPE, Metrics
+from mailflow.server_thread import ServerThread
 
 log = logging.getLogger(__name__)
-
-STOP_POLL_SECONDS = 0.05  # as the archive server: stop() need not wait long
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -67,28 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-class MonitorServer:
+class MonitorServer(ServerThread):
     def __init__(
         self, host: str, port: int, health: Callable[[], dict[str, str]], metrics: Metrics
     ) -> None:
         handler = type("Handler", (_Handler,), {"health": staticmethod(health), "metrics": metrics})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            args=(STOP_POLL_SECONDS,),
-            name="monitor-http",
-            daemon=True,
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(ThreadingHTTPServer((host, port), handler), "monitor-http")

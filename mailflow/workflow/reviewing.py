@@ -90,7 +90,7 @@ def reroute(session: Session, case: Case, workflow: Workflow, stage: Stage) -> N
     if set(reviewers) & set(focal_points(case, workflow)):
         return
     if not reviewers:
-        tell_admins(session, case, workflow, "held", "mailflow", "")
+        tell_admins(session, case, workflow, "away", "mailflow", "")
         return
     request_review(
         session,
