@@ -79,6 +79,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
         if any("\ufffd" in a.filename for a in attachments):
             attachments = _renamed(attachments, mail.message, charset)
         text = "\n".join(mail.text_plain) or _html_to_text("\n".join(mail.text_html))
+        if "\ufffd" in text:
+            text = _text_again(mail.message) or text
     except UnparseableMessage:
         raise
     # MessageError too: mail-parser lets the email package's own errors out,
@@ -271,6 +273,37 @@ def _renamed(
                     view[name] = unfolded(value, charset)
             names[shown] = decode_words(str(view.get_filename() or "")).strip()
     return tuple(replace(a, filename=names.get(a.filename) or a.filename) for a in attachments)
+
+
+# What a mail client most often means when its bytes are not the charset it
+# declared: Windows' Western codepage (a superset of Latin-1's printable
+# characters), then Latin-1 itself, which decodes any byte.
+_LEGACY_CHARSETS = ("cp1252", "latin-1")
+
+
+def _text_again(message: Message) -> str:
+    """mail-parser decodes a text part with its declared charset and shows
+    each byte that does not fit as U+FFFD; a part labelled UTF-8 that holds
+    Latin-1 bytes (common from older clients) then loses every accent. The
+    inline text parts are decoded again: declared charset, then UTF-8, then
+    the legacy charsets, each strictly, the first that fits."""
+    texts = []
+    for part in message.walk():
+        if part.get_content_type() != "text/plain" or part.get_content_disposition():
+            continue
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            texts.append(_decoded(payload, part.get_content_charset() or "utf-8"))
+    return "\n".join(texts)
+
+
+def _decoded(payload: bytes, declared: str) -> str:
+    for charset in (declared, "utf-8", *_LEGACY_CHARSETS):
+        try:
+            return payload.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return payload.decode("utf-8", "replace")  # unreachable: latin-1 decodes any byte
 
 
 def _attachment(item: dict[str, object]) -> Attachment:

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from mailflow.app import App, Service, build
 from mailflow.cli import main
 from mailflow.config import Settings, load_settings
+from mailflow.parse import parse_message
 from mailflow.store.models import Case, OutboxMessage, Participant
 
 TITLE = "Hợp tác xã của chúng tôi"
@@ -324,3 +325,20 @@ def test_a_relay_with_smtputf8_carries_the_address_as_it_is(
     assert envelope.rcpt_tos == ["josé@ejemplo.cl"] and "SMTPUTF8" in envelope.mail_options
     assert isinstance(envelope.original_content, bytes)
     assert "\r\nTo: josé@ejemplo.cl\r\n".encode() in envelope.original_content
+
+
+@pytest.mark.parametrize("declared", ["utf-8", "us-ascii"])
+def test_a_text_part_mislabelled_as_utf8_keeps_its_accents(declared: str) -> None:
+    """A text part that says it is UTF-8 (or ASCII) but holds Latin-1 or
+    Windows-1252 bytes, as older clients send, is read in the charset its
+    bytes fit: the summary keeps "Presentación", no replacement character."""
+    body = "Summary: Presentación del capital semilla – 2026\nSaludos, José\n"
+    raw = (
+        "From: José <jose@example.cl>\r\nTo: submit@mailflow.localhost\r\n"
+        f"Subject: Capital\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset={declared}\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n"
+    ).encode() + body.replace("\n", "\r\n").encode("cp1252")
+    text = parse_message(raw).text
+    assert "Presentación del capital semilla – 2026" in text and "José" in text
+    assert REPLACEMENT not in text
