@@ -6,6 +6,7 @@ real SMTP server and the real command line, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,31 @@ def test_a_registered_author_still_agrees_to_each_case(
     client.send(reply(ask, ROSA, "Yes"))  # a plain reply agrees too
     outbox.wait_for_mail("admin_review", ADMIN, count=2)
     assert state(app, "BP-2026-0002") == "admin_review"
+
+
+def test_a_case_its_author_never_agrees_to_expires_and_its_sender_hears(
+    client: Client, outbox: Mailbox, app: App, settings: Settings
+) -> None:
+    """No yes within [workflow].confirm_days: the case expires at the next
+    tick, nothing is reviewed, the administrator who sent it is told once,
+    and a late click on the author's link changes nothing."""
+    client.send(submission(sender=f"Admin <{ADMIN}>", body=FOR_ROSA))
+    ask = outbox.wait_for_mail("submission_confirm", ROSA)
+    outbox.wait_for_mail("submitted_for_author", ADMIN)
+    later = (datetime.now(UTC) + timedelta(days=15)).isoformat()
+    for _ in range(2):  # the second tick finds nothing more to do
+        assert main(["tick", "--now", later, "--config", str(settings.source)]) == 0
+    assert state(app) == "expired"
+    (told,) = outbox.of("consent_expired", ADMIN)
+    assert told["Subject"] == ask["Subject"]
+    assert purpose(told) == "The author did not agree in time"
+    assert "Nothing was reviewed or published." in body_text(told)
+    assert "Nothing was reviewed or published." in body_html(told)
+    assert not outbox.of("consent_expired", ROSA) and not outbox.of("admin_review")
+
+    click(client, ask, "I agree", ROSA)
+    outbox.wait_for_mail("token_refused", ROSA)
+    assert state(app) == "expired" and not outbox.of("admin_review")
 
 
 def test_an_author_line_from_anyone_else_opens_nothing(

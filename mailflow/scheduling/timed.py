@@ -98,6 +98,8 @@ class Timed:
                 report.author_updates += self._once(case_id, self._tell_author)
         for token_id in self._unconfirmed(now):
             report.expired += self._expire_confirmation(token_id)
+        for token_id in self._unagreed(now):
+            report.expired += self._expire_consent(token_id)
         for name in self.jobs:
             try:
                 ran = self._run_job(name, now)
@@ -316,6 +318,59 @@ class Timed:
                 if participant.confirmed_at is not None or newest != token.id:
                     return 0
                 return self._expire_waiting_for(session, participant)
+        except IntegrityError:
+            return 0
+
+    def _unagreed(self, now: datetime) -> list[int]:
+        """Requests for an author's agreement older than ``confirm_days``."""
+        cutoff = now - timedelta(days=self.settings.confirm_days)
+        with self.database.transaction() as session:
+            return queries.unanswered_consents(session, cutoff)
+
+    def _expire_consent(self, token_id: int) -> int:
+        """The author never agreed to the case submitted for them: it
+        expires, so nothing goes out under their name without their yes,
+        and whoever submitted it is told (the author asked for nothing)."""
+        try:
+            with self.database.transaction() as session:
+                token = session.get(Token, token_id)
+                case = (
+                    session.get(Case, token.case_id, with_for_update=True, populate_existing=True)
+                    if token is not None and token.case_id is not None
+                    else None
+                )
+                if token is None or case is None:
+                    return 0
+                if not self._claim(
+                    session, "consent", "consent_expired", token.issued_at, token.id
+                ):
+                    return 0
+                lapsed = token.issued_at + timedelta(days=self.settings.confirm_days)
+                token.expires_at = min(token.expires_at, lapsed)
+                submitted_by = queries.submitter(session, case)
+                if case.state != State.PENDING_CONFIRMATION or submitted_by is None:
+                    return 0
+                steps.move(
+                    session,
+                    case,
+                    self.workflow,
+                    Event.EXPIRED,
+                    actor="mailflow",
+                    note=f"the author did not agree within {self.settings.confirm_days} days",
+                )
+                self.workflow.send(
+                    session,
+                    Outgoing(
+                        "consent_expired",
+                        submitted_by,
+                        {
+                            **reviewing.case_values(case, self.workflow),
+                            "confirm_days": self.settings.confirm_days,
+                        },
+                        case=case,
+                    ),
+                )
+                return 1
         except IntegrityError:
             return 0
 

@@ -247,6 +247,24 @@ def unanswered_confirmations(session: Session, issued_before: datetime) -> list[
     )
 
 
+def unanswered_consents(session: Session, issued_before: datetime) -> list[int]:
+    """Requests for an author's agreement to a case submitted for them,
+    issued before the cut-off, unused, and not yet handled as expired."""
+    handled = exists().where(TimedStep.kind == "consent_expired", TimedStep.number == Token.id)
+    return list(
+        session.scalars(
+            select(Token.id)
+            .where(
+                Token.action == "consent",
+                Token.used_at.is_(None),
+                Token.issued_at <= issued_before,
+                ~handled,
+            )
+            .order_by(Token.id)
+        )
+    )
+
+
 def newest_confirmation(session: Session, participant_id: int) -> int | None:
     return session.scalar(
         select(Token.id)
