@@ -100,7 +100,7 @@ def test_a_backup_of_a_running_mailflow_restores_into_a_fresh_place_and_the_arch
         )
     else:
         sh(
-            "pg_dump -h {host} -U {user} -Fc -d {name} -f {backups}/mailflow.dump",
+            "pg_dump -h {host} -U {user} -Fc -d {name} > {backups}/mailflow.dump",
             host=url.host or "",
             user=url.username or "",
             name=url.database or "",
@@ -123,7 +123,7 @@ def test_a_backup_of_a_running_mailflow_restores_into_a_fresh_place_and_the_arch
         sh(
             "createdb -h {host} -U {user} {name}\n"
             "pg_restore -h {host} -U {user} --no-owner --exit-on-error"
-            " -d {name} {backups}/mailflow.dump",
+            " -d {name} < {backups}/mailflow.dump",
             host=new.host or "",
             user=new.username or "",
             name=new.database or "",
