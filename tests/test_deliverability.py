@@ -205,3 +205,17 @@ def test_a_document_too_large_to_attach_is_linked_for_as_long_as_the_review(
     focal_link = document_link(endorse)
     assert focal_link != link
     assert download(settings, focal_link)[:3:2] == (200, LARGE_PDF)
+
+
+def test_mailflow_dkim_names_the_key_when_its_folder_cannot_be_written(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key file whose folder cannot be made (here under a file; on a
+    server, a relative path resolved under /etc) is one line naming the
+    key, exit 78, not a traceback."""
+    (tmp_path / "etc").write_text("a file, not a folder")
+    config = write_config(SIGNING + 'dkim_key_file = "etc/keys/dkim.key"\n')
+    assert main(["dkim", "--config", str(config)]) == 78
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "[outbound] dkim_key_file" in error and "etc/keys/dkim.key" in error
