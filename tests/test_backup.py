@@ -108,7 +108,7 @@ def test_a_backup_of_a_running_mailflow_restores_into_a_fresh_place_and_the_arch
         )
 
     # "Restore", on a fresh machine: the state folder is new.
-    sh("install -d -m 0750 {fresh}/var", fresh=fresh)
+    sh("install -d -m 0751 {fresh}/var", fresh=fresh)
     restored_config = fresh / "config.toml"
     if sqlite:
         sh(
