@@ -467,7 +467,7 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
                         " `mailflow outbox` and `mailflow outbox --failed` list them",
                         file=sys.stderr,
                     )
-                    return EX_USAGE
+                    return 1  # a wrong ID is the product's answer, not a usage error
                 rows.append(row)
             for row in rows:
                 app.workflow.outbox.requeue(row)

@@ -9,10 +9,8 @@ as long as the reviewer's tokens do."""
 from __future__ import annotations
 
 import base64
-import os
 import re
 import shutil
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -20,13 +18,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import dkim
 import pytest
 from conftest import Client, Mailbox, body_html, body_text
 from cryptography.hazmat.primitives import serialization
+from dkim_verifiers import dkimpy_verifies, dns_record, mail_dkim_results
 from flows import ADMIN, ANA, FOCAL, click, state
 from mails import PDF, reply, submission
-from test_digests import digest_send, subscribed
+from readers import digest_send, subscribed
 
 from bench.seed import seed_published
 from mailflow.app import App
@@ -44,27 +42,6 @@ SIGNING = f'[outbound]\ndkim_selector = "{SELECTOR}"\n'
 LINKING = "[outbound]\nmax_attachment_bytes = 102400\n"
 LINKED = r"The document \((.+?)\) is too large to attach: download it here: (\S+)"
 LARGE_PDF = PDF + b"%" + b"x" * 204_800 + b"\n%%EOF\n"
-
-# Mail::DKIM asks DNS for the key; here the record `mailflow dkim` printed
-# answers instead, for its own name only. Prints one result per file.
-VERIFY_PERL = r"""
-use strict; use warnings;
-use Mail::DKIM::Verifier; use Net::DNS;
-my $record = shift @ARGV;
-my $published = Net::DNS::RR->new($record);
-no warnings 'redefine';
-*Mail::DKIM::DNS::query = sub {
-    my ($name, $type) = @_;
-    return lc($name) eq lc($published->owner) ? ($published) : ();
-};
-for my $file (@ARGV) {
-    open(my $fh, '<:raw', $file) or die "$file: $!";
-    my $verifier = Mail::DKIM::Verifier->new;
-    while (my $line = <$fh>) { $line =~ s/\r?\n\z/\r\n/; $verifier->PRINT($line); }
-    $verifier->CLOSE;
-    print $verifier->result, "\n";
-}
-"""
 
 
 @pytest.fixture(scope="session")
@@ -91,44 +68,6 @@ def settings(
     (tmp_path / "var").mkdir(exist_ok=True)
     shutil.copyfile(dkim_key, tmp_path / "var" / "dkim.key")
     return load_settings(write_config(config_text, database_url), environ={})
-
-
-def dns_record(settings: Settings, capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()  # what came before
-    assert main(["dkim", "--config", str(settings.source)]) == 0
-    return capsys.readouterr().out.strip()
-
-
-def record_value(record: str) -> bytes:
-    """The TXT value as a resolver returns it: the strings joined."""
-    return "".join(re.findall(r'"([^"]*)"', record)).encode()
-
-
-def dkimpy_verifies(raw: bytes, record: str) -> bool:
-    name = f"{SELECTOR}._domainkey.{DOMAIN}.".encode()
-    published = record_value(record)
-    return bool(dkim.verify(raw, dnsfunc=lambda asked, **_: published if asked == name else None))
-
-
-def mail_dkim_results(files: list[Path], record: str) -> list[str]:
-    if (
-        shutil.which("perl") is None
-        or subprocess.run(
-            ["perl", "-MMail::DKIM::Verifier", "-e1"], capture_output=True, check=False
-        ).returncode
-    ):
-        why = "Mail::DKIM is not installed (apt-get install libmail-dkim-perl)"
-        if os.environ.get("MAILFLOW_TEST_REQUIRE_MAIL_DKIM") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-    done = subprocess.run(
-        ["perl", "-e", VERIFY_PERL, record, *map(str, files)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return done.stdout.split()
 
 
 def maildir_files(outbox: Mailbox) -> list[Path]:
@@ -266,3 +205,17 @@ def test_a_document_too_large_to_attach_is_linked_for_as_long_as_the_review(
     focal_link = document_link(endorse)
     assert focal_link != link
     assert download(settings, focal_link)[:3:2] == (200, LARGE_PDF)
+
+
+def test_mailflow_dkim_names_the_key_when_its_folder_cannot_be_written(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key file whose folder cannot be made (here under a file; on a
+    server, a relative path resolved under /etc) is one line naming the
+    key, exit 78, not a traceback."""
+    (tmp_path / "etc").write_text("a file, not a folder")
+    config = write_config(SIGNING + 'dkim_key_file = "etc/keys/dkim.key"\n')
+    assert main(["dkim", "--config", str(config)]) == 78
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "[outbound] dkim_key_file" in error and "etc/keys/dkim.key" in error

@@ -15,13 +15,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
 from mailflow import logs
@@ -30,12 +27,12 @@ from mailflow.cli import main
 from mailflow.config import load_settings
 from mailflow.errors import ConfigError
 from mailflow.notify.outbox import Outgoing
-from mailflow.notify.transports import MaildirTransport
 from mailflow.scheduling.summary import send_daily_summary
 from mailflow.store.models import OutboxMessage
-from tests.conftest import Client, Mailbox, body_html, body_text, free_port, purpose, wait_until
+from tests.conftest import Client, Mailbox, body_html, body_text, purpose, wait_until
 from tests.flows import click, submitted
 from tests.mails import address, reply, submission
+from tests.relay import Relay, relay_running
 
 ADMIN = "admin@mailflow.localhost"
 OTHER_ADMIN = "editor-in-chief@example.org"
@@ -44,53 +41,10 @@ FOCAL = "focal.cl@example.org"
 GONE, TOO_BIG, BUSY, FINE = (f"{who}@example.org" for who in ("gone", "big", "busy", "fine"))
 
 
-class Relay:
-    """Refuses the addresses in ``gone`` at RCPT (550), those in ``too_big``
-    after DATA (552), answers 451 once to those in ``busy``, and delivers
-    the rest."""
-
-    def __init__(self) -> None:
-        self.start(Path())
-
-    def start(self, maildir: Path) -> None:
-        self.maildir = maildir
-        self.gone: set[str] = set()
-        self.too_big: set[str] = set()
-        self.busy: set[str] = set()
-        self.tried: Counter[str] = Counter()
-        self.delivered = 0
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        self.tried[address] += 1
-        if address in self.gone:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        [recipient] = envelope.rcpt_tos
-        if recipient in self.too_big:
-            return "552 5.3.4 Message size exceeds fixed maximum message size"
-        if recipient in self.busy:
-            self.busy.discard(recipient)
-            return "451 4.3.0 Temporary lookup failure, try again later"
-        assert isinstance(envelope.content, bytes) and envelope.mail_from
-        self.delivered += 1
-        MaildirTransport(self.maildir).deliver(
-            recipient, envelope.mail_from, envelope.content, self.delivered
-        )
-        return "250 2.0.0 Ok: queued"
-
-
 @pytest.fixture(scope="session")
 def relay_server() -> Iterator[tuple[Relay, int]]:
-    relay, port = Relay(), free_port()
-    controller = Controller(relay, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield relay, port
-    controller.stop()
+    with relay_running() as running:
+        yield running
 
 
 @pytest.fixture
@@ -153,7 +107,8 @@ def test_outbox_lists_waiting_and_failed_mail_and_retry_sends_it_again(
     """`mailflow outbox` shows what waits, `--failed` what failed for good,
     each with the server's reply; after the address is fixed, `mailflow
     outbox retry ID` sends it and says so. An unknown ID is one line
-    naming it, exit 2."""
+    naming it, exit 1 (the product's answer); naming neither an ID nor
+    --failed is a usage error, exit 2, as argparse's own."""
     config = ["--config", str(app.settings.source)]
     relay.gone, relay.busy = {GONE}, {BUSY}
     send(app, Outgoing("help", GONE), Outgoing("help", BUSY))
@@ -169,9 +124,15 @@ def test_outbox_lists_waiting_and_failed_mail_and_retry_sends_it_again(
     assert GONE in failed and "550 5.1.1" in failed and BUSY not in failed
     assert "mailflow outbox retry ID" in failed
 
-    assert main(["outbox", "retry", "999999", *config]) == 2
+    assert main(["outbox", "retry", "999999", *config]) == 1
     refused = capsys.readouterr()
     assert "999999" in refused.err and len(refused.err.splitlines()) == 1
+    assert main(["outbox", "retry", *config]) == 2
+    assert "--failed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["outbox", "retry", "not-a-number", *config])
+    assert usage.value.code == 2
+    capsys.readouterr()
     assert rows(app)[GONE].failed_at is not None  # nothing was touched
 
     relay.gone.clear()  # the address is fixed

@@ -80,6 +80,9 @@ def test_the_systemd_unit_is_valid_and_hardened(tmp_path: Path) -> None:
     }.items():
         assert found[key] == [value], key
 
+    # nginx's user passes through to the archive; nothing else is open to it.
+    assert (found["StateDirectoryMode"], found["UMask"]) == (["0751"], ["0027"])
+
     # verify wants the program to exist: this checkout's `mailflow`.
     shipped = found["ExecStart"][0].split()[0]
     here = Path(sys.executable).parent / "mailflow"
@@ -108,6 +111,27 @@ def test_the_example_config_keeps_everything_in_the_state_directory() -> None:
     site = (DEPLOY / "nginx-archive.conf").read_text()
     assert re.findall(r"server 127\.0\.0\.1:(\d+);", site) == [str(settings.archive.http_port)]
     assert f"root {settings.archive.output_dir};" in site
+
+
+def test_the_site_is_readable_by_the_web_server_under_the_units_umask(
+    app: App, settings: Settings
+) -> None:
+    """Under the unit's UMask=0027 mailflow's own files are closed to
+    others, but the archive's folders and pages are open to them: nginx
+    (www-data, not in mailflow's group) reads them through the state
+    directory's 0751."""
+    seed_published(app, 1)
+    before = os.umask(0o027)
+    try:
+        app.site.build(app.database)
+    finally:
+        os.umask(before)
+    root = settings.archive.output_dir
+    folders = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    pages = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert len(folders) > 3 and any(p.suffix == ".pdf" for p in pages)
+    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {"0o755"}
+    assert {oct(p.stat().st_mode & 0o777) for p in pages} == {"0o644"}
 
 
 # -- nginx ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import Client, Mailbox, body_text, headline, purpose, wait_until
 from mails import message, reply, submission
+from readers import READER, SUBSCRIBE, digest_send, subscribed
 from sqlalchemy import func, select
 
 from bench.seed import seed_published, seed_subscribers
@@ -26,8 +27,7 @@ from mailflow.cli import main
 from mailflow.config import Settings
 from mailflow.store.models import OutboxMessage, Subscriber
 
-READER, OTHER = "reader@example.org", "other@example.org"
-SUBSCRIBE = "subscribe@mailflow.localhost"
+OTHER = "other@example.org"
 
 
 @pytest.fixture
@@ -36,27 +36,11 @@ def config_text() -> str:
     return "[digest]\nbatch = 100\n"
 
 
-def subscribed(client: Client, outbox: Mailbox, address: str = READER) -> Subscriber | None:
-    """Subscribe with one email and one reply, as a person would."""
-    before = len(outbox.to(address))
-    client.send(message(address, SUBSCRIBE, "subscribe", ""))
-    confirm = outbox.wait_for(before + 1, address)[-1]
-    assert confirm["Subject"] == "Please confirm: digests of new cases"
-    client.send(reply(confirm, address))
-    welcome = outbox.wait_for(before + 2, address)[-1]
-    assert welcome["Subject"] == "You are subscribed"
-    return welcome
-
-
 def subscriber(app: App, address: str = READER) -> Subscriber:
     with app.database.transaction() as session:
         found = session.scalar(select(Subscriber).where(Subscriber.email == address))
         assert found is not None
         return found
-
-
-def digest_send(settings: Settings, *extra: str) -> None:
-    assert main(["digest", "send", *extra, "--config", str(settings.source)]) == 0
 
 
 def digests(outbox: Mailbox, address: str = READER) -> list:  # type: ignore[type-arg]

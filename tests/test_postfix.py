@@ -4,29 +4,19 @@ relays mail from outside to mailflow over LMTP, refuses unknown addresses
 at RCPT (no bounce, so no backscatter), takes documents as large as
 mailflow does, and keeps mail while mailflow is down.
 
-One Postfix per pytest-xdist worker, started once (a start takes Postfix
-about a second): its own config, queue and data folders and a free loopback
-port. Its `mynetworks` leaves out 127.0.0.1, where the tests connect from,
+One Postfix per pytest-xdist worker, started once (tests/postfix_server.py).
+Its `mynetworks` leaves out 127.0.0.1, where the tests connect from,
 so every message comes "from outside" and must be relayed on the strength
 of the maps alone. Each test runs its own mailflow (SQLite only: Postfix,
 not the database, is under test) on the one LMTP port the maps name.
-
-Postfix's master runs as root, as the tests do here and in CI. Debian's
-``postfix`` package provides the programs (`.ci/run` installs it); when it
-is missing the tests are skipped, unless ``MAILFLOW_TEST_REQUIRE_POSTFIX=1``,
-which makes that a failure.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import os
 import re
 import shutil
 import smtplib
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,6 +24,7 @@ import pytest
 from conftest import Client, Mailbox, body_text, free_port, wait_until
 from flows import state
 from mails import PDF, address, message, reply, submission
+from postfix_server import PostfixServer, postfix_running
 
 from mailflow.app import App, Service, build
 from mailflow.cli import main as mailflow
@@ -49,120 +40,12 @@ ANA, ADMIN = "ana@example.org", "admin@mailflow.localhost"
 LMTP = {"MAILFLOW_SMTP_LMTP": "true"}
 
 
-def postfix_binary() -> str | None:
-    return shutil.which("postfix") or (
-        "/usr/sbin/postfix" if os.path.exists("/usr/sbin/postfix") else None
-    )
-
-
-class PostfixServer:
-    """A Postfix of its own in a temporary folder; nothing of the system's
-    instance (if any) is read or touched."""
-
-    def __init__(self, binary: str, lmtp_port: int) -> None:
-        # postconf and postqueue sit next to postfix (/usr/sbin, maybe not on PATH).
-        self.programs = Path(binary).parent
-        self.port = free_port()
-        self.lmtp_port = lmtp_port
-        # Not under pytest's tmp_path: Postfix's own user must reach the queue.
-        self.root = Path(tempfile.mkdtemp(prefix="mailflow-postfix-"))
-        self.root.chmod(0o755)
-        self.config = self.root / "etc"
-        self.maps = self.root / "mailflow"
-
-    def write_config(self) -> None:
-        """What an operator's Postfix has before mailflow (Debian's
-        compatibility level, loopback only), then mailflow's settings
-        applied exactly as deploy/README.md says."""
-        self.config.mkdir()
-        (self.root / "queue").mkdir()
-        data = self.root / "data"
-        data.mkdir()
-        shutil.chown(data, "postfix")
-        shutil.copyfile("/usr/share/postfix/master.cf.dist", self.config / "master.cf")
-        (self.config / "main.cf").write_text(
-            f"""compatibility_level = 3.6
-queue_directory = {self.root}/queue
-data_directory = {data}
-maillog_file = {self.root}/maillog
-maillog_file_prefixes = {self.root}
-myhostname = postfix.test
-mydestination =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.2/32
-smtpd_peername_lookup = no
-# A stopped mailflow is tried again at once when the test flushes the queue,
-# not over a connection Postfix kept open to the mailflow of the test before.
-lmtp_connection_cache_on_demand = no
-"""
-        )
-        self._postconf("-MX", "smtp/inet")
-        listener = f"127.0.0.1:{self.port}"
-        self._postconf("-M", "-e", f"{listener}/inet = {listener} inet n - n - - smtpd")
-        # Daemons run without chroot: the chroot would need copies of /etc files.
-        self._postconf("-F", "-e", "*/*/chroot = n")
-        settings = self.root / "mailflow.toml"
-        settings.write_text(f'[smtp]\nhost = "127.0.0.1"\nport = {self.lmtp_port}\nlmtp = true\n')
-        assert mailflow(["postfix", "--output", str(self.maps), "--config", str(settings)]) == 0
-        apply = f"sed -e '/^#/d' -e '/^$/d' {self.maps}/main.cf | xargs -d '\\n' postconf -e"
-        apply = apply.replace("postconf -e", f"{self.programs}/postconf -c {self.config} -e")
-        subprocess.run(apply, shell=True, check=True)
-
-    def _postconf(self, *arguments: str) -> None:
-        subprocess.run([self.programs / "postconf", "-c", self.config, *arguments], check=True)
-
-    def start(self) -> None:
-        subprocess.run([self.programs / "postfix", "-c", self.config, "start"], check=True)
-        wait_until(self._listening, 10, f"Postfix on port {self.port}")
-
-    def _listening(self) -> bool:
-        try:
-            with smtplib.SMTP("127.0.0.1", self.port, timeout=5):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        subprocess.run([self.programs / "postfix", "-c", self.config, "stop"], check=False)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def queue(self) -> list[dict[str, object]]:
-        """The messages Postfix holds, bounces included (postqueue -j)."""
-        listing = subprocess.run(
-            [self.programs / "postqueue", "-c", self.config, "-j"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return [json.loads(line) for line in listing.splitlines()]
-
-    def flush(self) -> None:
-        subprocess.run([self.programs / "postqueue", "-c", self.config, "-f"], check=True)
-
-    def log(self) -> str:
-        path = self.root / "maillog"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
 @pytest.fixture(scope="session")
 def postfix() -> Iterator[PostfixServer]:
-    binary, why = postfix_binary(), ""
-    if binary is None:
-        why = "postfix is not installed (apt-get install postfix)"
-    elif os.geteuid() != 0:
-        why = "a private Postfix starts its master as root"
-    if binary is None or why:
-        if os.environ.get("MAILFLOW_TEST_REQUIRE_POSTFIX") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-    server = PostfixServer(binary, free_port())
-    try:
-        server.write_config()
-        server.start()
+    """Clients outside mynetworks (127.0.0.2 only): every message must be
+    relayed on the strength of the maps alone."""
+    with postfix_running(free_port()) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

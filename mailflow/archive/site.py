@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -519,7 +519,7 @@ class Site:
     def _write(self, relative: str, data: bytes, *, durable: bool) -> None:
         """Write to a temporary name, then rename over the old file."""
         path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._public_folder(path.parent)
         handle, temporary = tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
         )
@@ -535,6 +535,19 @@ class Site:
             Path(temporary).unlink(missing_ok=True)
             raise
 
+    def _public_folder(self, folder: Path) -> None:
+        """Create ``folder`` (and those between it and the site's root)
+        readable and searchable by everyone: the web server (nginx's
+        www-data) reads the site, and the systemd unit's UMask=0027 would
+        make new folders 0750, closed to it."""
+        missing = []
+        while folder != self.root and not folder.is_dir():
+            missing.append(folder)
+            folder = folder.parent
+        for new in reversed(missing):
+            new.mkdir(exist_ok=True)
+            os.chmod(new, 0o755)
+
     def _mark_done(self, database: Database, change_ids: list[int]) -> None:
         with database.transaction() as session:
             session.execute(
@@ -546,6 +559,9 @@ class Site:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.stat().st_mode & 0o755 != 0o755:
+            with suppress(PermissionError):  # not ours: its owner decides
+                os.chmod(self.root, 0o755)  # for the web server, as _public_folder says
         with open(self.root / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield

@@ -102,7 +102,6 @@ def create_key(path: Path) -> bool:
     and linked into place, so no process ever reads half a key."""
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -110,7 +109,15 @@ def create_key(path: Path) -> bool:
         serialization.NoEncryption(),
     )
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        # A relative path resolved under /etc, or run as the wrong user:
+        # one line naming the key, not a traceback.
+        raise ConfigError(
+            f"[outbound] dkim_key_file {path}: cannot write it: {exc.strerror}"
+        ) from exc
     with os.fdopen(descriptor, "wb") as file:
         file.write(pem)
         file.flush()
