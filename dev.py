@@ -3,6 +3,8 @@
 
     python3 dev.py run     install into .venv, then `mailflow run` on ./config.toml
     python3 dev.py test    install into .venv, then ruff, mypy and the whole test suite
+    python3 dev.py catalogs  extract the templates' sentences into mailflow/locale/*.pot,
+                           update every language's .po from it, compile the .mo files
 
 Extra arguments go to `mailflow run` or to pytest. The install is redone
 only when pyproject.toml changes. The tests run on pytest-xdist workers,
@@ -76,8 +78,68 @@ def test(arguments: list[str]) -> int:
     return 0
 
 
+LOCALE = ROOT / "mailflow" / "locale"
+# Each gettext domain and the extraction map that finds its messages:
+# "mailflow" is every sentence we write (templates); "words" is what people
+# type (field names, action words, values), kept apart for its translators.
+DOMAINS = {"mailflow": "babel.cfg"}
+# The shipped languages (mailflow/languages.py SHIPPED) as Babel names
+# their folders; English is the source and needs no catalog of its own.
+CATALOG_LOCALES = ("es", "zh_Hans", "zh_Hant", "id", "ja", "ko", "ms", "ru", "th", "vi")
+
+
+def catalogs(arguments: list[str]) -> int:
+    """Extract, then update (or start) each language's .po, then compile.
+    A translator edits only the .po files; the .mo files are not committed
+    (the wheel's build compiles them, see setup.py)."""
+    pybabel = str(VENV / "bin" / "pybabel")
+    for domain, mapping in DOMAINS.items():
+        template = LOCALE / f"{domain}.pot"
+        steps = [
+            [
+                pybabel,
+                "-q",
+                "extract",
+                "-F",
+                mapping,
+                "--add-comments=Translators:",
+                "--sort-by-file",
+                "--project=mailflow",
+                "-o",
+                str(template),
+                ".",
+            ],
+        ]
+        for locale in CATALOG_LOCALES:
+            po = LOCALE / locale / "LC_MESSAGES" / f"{domain}.po"
+            verb = "update" if po.exists() else "init"
+            steps.append(
+                [
+                    pybabel,
+                    "-q",
+                    verb,
+                    "-D",
+                    domain,
+                    "-i",
+                    str(template),
+                    "-d",
+                    str(LOCALE),
+                    "-l",
+                    locale,
+                ]
+            )
+        steps.append(
+            [pybabel, "-q", "compile", "--statistics", "-D", domain, "-d", str(LOCALE)]
+        )
+        for step in steps:
+            code = subprocess.call(step, cwd=ROOT)
+            if code:
+                return code
+    return 0
+
+
 def main() -> int:
-    commands = {"run": run, "test": test}
+    commands = {"run": run, "test": test, "catalogs": catalogs}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
