@@ -194,7 +194,6 @@ class Outbox:
         # Which email this is, for the operator's mail provider (Gmail's
         # Postmaster Tools group by it) and for anyone sorting our mail.
         message["Feedback-ID"] = f"{outgoing.template}:mailflow"
-        message["Content-Language"] = language
         if outgoing.reply_to:
             message["Reply-To"] = _address(outgoing.reply_to)
         for name, value in outgoing.headers:
@@ -216,6 +215,8 @@ class Outbox:
             # spares the generator searching the whole attachment for its
             # own (a fifth of the time to write a review email).
             message.set_boundary(f"=_{secrets.token_hex(16)}")
+        # After the parts: setting the content clears every Content-* header.
+        message["Content-Language"] = language
         return message
 
     # -- sending ---------------------------------------------------------
