@@ -128,9 +128,7 @@ def catalogs(arguments: list[str]) -> int:
                     locale,
                 ]
             )
-        steps.append(
-            [pybabel, "-q", "compile", "--statistics", "-D", domain, "-d", str(LOCALE)]
-        )
+        steps.append([pybabel, "-q", "compile", "-D", domain, "-d", str(LOCALE)])
         for step in steps:
             code = subprocess.call(step, cwd=ROOT)
             if code:
