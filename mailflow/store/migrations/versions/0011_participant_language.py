@@ -16,13 +16,17 @@ branch_labels = None
 depends_on = None
 
 
+# Not in batch mode: on SQLite a batch copies the table, and SQLite refuses
+# to drop participants that cases and tokens refer to (as in 0008).
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("participants") as batch:
-        batch.add_column(
-            sa.Column("language", sa.String(length=16), nullable=False, server_default="")
-        )
+    # Empty: nobody chose yet; their economy's language or the site's applies.
+    op.add_column(
+        "participants",
+        sa.Column("language", sa.String(length=16), nullable=False, server_default=""),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("participants") as batch:
-        batch.drop_column("language")
+    op.drop_column("participants", "language")
