@@ -91,49 +91,39 @@ CATALOG_LOCALES = ("es", "zh_Hans", "zh_Hant", "id", "ja", "ko", "ms", "ru", "th
 def catalogs(arguments: list[str]) -> int:
     """Extract, then update (or start) each language's .po, then compile.
     A translator edits only the .po files; the .mo files are not committed
-    (the wheel's build compiles them, see setup.py)."""
-    pybabel = str(VENV / "bin" / "pybabel")
+    (the wheel's build compiles them, see setup.py). Locations name the
+    template without a line number, and a run that finds nothing new leaves
+    every file as it was (no new dates): several people translate at once,
+    and their catalogs must merge."""
+    pybabel = [str(VENV / "bin" / "pybabel"), "-q"]
     for domain, mapping in DOMAINS.items():
         template = LOCALE / f"{domain}.pot"
-        steps = [
-            [
-                pybabel,
-                "-q",
-                "extract",
-                "-F",
-                mapping,
-                "--add-comments=Translators:",
-                "--sort-by-file",
-                "--project=mailflow",
-                "-o",
-                str(template),
-                ".",
-            ],
-        ]
+        before = template.read_text(encoding="utf-8") if template.exists() else ""
+        extract = [*pybabel, "extract", "-F", mapping, "--add-comments=Translators:"]
+        extract += ["--add-location=file", "--sort-by-file", "--project=mailflow"]
+        code = subprocess.call([*extract, "-o", str(template), "."], cwd=ROOT)
+        if code:
+            return code
+        if undated(template.read_text(encoding="utf-8")) == undated(before):
+            template.write_text(before, encoding="utf-8")
         for locale in CATALOG_LOCALES:
-            po = LOCALE / locale / "LC_MESSAGES" / f"{domain}.po"
-            verb = "update" if po.exists() else "init"
-            steps.append(
-                [
-                    pybabel,
-                    "-q",
-                    verb,
-                    "-D",
-                    domain,
-                    "-i",
-                    str(template),
-                    "-d",
-                    str(LOCALE),
-                    "-l",
-                    locale,
-                ]
-            )
-        steps.append([pybabel, "-q", "compile", "-D", domain, "-d", str(LOCALE)])
-        for step in steps:
-            code = subprocess.call(step, cwd=ROOT)
+            exists = (LOCALE / locale / "LC_MESSAGES" / f"{domain}.po").exists()
+            verb = ["update", "--ignore-pot-creation-date"] if exists else ["init"]
+            where = ["-D", domain, "-i", str(template), "-d", str(LOCALE), "-l", locale]
+            code = subprocess.call([*pybabel, *verb, *where], cwd=ROOT)
             if code:
                 return code
+        code = subprocess.call([*pybabel, "compile", "-D", domain, "-d", str(LOCALE)], cwd=ROOT)
+        if code:
+            return code
     return 0
+
+
+def undated(catalog: str) -> str:
+    """A catalog without the line that changes at every extraction."""
+    return "".join(
+        line for line in catalog.splitlines(True) if not line.startswith('"POT-Creation-Date:')
+    )
 
 
 def main() -> int:
