@@ -3,6 +3,8 @@
 
     python3 dev.py run     install into .venv, then `mailflow run` on ./config.toml
     python3 dev.py test    install into .venv, then ruff, mypy and the whole test suite
+    python3 dev.py catalogs  extract the templates' sentences into mailflow/locale/*.pot,
+                           update every language's .po from it, compile the .mo files
 
 Extra arguments go to `mailflow run` or to pytest. The install is redone
 only when pyproject.toml changes. The tests run on pytest-xdist workers,
@@ -76,8 +78,56 @@ def test(arguments: list[str]) -> int:
     return 0
 
 
+LOCALE = ROOT / "mailflow" / "locale"
+# Each gettext domain and the extraction map that finds its messages:
+# "mailflow" is every sentence we write (templates); "words" is what people
+# type (field names, action words, values), kept apart for its translators.
+DOMAINS = {"mailflow": "babel.cfg"}
+# The shipped languages (mailflow/languages.py SHIPPED) as Babel names
+# their folders; English is the source and needs no catalog of its own.
+CATALOG_LOCALES = ("es", "zh_Hans", "zh_Hant", "id", "ja", "ko", "ms", "ru", "th", "vi")
+
+
+def catalogs(arguments: list[str]) -> int:
+    """Extract, then update (or start) each language's .po, then compile.
+    A translator edits only the .po files; the .mo files are not committed
+    (the wheel's build compiles them, see setup.py). Locations name the
+    template without a line number, and a run that finds nothing new leaves
+    every file as it was (no new dates): several people translate at once,
+    and their catalogs must merge."""
+    pybabel = [str(VENV / "bin" / "pybabel"), "-q"]
+    for domain, mapping in DOMAINS.items():
+        template = LOCALE / f"{domain}.pot"
+        before = template.read_text(encoding="utf-8") if template.exists() else ""
+        extract = [*pybabel, "extract", "-F", mapping, "--add-comments=Translators:"]
+        extract += ["--add-location=file", "--sort-by-file", "--project=mailflow"]
+        code = subprocess.call([*extract, "-o", str(template), "."], cwd=ROOT)
+        if code:
+            return code
+        if undated(template.read_text(encoding="utf-8")) == undated(before):
+            template.write_text(before, encoding="utf-8")
+        for locale in CATALOG_LOCALES:
+            exists = (LOCALE / locale / "LC_MESSAGES" / f"{domain}.po").exists()
+            verb = ["update", "--ignore-pot-creation-date"] if exists else ["init"]
+            where = ["-D", domain, "-i", str(template), "-d", str(LOCALE), "-l", locale]
+            code = subprocess.call([*pybabel, *verb, *where], cwd=ROOT)
+            if code:
+                return code
+        code = subprocess.call([*pybabel, "compile", "-D", domain, "-d", str(LOCALE)], cwd=ROOT)
+        if code:
+            return code
+    return 0
+
+
+def undated(catalog: str) -> str:
+    """A catalog without the line that changes at every extraction."""
+    return "".join(
+        line for line in catalog.splitlines(True) if not line.startswith('"POT-Creation-Date:')
+    )
+
+
 def main() -> int:
-    commands = {"run": run, "test": test}
+    commands = {"run": run, "test": test, "catalogs": catalogs}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from mailflow.economies import Economies
 from mailflow.errors import ConfigError
 from mailflow.ingress.imap import ImapIngress
 from mailflow.ingress.smtp import IngressController, IngressHandler
+from mailflow.languages import Readers
 from mailflow.monitor import readings
 from mailflow.monitor.metrics import Metrics
 from mailflow.monitor.server import MonitorServer
@@ -131,6 +132,16 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         sender=settings.outbound.from_,
         return_path=router.address(Route.BOUNCES),
         signer=dkim_signer(settings),
+        readers=Readers.build(
+            site=settings.site.language,
+            admin=settings.admin.language,
+            staff=[
+                *settings.admin.addresses,
+                *settings.editors.addresses,
+                *settings.report.recipients,
+            ],
+            economies=[(e.code, e.language, e.focal_points) for e in economies],
+        ),
     )
     tokens = Tokens(
         load_or_create_key(settings.security.token_key_file),

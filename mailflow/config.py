@@ -31,6 +31,7 @@ from pydantic import (
 from mailflow.cron import parse_cron
 from mailflow.economies import builtin_economies
 from mailflow.errors import ConfigError
+from mailflow.languages import SHIPPED, shipped_tag
 
 CONFIG_ENV = "MAILFLOW_CONFIG"
 ENV_PREFIX = "MAILFLOW_"
@@ -63,6 +64,13 @@ def _local_part(value: str) -> str:
     return value.lower()
 
 
+def _language(value: str) -> str:
+    tag = shipped_tag(value)
+    if tag is None:
+        raise ValueError(f"must be one of the shipped languages: {', '.join(SHIPPED)}")
+    return tag
+
+
 def _cron(value: str) -> str:
     parse_cron(value)
     return value
@@ -72,6 +80,7 @@ Email = Annotated[str, AfterValidator(_email)]
 Domain = Annotated[str, AfterValidator(_domain)]
 LocalPart = Annotated[str, AfterValidator(_local_part)]
 Cron = Annotated[str, AfterValidator(_cron)]
+Language = Annotated[str, AfterValidator(_language)]  # a shipped BCP 47 tag
 Port = Annotated[int, Field(ge=1, le=65535)]
 Days = Annotated[int, Field(ge=1, le=3650)]
 # Paths are written as TOML strings; strict mode would want Path objects.
@@ -86,6 +95,7 @@ class SiteSettings(Section):
     name: str = "APEC MSE Best Practices"
     domain: Domain = "mailflow.localhost"
     base_url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:8080"
+    language: Language = "en"  # for people with no other (SPEC section 3a)
 
 
 class DatabaseSettings(Section):
@@ -156,6 +166,7 @@ class ArchiveSettings(Section):
 
 class AdminSettings(Section):
     addresses: Annotated[list[Email], Field(min_length=1)] = ["admin@mailflow.localhost"]
+    language: Language = "en"  # administrators, editors and overseers
 
 
 class AddressSettings(Section):
@@ -178,6 +189,7 @@ class EconomySettings(Section):
     aliases: list[str] | None = None
     focal_points: list[Email] | None = None
     travel_eligible: bool | None = None
+    language: Language | None = None
 
 
 class WorkflowSettings(Section):

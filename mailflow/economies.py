@@ -25,6 +25,7 @@ class Economy:
     aliases: tuple[str, ...]
     travel_eligible: bool
     focal_points: tuple[str, ...] = ()
+    language: str = "en"  # a shipped tag (mailflow.languages)
 
 
 def normalise_name(text: str) -> str:
@@ -45,6 +46,7 @@ def builtin_economies() -> dict[str, Economy]:
             name=entry["name"],
             aliases=tuple(entry["aliases"]),
             travel_eligible=entry["travel_eligible"],
+            language=entry["language"],
         )
         for code, entry in raw.items()
     }

@@ -38,6 +38,7 @@ SUBMISSION_KEYS: Mapping[str, str] = {
     "name": "name",
     "full name": "name",
     "author": "author",  # an administrator submitting for someone else
+    "language": "language",  # read in every form: mailflow.languages.match
 }
 
 RUNS_TO_NEXT_KEY = frozenset({"summary"})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from mailflow.config import Settings
 from mailflow.errors import ConfigError
@@ -47,7 +48,7 @@ def postfix_files(settings: Settings, output: Path) -> dict[str, str]:
         )
     renderer = Renderer()
     message_size_limit = settings.limits.max_message_bytes + SIZE_HEADROOM
-    values = {
+    values: dict[str, Any] = {
         "source": settings.source,
         "domain": settings.site.domain,
         "output": output,

@@ -37,6 +37,7 @@ from mailflow.triage import (
 from mailflow.workflow import absence
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
+from mailflow.workflow.participants import note_language
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class Runner:
         if not targets:
             recipients = ", ".join(envelope.recipients or parsed.recipients)
             return "unroutable", f"none of our addresses: {recipients}"[:2000]
+        # Before any handler, so that the answer is already in that language.
+        note_language(session, parsed, self.workflow.clock)
         # Each of our addresses it was sent to gets its due: help@ and
         # submit@ in one message means an answer and a submission.
         details = [

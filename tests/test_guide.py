@@ -120,7 +120,8 @@ def test_every_email_listing_what_to_fix_links_to_the_guide(
     """The list of problems ends with the guide's address, in the text part
     and as a link in the HTML part: an incomplete submission, registration
     or internship application (the first and last once the sender
-    confirmed their address)."""
+    confirmed their address). It is the guide in the reader's language:
+    a sender from Chile reads Spanish (SPEC section 3a), so /guide/es/."""
     sender = "ana@example.org"
     if where == "register":
         client.send(message(sender, address("register"), "Register", "Economy: Atlantis\n"))
@@ -136,9 +137,11 @@ def test_every_email_listing_what_to_fix_links_to_the_guide(
         return found[-1] if found else None
 
     mail = wait_until(what_to_fix, what="the email listing what to fix")
+    guide = GUIDE if where == "register" else f"{GUIDE}es/"
+    assert mail["Content-Language"] == ("en" if where == "register" else "es")
     text = " ".join(body_text(mail).split())
-    assert f"What each field means, with examples: {GUIDE}" in text
-    assert f'<a href="{GUIDE}">{GUIDE}</a>' in body_html(mail)
+    assert f"What each field means, with examples: {guide}" in text.split(" --")[0]
+    assert f'<a href="{guide}">{guide}</a>' in body_html(mail)
 
 
 def test_the_help_email_links_to_the_guide(client: Client, outbox: Mailbox) -> None:

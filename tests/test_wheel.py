@@ -1,7 +1,8 @@
 """A wheel built from the checkout works on its own: installed without -e
 into a fresh virtual environment and run from a folder outside the
 checkout, mailflow finds its mail, site and report templates, the site's
-static files, the economies and the migrations inside the package."""
+static files, the economies, the migrations and the compiled catalogs
+(built by setup.py from the .po files) inside the package."""
 
 from __future__ import annotations
 
@@ -29,9 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 ANA, ADMIN = "ana@example.org", "admin@mailflow.localhost"
 # What a wheel is built from: the checkout without what the build or the
 # developer leaves in it (a stale build/ would leak old files into the wheel).
+# Compiled catalogs (*.mo) too: the wheel's build must make its own.
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"
+    ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "*.mo"
 )
+# The catalogs' sources: the wheel carries them compiled, as .mo.
+CATALOG_SOURCES = (".po", ".pot", ".mo")
 
 
 def shipped(folder: Path) -> set[str]:
@@ -40,6 +44,7 @@ def shipped(folder: Path) -> set[str]:
         path.relative_to(folder).as_posix()
         for path in folder.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
+        if path.suffix not in CATALOG_SOURCES
     }
 
 
@@ -83,6 +88,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ):
         missing = {f"{inside}/{name}" for name in shipped(folder)} - names
         assert not missing, f"left out of the wheel: {sorted(missing)}"
+    compiled = {
+        po.relative_to(ROOT).with_suffix(".mo").as_posix()
+        for po in (ROOT / "mailflow" / "locale").glob("*/LC_MESSAGES/*.po")
+    }
+    assert compiled and compiled <= names, f"catalogs not compiled: {sorted(compiled - names)}"
 
     environment = work / "venv"
     venv.create(environment, with_pip=False)
@@ -184,6 +194,9 @@ def test_a_wheel_installed_without_e_runs_the_whole_way(installed: Path, tmp_pat
             smtp.send_message(submission())
             smtp.send_message(reply(outbox.wait_for(1, ANA)[-1], ANA))
         acknowledgement = titled(outbox, ANA, "We received your submission")
+        # Ana writes from Chile: Spanish, from the wheel's compiled catalog.
+        assert acknowledgement["Content-Language"] == "es"
+        assert "¿Preguntas? Escriba a help@" in body_text(acknowledgement)
         found = re.search(r"\b(BP-\d{4}-\d{4})\b", body_text(acknowledgement))
         assert found, body_text(acknowledgement)
         case_id = found.group(1)

@@ -14,9 +14,11 @@ everywhere), links are made only for http(s) URLs, and email addresses are
 removed from it: no participant's address ever reaches the site.
 
 The guide's wording is marked for translation (``{% trans %}``) and read
-through the i18n extension, English for now: a language version is the
-same template rendered with that language's catalog installed
-(``install_gettext_translations``) and written to ``guide/<tag>/``.
+through the i18n extension: each shipped language's version is the same
+template rendered by an Environment with that language's catalog installed,
+written to ``guide/<tag>/`` (the tag in lower case, SPEC section 5), and
+``guide/`` is the English one; each links to all the others. The rest of
+the site stays in English, the language of the published cases.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mailflow import languages
 from mailflow.archive import pages
 from mailflow.archive.pages import (
     CasePage,
@@ -111,6 +114,12 @@ class CaseView:
                 " ".join([self.id, self.title, self.organization, self.summary[:_EXCERPT]])
             ),
         }
+
+
+def guide_path(tag: str) -> str:
+    """Where the guide of one language lives: ``guide/`` in English,
+    ``guide/es/``, ``guide/zh-hans/`` (SPEC section 5)."""
+    return "guide/" if tag == languages.ENGLISH else f"guide/{languages.url_tag(tag)}/"
 
 
 def search_folded(text: str) -> str:
@@ -192,8 +201,20 @@ class Site:
         self.economies = economies
         self.clock = clock
         self._static = templates / "site" / "static"
-        self._env = Environment(
-            loader=FileSystemLoader(templates),
+        self._templates = templates
+        self._envs: dict[str, Environment] = {}
+        self._env = self._environment(languages.ENGLISH)
+        domain = settings.site.domain
+        self._comment_address = f"{settings.addresses.comment}+{{}}@{domain}"
+
+    def _environment(self, language: str) -> Environment:
+        """The Environment of one language: English for every page, and one
+        per shipped language for the guide, each with its catalog."""
+        env = self._envs.get(language)
+        if env is not None:
+            return env
+        env = Environment(
+            loader=FileSystemLoader(self._templates),
             autoescape=True,
             undefined=StrictUndefined,
             trim_blocks=True,
@@ -201,14 +222,17 @@ class Site:
             bytecode_cache=_COMPILED,
             extensions=["jinja2.ext.i18n"],
         )
-        self._env.policies["ext.i18n.trimmed"] = True  # a msgid is one line, however wrapped
-        self._env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
-        domain = settings.site.domain
+        env.policies["ext.i18n.trimmed"] = True  # a msgid is one line, however wrapped
+        env.install_gettext_translations(  # type: ignore[attr-defined]
+            languages.translations(language), newstyle=True
+        )
+        settings, domain = self.settings, self.settings.site.domain
         addresses = settings.addresses
-        self._env.globals.update(
+        env.globals.update(
             site=settings.site,
+            language=language,
             areas=AREAS,
-            economies=list(economies),
+            economies=list(self.economies),
             submit_address=f"{addresses.submit}@{domain}",
             help_address=f"{addresses.help}@{domain}",
             register_address=f"{addresses.register_}@{domain}",
@@ -216,8 +240,8 @@ class Site:
             internship_address=f"{addresses.internship}@{domain}",
             mailto=mailto,
         )
-        self._env.filters.update(paragraphs=paragraphs, day=_day, size=_size)
-        self._comment_address = f"{addresses.comment}+{{}}@{domain}"
+        env.filters.update(paragraphs=paragraphs, day=_day, size=_size)
+        return self._envs.setdefault(language, env)
 
     # -- what the rest of mailflow calls -------------------------------------
 
@@ -477,13 +501,11 @@ class Site:
     def _write_guide(self, session: Session, *, durable: bool) -> None:
         """How to take part, with what this configuration says: the
         addresses, the document's limits, the review stages, and the funded
-        internship places left."""
+        internship places left; once in each shipped language."""
         settings = self.settings
         cap = settings.internships.funded_cap
-        self._page(
-            "guide/index.html",
-            "site/guide.html.j2",
-            durable=durable,
+        versions = [(tag, languages.own_name(tag), guide_path(tag)) for tag in languages.SHIPPED]
+        context: dict[str, Any] = dict(
             accepted_formats=ACCEPTED,
             max_attachment_mb=settings.limits.max_attachment_bytes // 1_048_576,
             stages=settings.workflow.stages,
@@ -493,7 +515,13 @@ class Site:
             funded_cap=cap,
             places_left=max(0, cap - funded_places_taken(session)),
             travel_eligible=[economy for economy in self.economies if economy.travel_eligible],
+            versions=versions,
         )
+        for tag, _, folder in versions:
+            env = self._environment(tag)
+            self._page_in(
+                env, f"{folder}index.html", "site/guide.html.j2", context, durable=durable
+            )
 
     # -- writing -----------------------------------------------------------------
 
@@ -512,8 +540,13 @@ class Site:
         )
 
     def _page(self, path: str, template: str, *, durable: bool, **context: Any) -> None:
+        self._page_in(self._env, path, template, context, durable=durable)
+
+    def _page_in(
+        self, env: Environment, path: str, template: str, context: dict[str, Any], *, durable: bool
+    ) -> None:
         root = "../" * path.count("/")
-        html = self._env.get_template(template).render(root=root, **context)
+        html = env.get_template(template).render(root=root, **context)
         self._write(path, html.encode(), durable=durable)
 
     def _write(self, relative: str, data: bytes, *, durable: bool) -> None:

@@ -13,6 +13,10 @@ Two guards live here because every email passes here: nothing is ever
 sent to one of our own addresses, and automatic answers to one address are
 limited, which ends a conversation with a robot that hides what it is (the
 triage already keeps every honest robot from being answered at all).
+
+Each email is rendered in its own recipient's language (``Readers.of``),
+so one event that tells a focal point and an administrator writes each in
+theirs, and says which in ``Content-Language``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
 from mailflow.errors import PermanentFailure
+from mailflow.languages import ENGLISH_ONLY, Readers
 from mailflow.notify.addresses import needs_smtputf8, outgoing_address
 from mailflow.notify.dkim import Signer
 from mailflow.notify.headers import RAW, raw_header
@@ -99,8 +104,10 @@ class Outbox:
         sender: str,
         return_path: str,
         signer: Signer | None = None,
+        readers: Readers = ENGLISH_ONLY,
     ) -> None:
         self._renderer = renderer
+        self._readers = readers
         self._router = router
         self._clock = clock
         self._sender = sender
@@ -119,7 +126,7 @@ class Outbox:
                 outgoing.template,
             )
             return None
-        message = self.compose(outgoing)
+        message = self.compose(outgoing, self._readers.of(session, outgoing.to))
         row = OutboxMessage(
             created_at=now,
             recipient=outgoing.to,
@@ -166,9 +173,11 @@ class Outbox:
         threaded = (incoming.parsed.in_reply_to, *incoming.parsed.references)
         return any(message_id.lower().endswith(ours) for message_id in threaded)
 
-    def compose(self, outgoing: Outgoing) -> EmailMessage:
+    def compose(self, outgoing: Outgoing, language: str) -> EmailMessage:
         case = outgoing.case
-        rendered = self._renderer.mail(outgoing.template, case=case, **outgoing.context)
+        rendered = self._renderer.mail(
+            outgoing.template, language=language, case=case, **outgoing.context
+        )
         subject = rendered.subject if case is None else case_subject(case, rendered.subject)
         message = EmailMessage()
         message["From"] = self._sender
@@ -206,6 +215,8 @@ class Outbox:
             # spares the generator searching the whole attachment for its
             # own (a fifth of the time to write a review email).
             message.set_boundary(f"=_{secrets.token_hex(16)}")
+        # After the parts: setting the content clears every Content-* header.
+        message["Content-Language"] = language
         return message
 
     # -- sending ---------------------------------------------------------

@@ -8,11 +8,22 @@ template's first line is ``Subject: ...``: the subject, or, for an email
 about a case (whose subject is the case's own), the body's first line,
 which the HTML layout shows from the ``title`` block. HTML templates
 autoescape everything; text templates do not need to.
+
+Every email is rendered in its reader's language (SPEC section 3a): the
+templates' sentences are ``{% trans %}`` blocks of Jinja2's i18n extension
+with new-style gettext (placeholders by name, autoescaping kept), read
+through the catalog of ``mailflow.languages.translations``. Each language
+has an Environment of its own with its catalog installed, so that macros
+of imported partials (which see globals, not the caller's context) speak
+the same language, and two threads rendering two languages never meet.
+The global ``language`` holds the BCP 47 tag; the filters ``day`` and
+``moment`` write dates as the reader's locale does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +37,8 @@ from jinja2 import (
     select_autoescape,
 )
 from jinja2.bccache import Bucket
+
+from mailflow import languages
 
 
 def templates_folder() -> Path:
@@ -83,24 +96,46 @@ def mailto(address: str, subject: str = "", body: str = "") -> str:
 
 class Renderer:
     def __init__(self, templates: Path = TEMPLATES, **globals_: Any) -> None:
-        self._env = Environment(
-            loader=FileSystemLoader(templates),
+        self._templates = templates
+        self._globals = globals_
+        self._envs: dict[str, Environment] = {}
+
+    def environment(self, language: str = languages.ENGLISH) -> Environment:
+        """The Environment of one language, made on first use. A race
+        makes two alike and keeps one; both are correct."""
+        env = self._envs.get(language)
+        if env is None:
+            env = self._envs.setdefault(language, self._build(language))
+        return env
+
+    def _build(self, language: str) -> Environment:
+        env = Environment(
+            loader=FileSystemLoader(self._templates),
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
             bytecode_cache=_COMPILED,
+            extensions=["jinja2.ext.i18n", "jinja2.ext.do"],  # do: {% do rows.append(...) %}
         )
-        self._env.globals.update(globals_)
-        self._env.add_extension("jinja2.ext.do")  # {% do rows.append(...) %}
+        env.install_gettext_translations(  # type: ignore[attr-defined]
+            languages.translations(language), newstyle=True
+        )
+        env.globals.update(self._globals)
+        env.globals["language"] = language
+        env.filters.update(
+            day=partial(languages.day, tag=language), moment=partial(languages.moment, tag=language)
+        )
+        return env
 
-    def mail(self, name: str, **context: Any) -> Rendered:
-        text = self._env.get_template(f"mail/{name}.txt.j2").render(**context)
+    def mail(self, name: str, *, language: str = languages.ENGLISH, **context: Any) -> Rendered:
+        env = self.environment(language)
+        text = env.get_template(f"mail/{name}.txt.j2").render(**context)
         first, _, body = text.partition("\n")
         if not first.startswith("Subject: "):
             raise ValueError(f"templates/mail/{name}.txt.j2 must start with 'Subject: '")
-        html = self._env.get_template(f"mail/{name}.html.j2").render(**context)
+        html = env.get_template(f"mail/{name}.html.j2").render(**context)
         purpose = " ".join(first.removeprefix("Subject: ").split())
         if context.get("case") is not None:
             # The subject names the case (the outbox fixes it for the case's
@@ -108,7 +143,7 @@ class Renderer:
             body = f"{purpose}\n\n{body.strip()}"
         return Rendered(purpose, body.strip() + "\n", html)
 
-    def render(self, name: str, **context: Any) -> str:
+    def render(self, name: str, *, language: str = languages.ENGLISH, **context: Any) -> str:
         """Any other template, e.g. ``report/report.txt.j2``; escaped when
         its name ends in ``html.j2``, as for mail."""
-        return self._env.get_template(name).render(**context)
+        return self.environment(language).get_template(name).render(**context)

@@ -85,6 +85,9 @@ class Participant(Base):
     organization: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    # The shipped tag of their last Language: line (SPEC section 3a); empty:
+    # they never chose, so their economy's language or the site's applies.
+    language: Mapped[str] = mapped_column(String(16), default="")
 
 
 class Case(Base):

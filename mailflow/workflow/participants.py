@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from mailflow import languages
 from mailflow.clock import Clock
 from mailflow.economies import Economies
 from mailflow.forms import parse_form
@@ -59,3 +60,15 @@ def learn(
     participant.name = (name or participant.name)[:200]
     participant.economy = economy or participant.economy
     participant.organization = (organization or participant.organization)[:300]
+
+
+def note_language(session: Session, parsed: ParsedMessage, clock: Clock) -> str | None:
+    """A ``Language:`` line in any message, from anyone, sets the language
+    they read from now on, this message's answer included (SPEC section
+    3a). Returns the tag it set; a line naming no shipped language is
+    ignored, so a typo never changes what someone reads."""
+    written = parse_form(parsed.text).get("language")
+    tag = languages.match(written) if written else None
+    if tag is not None:
+        find_or_add(session, parsed.sender, clock).language = tag
+    return tag
