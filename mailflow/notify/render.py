@@ -94,6 +94,9 @@ class Renderer:
         )
         self._env.globals.update(globals_)
         self._env.add_extension("jinja2.ext.do")  # {% do rows.append(...) %}
+        # {% trans %} blocks; until the catalogs land every email reads in English.
+        self._env.add_extension("jinja2.ext.i18n")
+        self._env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
     def mail(self, name: str, **context: Any) -> Rendered:
         text = self._env.get_template(f"mail/{name}.txt.j2").render(**context)
