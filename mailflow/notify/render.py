@@ -91,7 +91,9 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
             bytecode_cache=_COMPILED,
+            extensions=["jinja2.ext.i18n"],
         )
+        self._env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
         self._env.globals.update(globals_)
         self._env.add_extension("jinja2.ext.do")  # {% do rows.append(...) %}
 
