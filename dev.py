@@ -108,7 +108,10 @@ def catalogs(arguments: list[str]) -> int:
             template.write_text(before, encoding="utf-8")
         for locale in CATALOG_LOCALES:
             exists = (LOCALE / locale / "LC_MESSAGES" / f"{domain}.po").exists()
-            verb = ["update", "--ignore-pot-creation-date"] if exists else ["init"]
+            # No fuzzy matching: a guess from a similar sentence reads as a
+            # translation and says something else (the catalog test refuses it).
+            update = ["update", "--ignore-pot-creation-date", "--no-fuzzy-matching"]
+            verb = update if exists else ["init"]
             where = ["-D", domain, "-i", str(template), "-d", str(LOCALE), "-l", locale]
             code = subprocess.call([*pybabel, *verb, *where], cwd=ROOT)
             if code:
