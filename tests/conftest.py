@@ -22,10 +22,12 @@ import email.policy
 import itertools
 import os
 import random
+import re
 import shutil
 import smtplib
 import socket
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -39,6 +41,7 @@ from sqlalchemy.engine import make_url
 
 from mailflow.app import App, Service, build
 from mailflow.config import Settings, load_settings
+from mailflow.economies import builtin_economies
 from mailflow.store.db import Database
 from mailflow.store.models import Base
 
@@ -159,6 +162,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 # -- configuration and the running service -----------------------------------
 
 
+# Economies whose people read another language than English by default.
+_NOT_ENGLISH = tuple(e.code for e in builtin_economies().values() if e.language != "en")
+
+
+def in_english(toml_text: str) -> str:
+    """The test's config with every economy reading English, unless the
+    test names a language for it: most tests quote the English wording of
+    the emails their Chilean and Vietnamese participants get, and the
+    language tests say which language they expect (``language = "es"``)."""
+    economies = tomllib.loads(toml_text).get("economies", {})
+    for code in _NOT_ENGLISH:
+        table = economies.get(code)
+        if table is None:
+            toml_text += f'\n[economies.{code}]\nlanguage = "en"\n'
+        elif "language" not in table:
+            header = re.compile(rf"^\[economies\.{code}\][^\n]*$", re.MULTILINE)
+            toml_text = header.sub(lambda m: m.group(0) + '\nlanguage = "en"', toml_text, 1)
+    return toml_text
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write a config.toml into the test's folder; relative paths in it
@@ -172,7 +195,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
             f'[smtp]\nhost = "127.0.0.1"\nport = {port or free_port()}\n\n'
             f"[spool]\nworkers = 2\n\n"
             f"[archive]\nhttp_port = {free_port()}\n\n"
-            f"[monitor]\nhttp_port = {free_port()}\n\n" + extra
+            f"[monitor]\nhttp_port = {free_port()}\n\n" + in_english(extra)
         )
         return path
 

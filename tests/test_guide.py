@@ -26,8 +26,9 @@ GUIDE = "http://127.0.0.1:8080/guide/"  # [site].base_url's default
 
 @pytest.fixture
 def config_text() -> str:
+    # Chileans read Spanish, as built in (the tests pin English otherwise).
     return (
-        f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n\n'
+        f'[economies.CL]\nfocal_points = ["{FOCAL}"]\nlanguage = "es"\n\n'
         "[internships]\nfunded_cap = 2\n\n"
         "[limits]\nmax_attachment_bytes = 5242880\n"
     )

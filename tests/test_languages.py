@@ -30,7 +30,7 @@ ENGLISH_FOOTER = "Questions? Write to help@mailflow.localhost"
 
 @pytest.fixture
 def config_text() -> str:
-    return f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n'
+    return f'[economies.CL]\nfocal_points = ["{FOCAL}"]\nlanguage = "es"\n'
 
 
 # -- which language, in-process -------------------------------------------------
