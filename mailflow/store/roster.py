@@ -94,15 +94,14 @@ def of_economy(session: Session, economy: str, role: str) -> list[FocalPoint]:
 def current(session: Session, now: datetime) -> list[Entry]:
     """Everyone on the roster who is not removed, by economy, with when
     the away ones are back."""
-    away = dict(
-        session.execute(select(Absence.email, Absence.until).where(Absence.until > now)).tuples()
-    )
-    rows = session.scalars(
+    rows = session.execute(select(Absence.email, Absence.until).where(Absence.until > now))
+    away = {email: until for email, until in rows}
+    people = session.scalars(
         select(FocalPoint)
         .where(FocalPoint.state != REMOVED)
         .order_by(FocalPoint.economy, FocalPoint.role.desc(), FocalPoint.id)
     )
-    return [Entry(r.economy, r.email, r.role, r.state, away.get(r.email)) for r in rows]
+    return [Entry(r.economy, r.email, r.role, r.state, away.get(r.email)) for r in people]
 
 
 def changes(session: Session, limit: int) -> Sequence[RosterChange]:

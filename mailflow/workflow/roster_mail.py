@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.forms import parse_form, strip_reply
 from mailflow.notify.outbox import Outgoing
+from mailflow.routing import Route
 from mailflow.store import roster as rostered
 from mailflow.triage import Incoming
 from mailflow.workflow import absence, people, roster
@@ -103,6 +104,7 @@ def _manage(session: Session, incoming: Incoming, workflow: Workflow, lines: lis
             incoming.sender,
             {**roster.roster_values(session, workflow), "done": done, "news": "answer"},
             answering=incoming,
+            reply_to=workflow.router.address(Route.FOCAL_POINTS),
             earned=True,
         ),
     )
@@ -130,7 +132,17 @@ def _set_own(session: Session, incoming: Incoming, workflow: Workflow, form: dic
             roster.set_away(session, workflow, sender, until)
             back = until is None or until <= workflow.clock.now().date()
             values.update(away_until=until.isoformat() if until and not back else "", back=back)
-    workflow.send(session, Outgoing("roster_set", sender, values, answering=incoming, earned=True))
+    workflow.send(
+        session,
+        Outgoing(
+            "roster_set",
+            sender,
+            values,
+            answering=incoming,
+            reply_to=workflow.router.address(Route.FOCAL_POINTS),
+            earned=True,
+        ),
+    )
     return f"roster: {sender} set " + ", ".join(sorted(values))
 
 
