@@ -35,11 +35,10 @@ FORM_KEYS = {
     "deputy": "deputy",
     "away until": "away",
     "away": "away",
-    "out of office until": "away",
 }
 
 # Written instead of a day: the focal point is back, or names no deputy.
-_BACK = {"back", "none", "no", "-", "i am back", "not away"}
+_BACK = {"back", "none", "no", "-"}
 
 
 @dataclass(frozen=True)
