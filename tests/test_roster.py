@@ -19,6 +19,7 @@ from sqlalchemy import select
 from mailflow.app import App, build
 from mailflow.cli import main
 from mailflow.config import Settings, load_settings
+from mailflow.scheduling.summary import send_daily_summary
 from mailflow.store.models import Absence, FocalPoint, RosterChange
 
 ROSTER = "focal-points@mailflow.localhost"
@@ -223,3 +224,17 @@ def test_away_without_a_deputy_goes_to_the_administrator_and_back_ends_it(
     assert "You are back" in said(done)
     with app.database.transaction() as session:
         assert session.get(Absence, FOCAL) is None
+
+
+def test_the_daily_summary_shows_the_roster(client: Client, outbox: Mailbox, app: App) -> None:
+    client.send(message(FOCAL, ROSTER, "my deputy", f"Deputy: {DEPUTY}\n"))
+    outbox.wait_for_mail("roster_invite", DEPUTY)
+    submitted(client, outbox)  # something waits, so the summary is sent
+    with app.database.transaction() as session:
+        assert send_daily_summary(session, app.workflow, since=None)
+    summary = said(outbox.wait_for_mail("daily_summary", ADMIN))
+    assert (
+        f"The focal points: - Chile: {FOCAL}: confirmed; "
+        f"{DEPUTY} (deputy): waiting for them to confirm" in summary
+    )
+    assert "- No focal point: Australia; Brunei Darussalam;" in summary
