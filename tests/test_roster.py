@@ -238,3 +238,13 @@ def test_the_daily_summary_shows_the_roster(client: Client, outbox: Mailbox, app
         f"{DEPUTY} (deputy): waiting for them to confirm" in summary
     )
     assert "- No focal point: Australia; Brunei Darussalam;" in summary
+
+
+def test_a_focal_point_who_has_not_confirmed_names_no_deputy(
+    client: Client, outbox: Mailbox, settings: Settings
+) -> None:
+    assert main(["focal-points", "add", "CL", NEW, "--config", str(settings.source)]) == 0
+    client.send(message(NEW, ROSTER, "my deputy", f"Deputy: {DEPUTY}\n"))
+    note = outbox.wait_for_mail("roster_set", NEW)
+    assert "You have not confirmed your role as focal point yet" in said(note)
+    assert outbox.of("roster_invite", DEPUTY) == []

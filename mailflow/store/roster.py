@@ -61,34 +61,17 @@ def entry(session: Session, economy: str, email: str, role: str) -> FocalPoint |
     )
 
 
-def held_by(session: Session, email: str, role: str = FOCAL_POINT) -> list[FocalPoint]:
-    """The roster places of one person that are not removed."""
-    return list(
-        session.scalars(
-            select(FocalPoint)
-            .where(
-                FocalPoint.email == email.lower(),
-                FocalPoint.role == role,
-                FocalPoint.state != REMOVED,
-            )
-            .order_by(FocalPoint.economy)
-        )
-    )
-
-
-def of_economy(session: Session, economy: str, role: str) -> list[FocalPoint]:
-    """An economy's focal points (or deputies) that are not removed."""
-    return list(
-        session.scalars(
-            select(FocalPoint)
-            .where(
-                FocalPoint.economy == economy.upper(),
-                FocalPoint.role == role,
-                FocalPoint.state != REMOVED,
-            )
-            .order_by(FocalPoint.id)
-        )
-    )
+def serving(
+    session: Session, role: str = FOCAL_POINT, *, email: str = "", economy: str = ""
+) -> list[FocalPoint]:
+    """The roster places that are not removed, of one person or of one
+    economy (or both)."""
+    query = select(FocalPoint).where(FocalPoint.role == role, FocalPoint.state != REMOVED)
+    if email:
+        query = query.where(FocalPoint.email == email.lower())
+    if economy:
+        query = query.where(FocalPoint.economy == economy.upper())
+    return list(session.scalars(query.order_by(FocalPoint.economy, FocalPoint.id)))
 
 
 def current(session: Session, now: datetime) -> list[Entry]:

@@ -55,19 +55,25 @@ def remove(
     return "removed"
 
 
-def name_deputy(session: Session, workflow: Workflow, focal_point: str, deputy: str) -> list[str]:
-    """A focal point names the deputy of each economy they serve (one
-    deputy per economy: a new one replaces the last). The deputy confirms
-    as a focal point does. Returns the economies' codes."""
-    held = rostered.held_by(session, focal_point)
-    codes = [row.economy for row in held if row.state == CONFIRMED]
-    for code in codes:
-        for row in rostered.of_economy(session, code, DEPUTY):
+def confirmed_places(session: Session, focal_point: str) -> list[str]:
+    """The economies a person is a confirmed focal point of."""
+    return [
+        row.economy
+        for row in rostered.serving(session, email=focal_point)
+        if row.state == CONFIRMED
+    ]
+
+
+def name_deputy(session: Session, workflow: Workflow, focal_point: str, deputy: str) -> None:
+    """A confirmed focal point names the deputy of each economy they serve
+    (one deputy per economy: a new one replaces the last; "" removes it).
+    The deputy confirms as a focal point does."""
+    for code in confirmed_places(session, focal_point):
+        for row in rostered.serving(session, DEPUTY, economy=code):
             if row.email != deputy.lower():
                 _set_state(session, workflow, row, REMOVED, by=focal_point, how=MAIL)
         if deputy:
             _place(session, workflow, code, deputy, DEPUTY, by=focal_point, how=MAIL)
-    return codes
 
 
 def set_away(session: Session, workflow: Workflow, person: str, until: date | None) -> list[str]:
@@ -75,8 +81,11 @@ def set_away(session: Session, workflow: Workflow, person: str, until: date | No
     a day gone by: they are back). While away, their economies' waiting
     cases go to whoever stands in, at once. Returns the economies' codes."""
     email, now = person.lower(), workflow.clock.now()
-    rows = [*rostered.held_by(session, email), *rostered.held_by(session, email, DEPUTY)]
-    codes = sorted({row.economy for row in rows if _serving(row)})
+    rows = [
+        *rostered.serving(session, email=email),
+        *rostered.serving(session, DEPUTY, email=email),
+    ]
+    codes = sorted({row.economy for row in rows})
     back = datetime(until.year, until.month, until.day, tzinfo=UTC) if until else None
     if back is not None and back > now:
         session.merge(Absence(email=email, until=back, reason=TOLD_BY_MAIL, noted_at=now))
@@ -249,10 +258,6 @@ def _record(
             note=note,
         )
     )
-
-
-def _serving(row: FocalPoint) -> bool:
-    return row.state in (INVITED, CONFIRMED)
 
 
 def _hand_on(session: Session, workflow: Workflow, code: str) -> int:

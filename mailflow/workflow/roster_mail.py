@@ -56,14 +56,15 @@ def handle_focal_points(session: Session, incoming: Incoming, workflow: Workflow
     text, sender = incoming.parsed.text, incoming.sender.lower()
     lines = commands(text)
     form = parse_form(text, FORM_KEYS)
+    admin = sender in {a.lower() for a in workflow.admins}
     outcomes: list[str] = []
-    if lines and sender in {a.lower() for a in workflow.admins}:
+    if lines and admin:
         outcomes.append(_manage(session, incoming, workflow, lines))
     if form and _on_roster(session, sender):
         outcomes.append(_set_own(session, incoming, workflow, form))
     if outcomes:
         return "; ".join(outcomes)
-    return _not_for_you(session, incoming, workflow, refused=bool(lines or form))
+    return _not_for_you(session, incoming, workflow, refused=bool(lines) and not admin)
 
 
 def commands(text: str) -> list[str]:
@@ -117,10 +118,13 @@ def _set_own(session: Session, incoming: Incoming, workflow: Workflow, form: dic
     if "deputy" in form:
         written = form["deputy"].strip()
         deputy = "" if written.lower() in _BACK else parseaddr(written)[1].lower()
+        codes = roster.confirmed_places(session, sender)
         if deputy and "@" not in deputy:
             values["deputy_problem"] = written
+        elif not codes:
+            values["deputy_unconfirmed"] = True  # confirm the role first
         else:
-            codes = roster.name_deputy(session, workflow, sender, deputy)
+            roster.name_deputy(session, workflow, sender, deputy)
             values.update(deputy=deputy, deputy_for=", ".join(roster.names(workflow, codes)))
     if "away" in form:
         written = form["away"].strip()
@@ -154,9 +158,12 @@ def _day(written: str, workflow: Workflow) -> date | None:
 
 
 def _not_for_you(session: Session, incoming: Incoming, workflow: Workflow, *, refused: bool) -> str:
-    """What this address does, for someone who may not use it; their
-    message goes on to the administrators, who may act on it."""
+    """What this address does, for someone who may not use it (once a
+    day at most); their message goes on to the administrators, who may act
+    on it."""
     people.forward_to_admins(session, incoming, workflow)
+    if workflow.sent_lately(session, incoming.sender, "roster_info", people.NOTICE_INTERVAL):
+        return "roster: not an administrator or focal point; forwarded (told already today)"
     workflow.send(
         session,
         Outgoing("roster_info", incoming.sender, {"refused": refused}, answering=incoming),
@@ -166,5 +173,6 @@ def _not_for_you(session: Session, incoming: Incoming, workflow: Workflow, *, re
 
 def _on_roster(session: Session, sender: str) -> bool:
     return bool(
-        rostered.held_by(session, sender) or rostered.held_by(session, sender, rostered.DEPUTY)
+        rostered.serving(session, email=sender)
+        or rostered.serving(session, rostered.DEPUTY, email=sender)
     )
