@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import Client, Mailbox, body_html, body_text
-from flows import ADMIN, ANA, FOCAL, FOCAL2, click, emails, state, submitted
+from flows import ADMIN, ANA, FOCAL, FOCAL2, click, emails, published, state, submitted
 from mails import message
 from sqlalchemy import select
+from test_internships import FORM, ROSA, apply, registered
 
 from mailflow.app import App, build
 from mailflow.cli import main
@@ -248,3 +249,21 @@ def test_a_focal_point_who_has_not_confirmed_names_no_deputy(
     note = outbox.wait_for_mail("roster_set", NEW)
     assert "You have not confirmed your role as focal point yet" in said(note)
     assert outbox.of("roster_invite", DEPUTY) == []
+
+
+def test_an_internship_waiting_for_its_host_reaches_a_newly_confirmed_focal_point(
+    client: Client, outbox: Mailbox, app: App, settings: Settings
+) -> None:
+    case_id = published(client, outbox, app)
+    registered(client, outbox, ROSA, "Rosa Diaz", "Peru")
+    apply(client, ROSA, case_id, FORM.format(case_id=case_id))
+    click(client, outbox.wait_for_mail("internship_review", ADMIN), "Approve", ADMIN)
+    assert state(app, "IN-2026-0001") == "host_review"
+    outbox.wait_for_mail("host_review", FOCAL)
+    assert main(["focal-points", "add", "CL", NEW, "--config", str(settings.source)]) == 0
+    invitation = outbox.wait_for_mail("roster_invite", NEW)
+    assert outbox.of("host_review", NEW) == []  # not before they confirm
+    click(client, invitation, "Confirm", NEW)
+    host = outbox.wait_for_mail("host_review", NEW)
+    click(client, host, "Accept", NEW, "Welcome.")
+    assert state(app, "IN-2026-0001") == "accepted"
