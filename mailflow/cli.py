@@ -335,6 +335,8 @@ def cmd_focal_points(args: argparse.Namespace) -> int:
         print(f"{done.email} added for {done.economy}; asked by email to confirm the role")
     elif done.outcome != "listed":
         print(f"{done.email}: {done.outcome} ({done.economy})")
+    if not entries:
+        print("No focal point on the roster yet.")
     for entry in entries:
         name = workflow.economies.get(entry.economy).name
         print(f"{entry.economy:<5} {name:<28} {_roster_person(entry)}")
@@ -361,9 +363,9 @@ def _operator() -> str:
 
 def _roster_refusal(done: roster_mail.Done, workflow: Workflow) -> str:
     if done.outcome == "unknown_economy":
-        near = f"did you mean {done.closest}? " if done.closest else ""
+        near = f" (did you mean {done.closest}?)" if done.closest else ""
         codes = ", ".join(e.code for e in workflow.economies)
-        return f"no economy {done.economy!r}; {near}write one of the codes {codes} or its name"
+        return f"no economy {done.economy!r}{near}; write one of the codes {codes}, or its name"
     if done.outcome == "not_on_roster":
         listed = "`mailflow focal-points` lists them"
         return f"{done.email} is not a focal point of {done.economy}; {listed}"
