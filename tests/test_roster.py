@@ -267,3 +267,18 @@ def test_an_internship_waiting_for_its_host_reaches_a_newly_confirmed_focal_poin
     host = outbox.wait_for_mail("host_review", NEW)
     click(client, host, "Accept", NEW, "Welcome.")
     assert state(app, "IN-2026-0001") == "accepted"
+
+
+def test_deputy_none_removes_the_deputy(
+    client: Client, outbox: Mailbox, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.send(message(FOCAL, ROSTER, "my deputy", f"Deputy: {DEPUTY}\n"))
+    outbox.wait_for_mail("roster_invite", DEPUTY)
+    client.send(message(FOCAL, ROSTER, "no deputy", "Deputy: none\n"))
+    done = outbox.wait_for_mail("roster_set", FOCAL, count=2)
+    assert "You have no deputy now." in said(done)
+    assert main(["focal-points", "list", "--config", str(settings.source)]) == 0
+    printed = capsys.readouterr().out
+    assert f"CL  {DEPUTY} deputy added, by {FOCAL} (mail)" in printed
+    assert f"CL  {DEPUTY} deputy removed, by {FOCAL} (mail)" in printed
+    assert f"{DEPUTY} (deputy)" not in printed
