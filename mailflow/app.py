@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailflow.archive.server import ArchiveServer
@@ -50,7 +51,7 @@ from mailflow.store.db import Database
 from mailflow.store.models import OutboxMessage
 from mailflow.tokens import Tokens, load_or_create_key
 from mailflow.vocab import AREAS
-from mailflow.workflow import delivery, document_links
+from mailflow.workflow import delivery, document_links, roster
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
 from mailflow.workflow.engine import Engine
@@ -153,6 +154,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     workflow = Workflow(
         settings, router, economies, Engine(clock, flows), flows, tokens, outbox, clock
     )
+    _seed_roster(database, workflow)
     spool = Spool(settings.spool.dir, settings.spool.max_tries)
     return App(
         settings,
@@ -164,6 +166,19 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         Site(settings, economies, clock),
         Timed(database, workflow),
     )
+
+
+def _seed_roster(database: Database, workflow: Workflow) -> None:
+    """The config's focal points into the roster, when they changed since
+    the last start (a process starting at the same moment may do it
+    first: then there is nothing left to do)."""
+    try:
+        with database.transaction() as session:
+            changed = roster.seed(session, workflow)
+    except IntegrityError:
+        return
+    if changed:
+        log.info("roster: %d change(s) from [economies] focal_points", changed)
 
 
 def dkim_signer(settings: Settings) -> Signer | None:

@@ -180,6 +180,7 @@ class AddressSettings(Section):
     actions: LocalPart = "actions"
     bounces: LocalPart = "bounces"
     status: LocalPart = "status"
+    focal_points: LocalPart = "focal-points"
     postmaster: LocalPart = "postmaster"
     abuse: LocalPart = "abuse"
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, aliased
 
 from mailflow.economies import Economies
 from mailflow.notify.render import Renderer
+from mailflow.store import roster
 from mailflow.store.models import Case, CaseEvent, Participant, Publication, Subscriber, TimedStep
 from mailflow.vocab import AREAS, Kind
 from mailflow.workflow.flow import Flows
@@ -355,7 +356,7 @@ def _focal_points(
     return [
         FocalPoints(
             economy=e.name,
-            has_focal_point=bool(e.focal_points),
+            has_focal_point=bool(roster.confirmed(session, e.code)),
             cases=cases.get(e.code, 0),
             reminders=reminders.get(e.code, 0),
             escalations=escalations.get(e.code, 0),

@@ -29,6 +29,7 @@ class Route(StrEnum):
     ACTIONS = "actions"
     BOUNCES = "bounces"
     STATUS = "status"
+    FOCAL_POINTS = "focal_points"
     POSTMASTER = "postmaster"
     ABUSE = "abuse"
 

@@ -2,7 +2,8 @@
 oldest first, on whom it waits, with action links for what the
 administrator can decide now; the mail kept without an answer, the
 subscribers suspended for bouncing and the addresses whose mail failed for
-good since the last summary. Nothing is sent when nothing waits."""
+good since the last summary; and the focal point roster (who is confirmed,
+invited, a deputy, away). Nothing is sent when nothing waits."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from mailflow.notify.outbox import Outgoing
 from mailflow.scheduling import waiting
 from mailflow.store import queries
-from mailflow.workflow import reviewing
+from mailflow.workflow import reviewing, roster
 from mailflow.workflow.context import Workflow
 
 MAX_LISTED = 100
@@ -47,6 +48,7 @@ def send_daily_summary(session: Session, workflow: Workflow, since: datetime | N
                     "ignored": ignored,
                     "since": since,
                     "now": now,
+                    **roster.roster_values(session, workflow),
                 },
             ),
         )

@@ -335,3 +335,49 @@ class Absence(Base):
     until: Mapped[datetime] = mapped_column(Timestamp)
     reason: Mapped[str] = mapped_column(String(200))
     noted_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class FocalPoint(Base):
+    """One person on an economy's roster (SPEC section 4): a focal point,
+    or the deputy a focal point named. Only a confirmed one reviews; a
+    removed one stays as a row, so the history can name them."""
+
+    __tablename__ = "focal_points"
+    __table_args__ = (UniqueConstraint("economy", "email", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    economy: Mapped[str] = mapped_column(String(2), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    role: Mapped[str] = mapped_column(String(20), default="focal_point")  # or "deputy"
+    state: Mapped[str] = mapped_column(String(20))  # invited, confirmed, removed
+    added_by: Mapped[str] = mapped_column(String(320))
+    added_at: Mapped[datetime] = mapped_column(Timestamp)
+    changed_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class RosterChange(Base):
+    """Every change of the roster: who, when, how (config, mail, command)
+    and what, e.g. ``added``, ``confirmed``, ``removed``, ``deputy``,
+    ``away``."""
+
+    __tablename__ = "roster_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    economy: Mapped[str] = mapped_column(String(2))
+    email: Mapped[str] = mapped_column(String(320))
+    what: Mapped[str] = mapped_column(String(40))
+    by: Mapped[str] = mapped_column(String(320))
+    how: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class RosterSeed(Base):
+    """The ``[economies.XX].focal_points`` last brought into the roster:
+    a start with a different list adds and removes the difference, and only
+    that, so a change made by mail outlives the next start."""
+
+    __tablename__ = "roster_seeds"
+
+    economy: Mapped[str] = mapped_column(String(2), primary_key=True)
+    addresses: Mapped[str] = mapped_column(Text, default="")  # one per line, sorted

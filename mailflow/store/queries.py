@@ -337,6 +337,16 @@ def away(session: Session, people: list[str], now: datetime) -> dict[str, dateti
     return {email: until for email, until in rows}
 
 
+def away_reasons(session: Session, people: list[str]) -> dict[str, str]:
+    """Why each of ``people`` is marked away (as ``Absence.reason`` says)."""
+    if not people:
+        return {}
+    rows = session.execute(
+        select(Absence.email, Absence.reason).where(Absence.email.in_([p.lower() for p in people]))
+    )
+    return {email: reason for email, reason in rows}
+
+
 # -- monitoring (read at each scrape, so every process reports the same) -------------
 
 # The schedules row that holds the moment of the last tick (no cron of its own).

@@ -20,7 +20,7 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, CaseEvent, Token
 from mailflow.tokens import Refusal
 from mailflow.triage import Incoming, failed_dmarc
-from mailflow.workflow import decisions, registration, steps
+from mailflow.workflow import decisions, registration, roster, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.flow import ALL_ACTIONS
 
@@ -34,6 +34,7 @@ TOKEN_ACTIONS: dict[str, tuple[TokenHandler, bool]] = {
     "confirm": (registration.confirm, True),
     "consent": (registration.agree, True),
     "subscribe": (subscriptions.confirm, True),
+    "roster": (roster.confirm, True),  # a new focal point or deputy takes the role
     "author": (steps.author_reply, False),
     "review": (decisions.reply_action, False),  # used up only when it acts
     **{action.word: (decisions.link_action, True) for action in ALL_ACTIONS},

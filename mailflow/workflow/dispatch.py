@@ -10,7 +10,7 @@ from mailflow.digest import subscriptions
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.triage import Incoming
-from mailflow.workflow import actions, people, registration, status
+from mailflow.workflow import actions, people, registration, roster_mail, status
 from mailflow.workflow.context import Handler, Workflow
 from mailflow.workflow.flows import comment, internship, submission
 
@@ -34,6 +34,7 @@ HANDLERS: dict[Route, Handler] = {
     Route.COMMENT: comment.handle_comment,
     Route.INTERNSHIP: internship.handle_internship,
     Route.STATUS: status.answer_status,
+    Route.FOCAL_POINTS: roster_mail.handle_focal_points,
     Route.POSTMASTER: people.forward_mailbox,
     Route.ABUSE: people.forward_mailbox,
 }

@@ -19,6 +19,7 @@ and ``abuse@`` machine mail is what arrives, and it is forwarded too.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -58,6 +59,33 @@ def forward_question(
     """Each administrator gets the question with the sender as Reply-To;
     the sender hears, once a day at most, that a person will answer."""
     sender = incoming.sender
+    values = forward_to_admins(session, incoming, workflow, case)
+    if case is not None:
+        workflow.engine.record(
+            session,
+            case,
+            "question_forwarded",
+            sender,
+            incoming.record,
+            note=f"not changed: the case is {case.state}",
+        )
+    about = f" about {case.public_id}" if case is not None else ""
+    if workflow.sent_lately(session, sender, "question_received", NOTICE_INTERVAL):
+        return f"question{about} forwarded to the administrators (sender told already today)"
+    workflow.send(
+        session,
+        Outgoing("question_received", sender, values, case=case, answering=incoming),
+    )
+    return f"question{about} forwarded to the administrators"
+
+
+def forward_to_admins(
+    session: Session, incoming: Incoming, workflow: Workflow, case: Case | None = None
+) -> dict[str, Any]:
+    """Each administrator gets the sender's text with the sender as
+    Reply-To, so their answer goes straight to the person. Returns the
+    case's values, for the note to the sender."""
+    sender = incoming.sender
     question = comment_text(incoming.parsed.text) or incoming.parsed.text.strip()
     values = reviewing.case_values(case, workflow) if case is not None else {}
     for admin in workflow.admins:
@@ -77,23 +105,7 @@ def forward_question(
                 reply_to=sender,
             ),
         )
-    if case is not None:
-        workflow.engine.record(
-            session,
-            case,
-            "question_forwarded",
-            sender,
-            incoming.record,
-            note=f"not changed: the case is {case.state}",
-        )
-    about = f" about {case.public_id}" if case is not None else ""
-    if workflow.sent_lately(session, sender, "question_received", NOTICE_INTERVAL):
-        return f"question{about} forwarded to the administrators (sender told already today)"
-    workflow.send(
-        session,
-        Outgoing("question_received", sender, values, case=case, answering=incoming),
-    )
-    return f"question{about} forwarded to the administrators"
+    return values
 
 
 def forward_mailbox(session: Session, incoming: Incoming, workflow: Workflow) -> str:

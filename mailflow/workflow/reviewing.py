@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, object_session
 
 from mailflow.notify.outbox import FileAttachment, Outgoing
 from mailflow.routing import Route
-from mailflow.store import queries
+from mailflow.store import queries, roster
 from mailflow.store.models import Case
 from mailflow.vocab import AREAS, Kind
 from mailflow.workflow import document_links
@@ -42,7 +42,7 @@ def enter_stage(step: Step, stage: Stage) -> None:
             {
                 "changed": list(step.changed),
                 "no_focal_point": not has_focal_point(case, workflow),
-                "away": away_focal_points(case, workflow) if stage.focal else [],
+                **(standing_in(case, workflow, reviewers) if stage.focal else {"away": []}),
             },
         )
         return
@@ -69,38 +69,81 @@ def reviewers_of(stage: Stage, case: Case, workflow: Workflow) -> list[str]:
         present = [person for person in named if person.lower() not in {a["email"] for a in away}]
         if present:
             return present
-        # All of them away: the administrators stand in, as after an escalation.
+        deputy = present_deputy(case, workflow)
+        if deputy:
+            return [deputy]
+        # All of them away, and no deputy: the administrators stand in, as
+        # after an escalation.
         return workflow.admins if workflow.settings.workflow.admin_endorses else []
     return workflow.admins if admins_stand_in(workflow) else []
 
 
 def away_focal_points(case: Case, workflow: Workflow) -> list[dict[str, Any]]:
-    """The economy's focal points who are away, with when they are back."""
+    """The economy's focal points who are away, with when they are back
+    and how we know (``reason``: an out-of-office reply, or their own mail)."""
     session = object_session(case)
     assert session is not None
     back = queries.away(session, focal_points(case, workflow), workflow.clock.now())
-    return [{"email": email, "until": until} for email, until in sorted(back.items())]
+    reasons = queries.away_reasons(session, list(back))
+    return [
+        {"email": email, "until": until, "reason": reasons.get(email, "")}
+        for email, until in sorted(back.items())
+    ]
+
+
+def present_deputy(case: Case, workflow: Workflow) -> str:
+    """The confirmed deputy of the deciding economy, unless away too."""
+    session, code = object_session(case), deciding_economy(case)
+    if session is None or not code:
+        return ""
+    deputies = roster.confirmed(session, code, roster.DEPUTY)
+    away = queries.away(session, deputies, workflow.clock.now())
+    return next((d for d in deputies if d.lower() not in away), "")
+
+
+def standing_in(case: Case, workflow: Workflow, reviewers: list[str]) -> dict[str, Any]:
+    """What a focal review email says about who is away and who stands in:
+    the deputy is named when the case goes to them."""
+    deputy = present_deputy(case, workflow)
+    return {
+        "away": away_focal_points(case, workflow),
+        "deputy": deputy if deputy and reviewers == [deputy] else "",
+    }
+
+
+def catch_up(session: Session, case: Case, workflow: Workflow, stage: Stage) -> list[str]:
+    """The roster changed (a focal point confirmed, was removed or went
+    away): whoever reviews the case now and holds no review email for it
+    yet gets one. Returns who was asked."""
+    reviewers = reviewers_of(stage, case, workflow)
+    holding = roster.asked(session, case)
+    new = [person for person in reviewers if person.lower() not in holding]
+    if new:
+        request_review(
+            session,
+            case,
+            workflow,
+            new,
+            stage.template,
+            {
+                "changed": [],
+                "no_focal_point": not has_focal_point(case, workflow),
+                **standing_in(case, workflow, reviewers),
+            },
+            on_behalf=not set(new) & set(focal_points(case, workflow)),
+        )
+    return new
 
 
 def reroute(session: Session, case: Case, workflow: Workflow, stage: Stage) -> None:
     """A focal point turned out to be away: when no other focal point of
     the economy is present (they hold the review email already), the case
-    goes at once to whoever stands in, saying why, or waits, saying so."""
-    reviewers = reviewers_of(stage, case, workflow)
-    if set(reviewers) & set(focal_points(case, workflow)):
-        return
-    if not reviewers:
+    goes at once to whoever stands in (the deputy, else the
+    administrators), saying why, or waits, saying so."""
+    if not reviewers_of(stage, case, workflow):
         tell_admins(session, case, workflow, "away", "mailflow", "")
         return
-    request_review(
-        session,
-        case,
-        workflow,
-        reviewers,
-        stage.template,
-        {"changed": [], "no_focal_point": False, "away": away_focal_points(case, workflow)},
-        on_behalf=True,
-    )
+    catch_up(session, case, workflow, stage)
 
 
 def admins_stand_in(workflow: Workflow) -> bool:
@@ -110,9 +153,10 @@ def admins_stand_in(workflow: Workflow) -> bool:
 
 
 def focal_points(case: Case, workflow: Workflow) -> list[str]:
-    code = deciding_economy(case)
-    economy = workflow.economies.get(code) if code else None
-    return list(economy.focal_points) if economy else []
+    """The confirmed focal points of the economy that decides the case,
+    from the roster: the one lookup the rest of the code makes."""
+    session, code = object_session(case), deciding_economy(case)
+    return roster.confirmed(session, code) if session is not None and code else []
 
 
 def has_focal_point(case: Case, workflow: Workflow) -> bool:
