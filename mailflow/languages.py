@@ -62,9 +62,9 @@ COMPLETE: frozenset[str] = frozenset()
 LOCALE_FOLDER = Path(__file__).resolve().parent / "locale"
 DOMAINS = ("mailflow", "words")  # sentences we write; words people type (vocab.py)
 
-# English dates keep mailflow's house style, day before month ("05 December
+# English dates keep mailflow's house style, day before month ("5 December
 # 2026"), which no reader misreads; the others take their locale's own.
-_ENGLISH_DAY = "dd MMMM y"
+_ENGLISH_DAY = "d MMMM y"
 
 
 def locale_name(tag: str) -> str:
