@@ -23,9 +23,13 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
+    pass_context,
     select_autoescape,
 )
 from jinja2.bccache import Bucket
+from jinja2.runtime import Context
+
+from mailflow import words
 
 
 def templates_folder() -> Path:
@@ -81,6 +85,13 @@ def mailto(address: str, subject: str = "", body: str = "") -> str:
     return f"mailto:{quote(address, safe='@+')}" + ("?" + "&".join(query) if query else "")
 
 
+@pass_context
+def word(context: Context, group: str, english: str) -> str:
+    """``{{ word("field", "Priority area") }}``: the word people of the
+    email's ``language`` see for an English field name or action word."""
+    return words.label(group, english, context.get("language") or "en")
+
+
 class Renderer:
     def __init__(self, templates: Path = TEMPLATES, **globals_: Any) -> None:
         self._env = Environment(
@@ -92,7 +103,7 @@ class Renderer:
             keep_trailing_newline=True,
             bytecode_cache=_COMPILED,
         )
-        self._env.globals.update(globals_)
+        self._env.globals.update(globals_, word=word)
         self._env.add_extension("jinja2.ext.do")  # {% do rows.append(...) %}
 
     def mail(self, name: str, **context: Any) -> Rendered:
