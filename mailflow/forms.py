@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 
 from mailflow.economies import normalise_name
-from mailflow.words import in_every_language, pgettext
+from mailflow.words import in_every_language, leading, pgettext
 
 # Field names, folded; the marked ones (``pgettext("field", ...)``) are also
 # understood in every shipped language ("Economía", "经济体", "Nền kinh tế").
@@ -257,13 +257,23 @@ def first_word(text: str) -> tuple[str, str]:
     return parts[0].lower().strip(".,:;!"), parts[1].strip()
 
 
-_PREFILLED = re.compile(r"^\s*(reason|comment)s?\b[^:\n]*:\s*", re.IGNORECASE)
+# The first word of the line an action link prefills, in every language
+# ("Reason (optional, ...):", "Motivo (opcional, ...):", "理由（可选）：").
+_PREFILLED = (
+    # Translators: the start of the line an action button writes in the email
+    # it opens, above the reason a reviewer may add.
+    pgettext("link", "Reason"),
+    "reasons",
+    "comment",
+    "comments",
+)
+_UP_TO_COLON = re.compile(r"^[^:：\n]*[:：]\s*")
 
 
 def reason_from_link(text: str) -> str:
     """The reason written under the prefilled "Reason (optional):" line of
     an action link's email."""
     lines = strip_reply(text).strip().splitlines()
-    if lines:
-        lines[0] = _PREFILLED.sub("", lines[0])
+    if lines and leading(lines[0], "link", _PREFILLED)[0]:
+        lines[0] = _UP_TO_COLON.sub("", lines[0], count=1)
     return "\n".join(lines).strip()

@@ -2,7 +2,8 @@
 action words and value names (SPEC section 3a).
 
 Each English word is marked where it is used, with its group as context
-(``pgettext("field", "Priority area")``), and extracted to the ``words``
+(``field``, ``action``, ``kind``, ``area``, ``link``: the prefilled line of
+an action link; ``pgettext("field", "Priority area")``), and extracted to the ``words``
 catalog (``mailflow/locale/words.pot``). A translation lists the common
 words of a language separated by ``|``, the first being the one shown to
 people: Spanish "approve" is ``aprobar|apruebo|aprobado``. Matching folds
@@ -23,8 +24,6 @@ from mailflow.economies import fold_char, normalise_name
 
 T = TypeVar("T")
 
-# The groups (message contexts) of the catalog.
-GROUPS = ("field", "action", "kind", "area")
 SEPARATOR = "|"
 # Scripts written without spaces between words: a known word at the start
 # of a reply is a word there, whatever follows it (Thai, Chinese, Japanese).

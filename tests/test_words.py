@@ -21,7 +21,7 @@ from mails import reply, submission
 from mailflow.app import App
 from mailflow.catalogs import LOCALE, SHIPPED, catalog_path, locale_name, read_words
 from mailflow.economies import Economies, normalise_name
-from mailflow.forms import parse_form
+from mailflow.forms import parse_form, reason_from_link
 from mailflow.notify.render import Renderer
 from mailflow.vocab import AREAS, Kind, match_area, match_kind
 from mailflow.words import alternatives, label, leading
@@ -310,3 +310,19 @@ def test_a_chilean_focal_point_answering_si_endorses(
     client.send(reply(outbox.wait_for_mail("admin_review", ADMIN), ADMIN, "Approve"))
     client.send(reply(outbox.wait_for_mail("focal_review", FOCAL_CL), FOCAL_CL, "Sí"))
     assert state(app) == "published"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Reason (optional, it is sent to the author):\n\nThe summary is too long.",
+        "Motivo (opcional, se envía al autor):\nThe summary is too long.",
+        "理由（可选，会发给作者）：\n\nThe summary is too long.",
+        "Lý do (không bắt buộc): The summary is too long.",
+    ],
+)
+def test_the_prefilled_line_of_an_action_link_is_not_the_reason(body: str) -> None:
+    """Whatever language the button's email was prefilled in, the reason is
+    what the reviewer wrote under it."""
+    assert reason_from_link(body) == "The summary is too long."
+    assert reason_from_link("Because: it is short.") == "Because: it is short."

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import cache
 
+from mailflow.catalogs import SHIPPED
 from mailflow.economies import Economies, normalise_name
 from mailflow.forms import parse_form
-from mailflow.catalogs import SHIPPED
 from mailflow.notify.render import TEMPLATES, Renderer
 from mailflow.parse import answerable
 from mailflow.store.models import Case
