@@ -52,8 +52,8 @@ def read_words(tag: str) -> Words:
     """The translated entries of one language's ``words`` catalog; empty
     and fuzzy ones are left out, so the English word stands in for them."""
     path = catalog_path(tag)
-    if not path.exists():
-        return {}
+    if tag not in SHIPPED or not path.exists():
+        return {}  # a tag is never a path of its own
     with path.open("rb") as stream:
         catalog = read_po(stream, locale=locale_name(tag), domain="words")
     return {

@@ -2,15 +2,15 @@
 action words and value names (SPEC section 3a).
 
 Each English word is marked where it is used, with its group as context
-(``field``, ``action``, ``kind``, ``area``, ``link``: the prefilled line of
-an action link; ``pgettext("field", "Priority area")``), and extracted to the ``words``
-catalog (``mailflow/locale/words.pot``). A translation lists the common
-words of a language separated by ``|``, the first being the one shown to
-people: Spanish "approve" is ``aprobar|apruebo|aprobado``. Matching folds
-case, accents and tones as economy names are folded, so "Sí", "si" and
-"SI" are the same word. This module never decides what a word does: the
-form parser, the vocabularies and the reply handlers do, with the English
-word it returns.
+(``pgettext("field", "Priority area")``; the groups are ``field``,
+``action``, ``kind``, ``area`` and ``link``, the prefilled line of an action
+link), and extracted to the ``words`` catalog (``mailflow/locale/words.pot``).
+A translation lists the common words of a language separated by ``|``, the
+first being the one shown to people: Spanish "approve" is
+``aprobar|apruebo|aprobado``. Matching folds case, accents and tones as
+economy names are folded, so "Sí", "si" and "SI" are the same word. This
+module never decides what a word does: the form parser, the vocabularies
+and the reply handlers do, with the English word it returns.
 """
 
 from __future__ import annotations
