@@ -20,6 +20,7 @@ from mails import reply, submission
 
 from mailflow.app import App
 from mailflow.catalogs import LOCALE, SHIPPED, catalog_path, locale_name, read_words
+from mailflow.digest.subscriptions import wants_digests
 from mailflow.economies import Economies, normalise_name
 from mailflow.forms import parse_form, reason_from_link
 from mailflow.notify.render import Renderer
@@ -27,6 +28,7 @@ from mailflow.vocab import AREAS, Kind, match_area, match_kind
 from mailflow.words import alternatives, label, leading
 from mailflow.workflow.decisions import _WORDS
 from mailflow.workflow.fields import REQUIRED, read_submission
+from mailflow.workflow.flows.internship import APPLICATION_KEYS
 
 ECONOMIES = Economies.with_overrides({})
 PACKAGE = Path(__file__).parent.parent / "mailflow"
@@ -181,6 +183,24 @@ def test_every_field_name_is_read_as_its_field(tag: str, english: str, written: 
     full-width colon too, is that field."""
     for line in (f"{written}: x y", f"{written.upper()}：x y"):
         assert parse_form(f"{line}\n") == {FIELD_OF[english]: "x y"}, line
+
+
+APPLICATION_FIELD_OF = {"Case": "case", "Motivation": "summary", "Preferred dates": "dates"}
+
+
+@pytest.mark.parametrize(("tag", "english", "written"), _every("field", APPLICATION_FIELD_OF))
+def test_every_internship_field_name_is_read_as_its_field(
+    tag: str, english: str, written: str
+) -> None:
+    assert parse_form(f"{written}: x\n", APPLICATION_KEYS) == {APPLICATION_FIELD_OF[english]: "x"}
+
+
+@pytest.mark.parametrize(("tag", "english", "written"), _every("action", ["yes"]))
+def test_digests_yes_in_every_language(tag: str, english: str, written: str) -> None:
+    """A registration's "Digests: yes", with each language's words."""
+    for name in alternatives("field", "Digests", tag):
+        assert wants_digests(f"{name}: {written}\n"), f"{name}: {written}"
+    assert not wants_digests(f"{label('field', 'Digests', tag)}: {label('action', 'no', tag)}\n")
 
 
 @pytest.mark.parametrize(
