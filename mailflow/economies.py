@@ -77,7 +77,7 @@ class Economies:
         for economy in self._by_code.values():
             for written in (economy.code, economy.name, *economy.aliases):
                 self._by_name[normalise_name(written)] = economy
-        # CLDR's names in every shipped language ("Chili", "智利", "Việt Nam")
+        # CLDR's names in every shipped language ("Corea del Sur", "智利", "Việt Nam")
         # come after: a name or alias of the list wins over them.
         for economy in self._by_code.values():
             for written in territory_names(economy.code):

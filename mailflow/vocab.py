@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
+from functools import cache, cached_property
 
 from mailflow.closest import closest
 from mailflow.economies import normalise_name
@@ -140,6 +140,7 @@ def match_area(written: str) -> PriorityArea | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
+@cache
 def _names(area: PriorityArea) -> list[str]:
     """The area's name, then its names in the other languages, folded."""
     english = _singular(area.name)
