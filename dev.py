@@ -82,7 +82,13 @@ LOCALE = ROOT / "mailflow" / "locale"
 # Each gettext domain and the extraction map that finds its messages:
 # "mailflow" is every sentence we write (templates); "words" is what people
 # type (field names, action words, values), kept apart for its translators.
-DOMAINS = {"mailflow": "babel.cfg"}
+# What each domain's extraction reads: the sentences of the templates
+# (babel.cfg), and the words people type, marked in Python with
+# pgettext("field", "Priority area") (mailflow/words.py).
+DOMAINS = {
+    "mailflow": ["-F", "babel.cfg", "."],
+    "words": ["--no-default-keywords", "-k", "pgettext:1c,2", "mailflow"],
+}
 # The shipped languages (mailflow/languages.py SHIPPED) as Babel names
 # their folders; English is the source and needs no catalog of its own.
 CATALOG_LOCALES = ("es", "zh_Hans", "zh_Hant", "id", "ja", "ko", "ms", "ru", "th", "vi")
@@ -96,12 +102,12 @@ def catalogs(arguments: list[str]) -> int:
     every file as it was (no new dates): several people translate at once,
     and their catalogs must merge."""
     pybabel = [str(VENV / "bin" / "pybabel"), "-q"]
-    for domain, mapping in DOMAINS.items():
+    for domain, sources in DOMAINS.items():
         template = LOCALE / f"{domain}.pot"
         before = template.read_text(encoding="utf-8") if template.exists() else ""
-        extract = [*pybabel, "extract", "-F", mapping, "--add-comments=Translators:"]
+        extract = [*pybabel, "extract", "--add-comments=Translators:"]
         extract += ["--add-location=file", "--sort-by-file", "--project=mailflow"]
-        code = subprocess.call([*extract, "-o", str(template), "."], cwd=ROOT)
+        code = subprocess.call([*extract, "-o", str(template), *sources], cwd=ROOT)
         if code:
             return code
         if undated(template.read_text(encoding="utf-8")) == undated(before):

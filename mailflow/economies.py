@@ -2,8 +2,9 @@
 
 The list ships as package data (``data/economies.toml``); ``[economies.XX]``
 tables in the config change single keys of it. Matching accepts the name,
-the ISO code or a common alias, ignoring case, accents, punctuation and a
-leading "the", so "Viet Nam", "vietnam" and "VN" are the same economy.
+the ISO code, a common alias or the name CLDR gives it in a shipped
+language, ignoring case, accents, punctuation and a leading "the", so
+"Viet Nam", "vietnam", "VN" and "越南" are the same economy.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from mailflow.catalogs import territory_names
 from mailflow.closest import closest
 
 
@@ -30,12 +33,27 @@ class Economy:
 
 def normalise_name(text: str) -> str:
     """Fold a written name to the form used for comparisons."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-    words = "".join(c if c.isalnum() else " " for c in letters.casefold()).split()
+    words = "".join(map(fold_char, text)).split()
     if words and words[0] == "the":
         words = words[1:]
     return " ".join(words)
+
+
+@lru_cache(maxsize=4096)
+def fold_char(char: str) -> str:
+    """One written character as comparisons see it: without accents or
+    tones, in lower case, punctuation as a space. "đ" is a "d" (people type
+    "dong y" for "đồng ý"); Thai keeps its marks, which tell words apart
+    ("ใช่" is yes, "ใช้" is use), and the vowel signs of any script that are
+    not accents stay part of the word."""
+    if "\u0e00" <= char <= "\u0e7f":
+        return char
+    decomposed = unicodedata.normalize("NFKD", char)
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return "".join(
+        c if c.isalnum() or unicodedata.category(c).startswith("M") else " "
+        for c in letters.casefold().replace("đ", "d")
+    )
 
 
 def builtin_economies() -> dict[str, Economy]:
@@ -61,6 +79,11 @@ class Economies:
         for economy in self._by_code.values():
             for written in (economy.code, economy.name, *economy.aliases):
                 self._by_name[normalise_name(written)] = economy
+        # CLDR's names in every shipped language ("Corea del Sur", "智利", "Việt Nam")
+        # come after: a name or alias of the list wins over them.
+        for economy in self._by_code.values():
+            for written in territory_names(economy.code):
+                self._by_name.setdefault(normalise_name(written), economy)
 
     @classmethod
     def with_overrides(cls, overrides: Mapping[str, Mapping[str, Any]]) -> Economies:

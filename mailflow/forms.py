@@ -18,32 +18,49 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-SUBMISSION_KEYS: Mapping[str, str] = {
-    "title": "title",
-    "kind": "kind",
-    "type": "kind",
-    "economy": "economy",
-    "country": "economy",
-    "priority area": "area",
-    "area": "area",
-    "priority": "area",
-    "priority category": "area",  # the seed portal's own label
-    "category": "area",
-    "organization": "organization",
-    "organisation": "organization",
-    "org": "organization",
-    "summary": "summary",
-    "abstract": "summary",
-    "second contact": "second_contact",
-    "name": "name",
-    "full name": "name",
-    "author": "author",  # an administrator submitting for someone else
-    "language": "language",  # read in every form: mailflow.languages.match
-}
+from mailflow.economies import normalise_name
+from mailflow.words import in_every_language, leading, pgettext
+
+# Field names, folded; the marked ones (``pgettext("field", ...)``) are also
+# understood in every shipped language ("Economía", "经济体", "Nền kinh tế").
+SUBMISSION_KEYS: Mapping[str, str] = in_every_language(
+    {
+        pgettext("field", "Title"): "title",
+        pgettext("field", "Kind"): "kind",
+        "type": "kind",
+        pgettext("field", "Economy"): "economy",
+        "country": "economy",
+        pgettext("field", "Priority area"): "area",
+        "area": "area",
+        "priority": "area",
+        "priority category": "area",  # the seed portal's own label
+        "category": "area",
+        pgettext("field", "Organization"): "organization",
+        "organisation": "organization",
+        "org": "organization",
+        pgettext("field", "Summary"): "summary",
+        "abstract": "summary",
+        # Translators: another person to write to about the case.
+        pgettext("field", "Second contact"): "second_contact",
+        pgettext("field", "Name"): "name",
+        "full name": "name",
+        pgettext("field", "Author"): "author",  # an administrator submitting for someone else
+        # Read in every form: mailflow.languages.match (SPEC section 3a).
+        pgettext("field", "Language"): "language",
+    }
+)
+# "Digests: yes" in a registration.
+DIGEST_KEYS: Mapping[str, str] = in_every_language(
+    # Translators: an email listing the newly published cases.
+    {pgettext("field", "Digests"): "digests", "digest": "digests"}
+)
 
 RUNS_TO_NEXT_KEY = frozenset({"summary"})
 
-_KEY_LINE = re.compile(r"^\s{0,3}([A-Za-z][A-Za-z ]{0,30}?)\s*:\s*(.*)$")
+# A key is letters of any script (with the vowel signs of Thai and the
+# accents of text written decomposed) and spaces; full-width colons too.
+_MARK = "\u0300-\u036f\u0e31\u0e34-\u0e3a\u0e47-\u0e4e"
+_KEY_LINE = re.compile(rf"^\s{{0,3}}([^\W\d_](?:[^\W\d_]|[{_MARK} ]){{0,30}}?)\s*[:：]\s*(.*)$")
 _REPLY_MARKERS = (
     re.compile(r"^On .{0,200}wrote:\s*$"),
     re.compile(r"^-{2,}\s*Original Message\s*-{2,}", re.IGNORECASE),
@@ -209,7 +226,7 @@ def parse_form(text: str, keys: Mapping[str, str] = SUBMISSION_KEYS) -> dict[str
     current: str | None = None
     for line in without_closing(strip_reply(text).splitlines()):
         match = _KEY_LINE.match(line)
-        key = keys.get(" ".join(match[1].lower().split())) if match else None
+        key = keys.get(normalise_name(match[1])) if match else None
         if match and key is not None:
             current = None if key in fields else key
             if current is not None:
@@ -240,13 +257,23 @@ def first_word(text: str) -> tuple[str, str]:
     return parts[0].lower().strip(".,:;!"), parts[1].strip()
 
 
-_PREFILLED = re.compile(r"^\s*(reason|comment)s?\b[^:\n]*:\s*", re.IGNORECASE)
+# The first word of the line an action link prefills, in every language
+# ("Reason (optional, ...):", "Motivo (opcional, ...):", "理由（可选）：").
+_PREFILLED = (
+    # Translators: the start of the line an action button writes in the email
+    # it opens, above the reason a reviewer may add.
+    pgettext("link", "Reason"),
+    "reasons",
+    "comment",
+    "comments",
+)
+_UP_TO_COLON = re.compile(r"^[^:：\n]*[:：]\s*")
 
 
 def reason_from_link(text: str) -> str:
     """The reason written under the prefilled "Reason (optional):" line of
     an action link's email."""
     lines = strip_reply(text).strip().splitlines()
-    if lines:
-        lines[0] = _PREFILLED.sub("", lines[0])
+    if lines and leading(lines[0], "link", _PREFILLED)[0]:
+        lines[0] = _UP_TO_COLON.sub("", lines[0], count=1)
     return "\n".join(lines).strip()

@@ -47,7 +47,7 @@ from mailflow.workflow.fields import Author, Problem
 from mailflow.workflow.flows import submission
 
 # Column headers are read like the form's keys ("Priority area", "Priority
-# category", "Organisation"...), plus the two that only a file has.
+# category", "Organisation", "Economía"...), plus the two that only a file has.
 COLUMN_KEYS = {**SUBMISSION_KEYS, "document": "document", "file": "document"}
 REQUIRED_COLUMNS = (*fields.REQUIRED, "document", "author")
 _FORM_ORDER = ("title", "kind", "economy", "area", "organization", "summary", "second_contact")
@@ -155,7 +155,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str], dict[str, str]]]:
     headers: dict[str, str] = {}
     index: dict[str, int] = {}
     for position, written in enumerate(header):
-        name = COLUMN_KEYS.get(" ".join(written.lower().split()))
+        name = COLUMN_KEYS.get(normalise_name(written))
         if name is not None and name not in headers:
             headers[name], index[name] = written.strip(), position
     absent = [name.replace("area", "priority area") for name in REQUIRED_COLUMNS]

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
+from functools import cache, cached_property
 
 from mailflow.closest import closest
 from mailflow.economies import normalise_name
+from mailflow.words import every_language, in_every_language, pgettext
 
 
 class Kind(StrEnum):
@@ -51,16 +52,21 @@ _PREFIXES = {
 }
 
 
-_KIND_WORDS = {
-    "best practice": Kind.BEST_PRACTICE,
-    "best practices": Kind.BEST_PRACTICE,
-    "bp": Kind.BEST_PRACTICE,
-    "practice": Kind.BEST_PRACTICE,
-    "experience": Kind.EXPERIENCE,
-    "experiences": Kind.EXPERIENCE,
-    "ex": Kind.EXPERIENCE,
-    "exp": Kind.EXPERIENCE,
-}
+# Folded; the marked names are also understood in every shipped language
+# ("Buenas prácticas", "Kinh nghiệm").
+_KIND_WORDS = in_every_language(
+    {
+        pgettext("kind", "Best practice"): Kind.BEST_PRACTICE,
+        "best practices": Kind.BEST_PRACTICE,
+        "bp": Kind.BEST_PRACTICE,
+        "practice": Kind.BEST_PRACTICE,
+        pgettext("kind", "Experience"): Kind.EXPERIENCE,
+        "experiences": Kind.EXPERIENCE,
+        "ex": Kind.EXPERIENCE,
+        "exp": Kind.EXPERIENCE,
+    },
+    "kind",
+)
 
 
 def match_kind(written: str) -> Kind | None:
@@ -87,12 +93,12 @@ AREAS: tuple[PriorityArea, ...] = tuple(
     PriorityArea(number, name)
     for number, name in enumerate(
         (
-            "Access to Financial Services",
-            "Access to Technology",
-            "Management and Marketing Skills",
-            "Compiling Information for Policy Adjustment",
-            "Policy and Regulatory Frameworks",
-            "Capacity Building",
+            pgettext("area", "Access to Financial Services"),
+            pgettext("area", "Access to Technology"),
+            pgettext("area", "Management and Marketing Skills"),
+            pgettext("area", "Compiling Information for Policy Adjustment"),
+            pgettext("area", "Policy and Regulatory Frameworks"),
+            pgettext("area", "Capacity Building"),
         ),
         start=1,
     )
@@ -129,13 +135,23 @@ def match_area(written: str) -> PriorityArea | None:
     if text in _LABELS_FOLDED:
         return area_by_number(_LABELS_FOLDED[text])
     candidates = [a for a in AREAS if _singular(a.name).startswith(text)]
+    if not candidates:  # a prefix of the name in another language
+        candidates = [a for a in AREAS if any(n.startswith(text) for n in _names(a)[1:])]
     return candidates[0] if len(candidates) == 1 else None
+
+
+@cache
+def _names(area: PriorityArea) -> list[str]:
+    """The area's name, then its names in the other languages, folded."""
+    english = _singular(area.name)
+    others = sorted(_singular(name) for name in every_language("area", area.name))
+    return [english, *(name for name in others if name != english)]
 
 
 def closest_area(written: str) -> PriorityArea | None:
     """The area meant by a value ``match_area`` did not recognise, if any
     is close: "Marketing" is a word of area 3's name."""
-    names = [(_singular(area.name), area) for area in AREAS]
+    names = [(name, area) for area in AREAS for name in _names(area)]
     labels = [(label, area_by_number(number)) for label, number in _LABELS_FOLDED.items()]
     return closest(_singular(written), [*names, *labels])
 
@@ -155,4 +171,7 @@ def _singular_word(word: str) -> str:
     return word
 
 
-_LABELS_FOLDED = {_singular(label): number for label, number in AREA_LABELS.items()}
+_LABELS_FOLDED = {
+    **{name: area.number for area in AREAS for name in _names(area)[1:]},
+    **{_singular(label): number for label, number in AREA_LABELS.items()},
+}

@@ -59,7 +59,7 @@ from mailflow.clock import Clock
 from mailflow.config import Settings
 from mailflow.documents import ACCEPTED, FORMATS
 from mailflow.economies import Economies, Economy
-from mailflow.notify.render import TEMPLATES, CompiledTemplates, mailto
+from mailflow.notify.render import TEMPLATES, CompiledTemplates, mailto, word
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Document, Publication, SiteChange
 from mailflow.store.queries import funded_places_taken
@@ -239,6 +239,7 @@ class Site:
             status_address=f"{addresses.status}@{domain}",
             internship_address=f"{addresses.internship}@{domain}",
             mailto=mailto,
+            word=word,  # the guide shows the help form
         )
         env.filters.update(paragraphs=paragraphs, day=_day, size=_size)
         return self._envs.setdefault(language, env)

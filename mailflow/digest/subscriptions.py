@@ -14,11 +14,12 @@ import secrets
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailflow.forms import parse_form
+from mailflow.forms import DIGEST_KEYS, parse_form
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.store.models import DigestRun, Subscriber, Token
 from mailflow.triage import Incoming, is_bounce, must_stay_silent
+from mailflow.words import leading
 from mailflow.workflow.context import Workflow
 
 SUSPEND_AFTER_BOUNCES = 3
@@ -77,8 +78,9 @@ _YES = frozenset({"yes", "y", "please", "true", "1", "ok"})
 
 def wants_digests(text: str) -> bool:
     """A "Digests: yes" line in a registration."""
-    answer = parse_form(text, {"digests": "digests", "digest": "digests"}).get("digests", "")
-    return answer.strip().lower().rstrip(".!") in _YES
+    answer = parse_form(text, DIGEST_KEYS).get("digests", "")
+    said = answer.strip().lower().rstrip(".!")
+    return said in _YES or leading(answer, "action", ["yes"])[0] == "yes"  # "sí", "はい"
 
 
 def join_when_registered(session: Session, email: str, workflow: Workflow) -> None:

@@ -34,9 +34,13 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
+    pass_context,
     select_autoescape,
 )
 from jinja2.bccache import Bucket
+from jinja2.runtime import Context
+
+from mailflow import words
 
 from mailflow import languages
 
@@ -94,6 +98,13 @@ def mailto(address: str, subject: str = "", body: str = "") -> str:
     return f"mailto:{quote(address, safe='@+')}" + ("?" + "&".join(query) if query else "")
 
 
+@pass_context
+def word(context: Context, group: str, english: str) -> str:
+    """``{{ word("field", "Priority area") }}``: the word people of the
+    email's ``language`` see for an English field name or action word."""
+    return words.label(group, english, context.get("language") or "en")
+
+
 class Renderer:
     def __init__(self, templates: Path = TEMPLATES, **globals_: Any) -> None:
         self._templates = templates
@@ -124,6 +135,7 @@ class Renderer:
         )
         env.globals.update(self._globals)
         env.globals["language"] = language
+        env.globals["word"] = word
         env.filters.update(
             day=partial(languages.day, tag=language), moment=partial(languages.moment, tag=language)
         )

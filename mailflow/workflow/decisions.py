@@ -13,10 +13,11 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from mailflow.errors import ActionRefused
-from mailflow.forms import first_word, reason_from_link
+from mailflow.forms import first_word, reason_from_link, strip_reply
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, Token
 from mailflow.triage import Incoming
+from mailflow.words import leading, pgettext
 from mailflow.workflow import reviewing, steps, versions
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.flow import Action, Reviewers, Stage
@@ -98,8 +99,10 @@ def reply_action(session: Session, incoming: Incoming, workflow: Workflow, token
     case = session.get(Case, token.case_id)
     assert case is not None
     stage = workflow.flows.of(case).stage(case.state)
-    word, reason = first_word(incoming.parsed.text)
-    action = _meaning(stage, word) if stage else None
+    word, _ = first_word(incoming.parsed.text)
+    meaning, reason = leading(strip_reply(incoming.parsed.text), "action", _WORDS)
+    action = _meaning(stage, meaning) if stage else None
+    reason = reason.strip()
     editor = stage is not None and stage.reviewers is Reviewers.EDITORS
     if stage and action is None and editor and versions.brings_correction(incoming, case):
         action, reason = stage.decision, ""
@@ -162,23 +165,26 @@ def _correction_refused(
 
 
 # First words of a plain reply, and what they mean: "yes" or "approve" to a
-# focal point's email means their positive decision, whatever its name.
+# focal point's email means their positive decision, whatever its name. The
+# marked ones are understood in every shipped language ("sí", "đồng ý").
 _WORDS = {
-    "approve": "approve",
+    pgettext("action", "approve"): "approve",
     "approved": "approve",
-    "yes": "approve",
+    # Translators: "yes" and "no" as the first word of a reviewer's reply.
+    pgettext("action", "yes"): "approve",
     "ok": "approve",
-    "endorse": "endorse",
+    pgettext("action", "endorse"): "endorse",
     "endorsed": "endorse",
-    "accept": "accept",
+    pgettext("action", "accept"): "accept",
     "accepted": "accept",
-    "changes": "changes",
+    # Translators: a reviewer sends the case back to its author for changes.
+    pgettext("action", "changes"): "changes",
     "change": "changes",
     "request": "changes",
     "revise": "changes",
-    "reject": "reject",
+    pgettext("action", "reject"): "reject",
     "rejected": "reject",
-    "no": "reject",
+    pgettext("action", "no"): "reject",
 }
 _POSITIVE = {"approve", "endorse", "accept"}
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import cache
 
+from mailflow.catalogs import SHIPPED
 from mailflow.economies import Economies, normalise_name
 from mailflow.forms import parse_form
-from mailflow.notify.render import TEMPLATES
+from mailflow.notify.render import TEMPLATES, Renderer
 from mailflow.parse import answerable
 from mailflow.store.models import Case
 from mailflow.vocab import Kind, closest_area, closest_kind, match_area, match_kind
@@ -70,8 +71,11 @@ def title_from_subject(subject: str) -> str:
     return _CASE_TAG.sub("", _SUBJECT_NOISE.sub("", subject)).strip()
 
 
-# The example forms of our emails: their values are placeholders.
-EXAMPLE_FORMS = ("mail/_form.txt.j2", "mail/internship_incomplete.txt.j2")
+# The example forms of our emails: their values are placeholders. The help
+# form is rendered in every language (its labels are); the other is read as
+# written.
+HELP_FORM = "mail/_form.txt.j2"
+EXAMPLE_FORMS = ("mail/internship_incomplete.txt.j2",)
 
 
 @cache
@@ -80,10 +84,12 @@ def placeholders() -> frozenset[str]:
     folded as names are compared; lines that the templates fill in
     (``{{ }}``, ``{% %}``) are skipped."""
     found: set[str] = set()
+    forms = [Renderer().render(HELP_FORM, language=language) for language in SHIPPED]
     for name in EXAMPLE_FORMS:
         text = (TEMPLATES / name).read_text(encoding="utf-8")
-        plain = "\n".join(line for line in text.splitlines() if "{" not in line)
-        for value in parse_form(plain).values():
+        forms.append("\n".join(line for line in text.splitlines() if "{" not in line))
+    for form in forms:
+        for value in parse_form(form).values():
             if not (match_kind(value) or match_area(value)):  # "Best practice" is real
                 found.add(_folded(value))
     return frozenset(found - {""})

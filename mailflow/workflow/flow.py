@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mailflow.store.models import Case
 from mailflow.vocab import Kind
+from mailflow.words import pgettext
 from mailflow.workflow.states import Event, State
 
 if TYPE_CHECKING:
@@ -41,11 +42,11 @@ class Action:
     positive: bool = False  # moves the case on: "yes" to any review email means it
 
 
-APPROVE = Action("approve", Event.APPROVED, positive=True)
-ENDORSE = Action("endorse", Event.ENDORSED, positive=True)
-ACCEPT = Action("accept", Event.ACCEPTED, positive=True)
-CHANGES = Action("changes", Event.CHANGES_REQUESTED)
-REJECT = Action("reject", Event.REJECTED)
+APPROVE = Action(pgettext("action", "approve"), Event.APPROVED, positive=True)
+ENDORSE = Action(pgettext("action", "endorse"), Event.ENDORSED, positive=True)
+ACCEPT = Action(pgettext("action", "accept"), Event.ACCEPTED, positive=True)
+CHANGES = Action(pgettext("action", "changes"), Event.CHANGES_REQUESTED)
+REJECT = Action(pgettext("action", "reject"), Event.REJECTED)
 ALL_ACTIONS = (APPROVE, ENDORSE, ACCEPT, CHANGES, REJECT)
 
 

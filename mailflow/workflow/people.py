@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailflow.forms import SUBMISSION_KEYS, comment_text, parse_form, strip_reply
+from mailflow.forms import DIGEST_KEYS, SUBMISSION_KEYS, comment_text, parse_form, strip_reply
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case
 from mailflow.triage import Incoming
@@ -36,7 +36,7 @@ NOTICE_INTERVAL = timedelta(days=1)
 
 # The keys of the submission and the registration forms: a mail with one of
 # them filled in is a form (it gets the help text), anything else a question.
-FORM_KEYS = {**SUBMISSION_KEYS, "digests": "digests", "digest": "digests"}
+FORM_KEYS = {**SUBMISSION_KEYS, **DIGEST_KEYS}
 
 # The start of the original's header block shown to the administrators:
 # enough for every Received line of an ordinary message.

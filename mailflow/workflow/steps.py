@@ -15,12 +15,13 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
-from mailflow.forms import first_word
+from mailflow.forms import strip_reply
 from mailflow.notify.outbox import Outgoing
 from mailflow.store import queries
 from mailflow.store.models import Case, Participant, Token
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
+from mailflow.words import leading, pgettext
 from mailflow.workflow import participants, people, reviewing, status
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
@@ -225,13 +226,22 @@ def merge(problems: list[Problem]) -> list[Problem]:
 # -- the author's replies --------------------------------------------------------
 
 
+# The first words of an author's reply that are not a revision, in any
+# shipped language ("retirar", "撤回").
+_AUTHOR_WORDS = (
+    # Translators: an author takes their case back; asks how their cases stand.
+    pgettext("action", "withdraw"),
+    pgettext("action", "status"),
+)
+
+
 def author_reply(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
     """The author answered one of our emails about their case: "withdraw"
     as the first word withdraws it, "status" lists their cases; anything
     else revises it (or, when it cannot be changed, goes to a person)."""
     case = session.get(Case, token.case_id)
     assert case is not None
-    word, _ = first_word(incoming.parsed.text)
+    word, _ = leading(strip_reply(incoming.parsed.text), "action", _AUTHOR_WORDS)
     if word == "withdraw":
         return withdraw(session, case, incoming, workflow)
     if word == "status":

@@ -33,6 +33,7 @@ from mailflow.store.models import Case, Participant
 from mailflow.store.queries import FUNDED_PLACES, case_named, incomplete_applications, own_case
 from mailflow.triage import Incoming
 from mailflow.vocab import Kind
+from mailflow.words import in_every_language, pgettext
 from mailflow.workflow import participants, publishing, reviewing, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.engine import take_number_below
@@ -43,18 +44,21 @@ from mailflow.workflow.states import Event, State
 
 # Motivation runs to the next key, as a submission's summary does, and is
 # kept in the case's summary.
-APPLICATION_KEYS = {
-    "case": "case",
-    "case id": "case",
-    "motivation": "summary",
-    "why": "summary",
-    "preferred dates": "dates",
-    "preferred date": "dates",
-    "dates": "dates",
-    "when": "dates",
-    "organization": "organization",
-    "organisation": "organization",
-}
+APPLICATION_KEYS = in_every_language(
+    {
+        # Translators: the ID of the published case an intern wants to learn.
+        pgettext("field", "Case"): "case",
+        "case id": "case",
+        pgettext("field", "Motivation"): "summary",
+        "why": "summary",
+        pgettext("field", "Preferred dates"): "dates",
+        "preferred date": "dates",
+        "dates": "dates",
+        "when": "dates",
+        pgettext("field", "Organization"): "organization",
+        "organisation": "organization",
+    }
+)
 _CASE_ID = re.compile(r"\b((?:BP|EX)-\d{4}-\d{4})\b", re.IGNORECASE)
 _OWN_ID = re.compile(r"\b(IN-\d{4}-\d{4})\b", re.IGNORECASE)
 
