@@ -6,9 +6,15 @@ worker threads draining the spool, a sender
 thread draining the outbox, and the archive: a thread rewriting the pages
 of changed cases and, on ``[archive].http_port``, a web server for them.
 The threads wake as soon as there is work and otherwise poll, so work
-queued by another process (``mailflow ingest``, ``mailflow act``) is
-picked up too. A timer runs the timed work (``scheduling/timed.py``) every
-minute.
+queued by another process (``mailflow ingest``, ``mailflow act``) or
+another host is picked up too. A timer runs the timed work
+(``scheduling/timed.py``) every minute.
+
+Several hosts may run this on one PostgreSQL: each drains its own spool
+and, with the others, the outbox; the timed work and the archive writer
+run only on the host holding that role (``hosts.py``), which a thread
+renews every third of ``[hosts].lease_seconds``. On SQLite the one host
+holds both.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from mailflow.digest import subscriptions
 from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
 from mailflow.errors import ConfigError
+from mailflow.hosts import SCHEDULER, SITE_WRITER, Roles, host_name
 from mailflow.ingress.imap import ImapIngress
 from mailflow.ingress.smtp import IngressController, IngressHandler
 from mailflow.monitor import readings
@@ -207,9 +214,15 @@ class Service:
         self._archive_waiting = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics = Metrics(app.readings)
+        settings = app.settings
+        self.roles = Roles(
+            app.database,
+            host_name(settings.hosts.name),
+            timedelta(seconds=settings.hosts.lease_seconds),
+        )
+        self._site_term = 0  # the site writer's term the archive was prepared for
         # First, as it can fail on configuration: before any socket is open.
         self.imap = _imap_ingress(app, self._accepted)
-        settings = app.settings
         archive = settings.archive
         self.archive_server = (
             ArchiveServer(archive.output_dir, archive.http_host, archive.http_port, app, app)
@@ -233,6 +246,10 @@ class Service:
         recovered = self.app.spool.recover()
         if recovered:
             log.info("recovered %d message(s) claimed before a crash", recovered)
+        # Before the timer and the archive thread ask: the first host up
+        # holds its roles from the start.
+        self.roles.renew()
+        self._spawn("roles", self._hold_roles)
         for number in range(self.app.settings.spool.workers):
             self._spawn(f"worker-{number}", self._work)
         self._spawn("outbox", self._send)
@@ -266,6 +283,7 @@ class Service:
         self._archive_waiting.set()
         for thread in self._threads:
             thread.join(timeout=30)
+        self.roles.release()
         self.app.database.dispose()
 
     def wait(self) -> None:
@@ -323,7 +341,23 @@ class Service:
             if not done:
                 waiting.wait(POLL_SECONDS)
 
+    def _hold_roles(self) -> None:
+        """Renew this host's leases until stopped; a scheduler taken over
+        from a dead host runs its timed work at once, not a minute later."""
+        every = self.roles.lease.total_seconds() / 3
+        scheduling = self.roles.term(SCHEDULER)
+        while not self._stopping.wait(every):
+            self.roles.renew()
+            term = self.roles.term(SCHEDULER)
+            if term and term != scheduling:
+                self._tick()
+            scheduling = term
+            if self.roles.term(SITE_WRITER) != self._site_term:
+                self._archive_waiting.set()
+
     def _tick(self) -> None:
+        if not self.roles.holds(SCHEDULER):
+            return  # another host runs the timed work
         try:
             report = self.app.timed.tick()
         except Exception:  # the next tick tries again
@@ -334,10 +368,26 @@ class Service:
             self._archive_waiting.set()
 
     def _publish(self) -> None:
-        try:
-            self.app.site.ensure(self.app.database)
-        except Exception:
-            log.exception(
-                "could not prepare the archive in %s", self.app.settings.archive.output_dir
-            )
-        self._drain(self._archive_waiting, self.app.update_archive, "archive")
+        self._drain(self._archive_waiting, self._write_site, "archive")
+
+    def _write_site(self) -> int:
+        """The pages of changed cases, on the host holding the site writer.
+        At the start of its term it prepares the site (a first build, or
+        fresh fixed files); taken over from another host, it rewrites the
+        whole site, as its folder may hold pages older than the other
+        host's last ones."""
+        term = self.roles.term(SITE_WRITER)
+        if not term:
+            return 0
+        if term != self._site_term:
+            self._site_term = term
+            try:
+                if self.roles.took_over(SITE_WRITER):
+                    self.app.site.build(self.app.database)
+                else:
+                    self.app.site.ensure(self.app.database)
+            except Exception:
+                log.exception(
+                    "could not prepare the archive in %s", self.app.settings.archive.output_dir
+                )
+        return self.app.update_archive()
