@@ -29,6 +29,7 @@ from email.utils import parseaddr
 
 from sqlalchemy.orm import Session
 
+from mailflow import hosts
 from mailflow.archive.server import ArchiveServer
 from mailflow.archive.site import Site
 from mailflow.clock import Clock, SystemClock
@@ -90,6 +91,15 @@ class App:
 
     def update_archive(self) -> int:
         return self.site.catch_up(self.database)
+
+    def update_archive_unless_written_elsewhere(self) -> int:
+        """For a command (`act`, `tick`): the pages its change touched,
+        unless a running host holds the site writer; that host writes them
+        within a second, into the folder it serves."""
+        with self.database.reading() as session:
+            if hosts.held_elsewhere(session, hosts.SITE_WRITER):
+                return 0
+        return self.update_archive()
 
     def unsubscribe_by_link(self, secret: str) -> str | None:
         with self.database.transaction() as session:

@@ -198,7 +198,7 @@ def cmd_act(args: argparse.Namespace) -> int:
                 )
             )
         app.drain_outbox()
-        app.update_archive()
+        app.update_archive_unless_written_elsewhere()
     print(done)
     return 0
 
@@ -218,7 +218,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
         report = app.timed.tick()
         print(f"tick at {clock.now().isoformat()}: {report}")
         app.drain_outbox()
-        app.update_archive()
+        app.update_archive_unless_written_elsewhere()
     finally:
         app.database.dispose()
     return 0

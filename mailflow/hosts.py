@@ -178,6 +178,15 @@ def _insert(session: Session, model: type[Lease] | type[Host]) -> Any:
     return sqlite.insert(model)
 
 
+def held_elsewhere(session: Session, role: str) -> bool:
+    """A running host on PostgreSQL holds the role: a command leaves the
+    role's work to it (on SQLite there is only this machine)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    row = session.get(Lease, role)
+    return row is not None and bool(row.holder) and row.expires_at > server_now(session)
+
+
 # -- reading, for `mailflow status` -------------------------------------------
 
 
