@@ -20,6 +20,7 @@ import json
 import os
 import queue
 import random
+import re
 import signal
 import smtplib
 import subprocess
@@ -224,6 +225,14 @@ def test_three_hosts_with_one_killed_twice_lose_and_double_nothing(
     assert set(answered) == set(senders.accepted.values())
     assert max(answered.values()) == 1
     assert len({str(mail["Message-ID"]) for mail in acknowledgements}) == MESSAGES
+
+    # Each outgoing email was sent by one host; again only if a kill fell
+    # between its delivery and the commit that records it (one per kill
+    # at most: a host sends one email at a time).
+    logs = [(s.source.parent / "run.log").read_text() for s in hosts]
+    sends = Counter(re.findall(r"outbox (\d+) to \S+ \(\w+\) sent:", "".join(logs)))
+    assert len(sends) >= MESSAGES
+    assert sum(count - 1 for count in sends.values()) <= KILLS
 
     for settings in hosts:
         assert list((settings.spool.dir / "tmp").iterdir()) == []
