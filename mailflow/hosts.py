@@ -142,13 +142,9 @@ class Roles:
 
     def _heartbeat(self, session: Session, now: datetime) -> None:
         self._started_at = self._started_at or now
-        values = {"name": self.name, "started_at": self._started_at, "seen_at": now}
-        insert = _insert(session, Host).values(**values, stopped_at=None)
-        session.execute(
-            insert.on_conflict_do_update(
-                index_elements=[Host.name], set_={"seen_at": now, "stopped_at": None}
-            )
-        )
+        values = {"started_at": self._started_at, "seen_at": now, "stopped_at": None}
+        insert = _insert(session, Host).values(name=self.name, **values)
+        session.execute(insert.on_conflict_do_update(index_elements=[Host.name], set_=values))
         session.execute(delete(Host).where(Host.seen_at < now - FORGET_AFTER))
 
     def _hold(self, session: Session, role: str, now: datetime) -> str | None:
