@@ -38,14 +38,14 @@ from conftest import Client, Mailbox, free_port, headline, wait_until
 from flows import ADMIN, ANA, FOCAL, click, submitted
 from mails import address, submission
 from sqlalchemy import func, select
-from test_crash import handled, start, stop
+from test_crash import cases_and_confirmations, handled, start, stop
 from test_timed import silent_at_focal_point
 
 from mailflow.app import build
 from mailflow.cli import main
 from mailflow.config import Settings, load_settings
 from mailflow.store.db import Database
-from mailflow.store.models import Case, OutboxMessage
+from mailflow.store.models import OutboxMessage
 from mailflow.tokens import load_or_create_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("several_hosts")]
@@ -206,13 +206,7 @@ def test_three_hosts_with_one_killed_twice_lose_and_double_nothing(
     try:
         wait_until(lambda: handled(database) >= MESSAGES, 300, "every message handled")
         wait_until(lambda: settled(database, hosts), 120, "the spools and the outbox to empty")
-        with database.transaction() as session:
-            titles = session.scalars(select(Case.title)).all()
-            confirmations = session.scalars(
-                select(OutboxMessage.recipient).where(
-                    OutboxMessage.template == "submission_confirm"
-                )
-            ).all()
+        titles, confirmations = cases_and_confirmations(database)
     finally:
         database.dispose()
     assert sorted(titles) == sorted(f"Practice {n}" for n in range(MESSAGES))
