@@ -253,6 +253,15 @@ class Service:
         )
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            # A port taken, most often: the threads started so far end and
+            # the roles go back, so that no half-started host holds them.
+            self._end_threads()
+            raise
+
+    def _start(self) -> None:
         recovered = self.app.spool.recover()
         if recovered:
             log.info("recovered %d message(s) claimed before a crash", recovered)
@@ -287,6 +296,10 @@ class Service:
             self.archive_server.stop()
         if self.monitor_server:
             self.monitor_server.stop()
+        self._end_threads()
+        self.app.database.dispose()
+
+    def _end_threads(self) -> None:
         self._stopping.set()
         self._mail_waiting.set()
         self._outbox_waiting.set()
@@ -294,7 +307,6 @@ class Service:
         for thread in self._threads:
             thread.join(timeout=30)
         self.roles.release()
-        self.app.database.dispose()
 
     def wait(self) -> None:
         self._stopping.wait()

@@ -23,6 +23,7 @@ import random
 import re
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -316,3 +317,24 @@ def test_the_site_writers_host_killed_another_takes_over_and_publishes(
     # The dead one: not seen since its lease ran out, and not stopped cleanly.
     assert seen[first]["seen_seconds_ago"] >= LEASE_SECONDS
     assert seen[first]["stopped_at"] is None
+
+
+@postgres_only
+def test_a_host_that_cannot_start_holds_no_role(
+    hosts: list[Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host whose SMTP port is taken stops at start, and leaves the
+    scheduler and the site writer free for the others."""
+    config = ["--config", str(hosts[0].source)]
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind((hosts[0].smtp.host, hosts[0].smtp.port))
+        taken.listen()
+        run = subprocess.run(
+            [sys.executable, "-m", "mailflow", "run", *config], capture_output=True, timeout=120
+        )
+    assert run.returncode != 0
+    assert b"address already in use" in run.stderr
+    record = status(hosts[0], capsys)
+    assert holder(record, "scheduler") is None
+    assert holder(record, "site_writer") is None
