@@ -29,7 +29,6 @@ from email.utils import parseaddr
 
 from sqlalchemy.orm import Session
 
-from mailflow import hosts
 from mailflow.archive.server import ArchiveServer
 from mailflow.archive.site import Site
 from mailflow.clock import Clock, SystemClock
@@ -39,7 +38,7 @@ from mailflow.digest import subscriptions
 from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
 from mailflow.errors import ConfigError
-from mailflow.hosts import SCHEDULER, SITE_WRITER, Roles, host_name
+from mailflow.hosts import SCHEDULER, SITE_WRITER, Roles, held_elsewhere, host_name
 from mailflow.ingress.imap import ImapIngress
 from mailflow.ingress.smtp import IngressController, IngressHandler
 from mailflow.monitor import readings
@@ -97,7 +96,7 @@ class App:
         unless a running host holds the site writer; that host writes them
         within a second, into the folder it serves."""
         with self.database.reading() as session:
-            if hosts.held_elsewhere(session, hosts.SITE_WRITER):
+            if held_elsewhere(session, SITE_WRITER):
                 return 0
         return self.update_archive()
 
