@@ -318,7 +318,21 @@ def test_the_site_writers_host_killed_another_takes_over_and_publishes(
     # The dead one: not seen since its lease ran out, and not stopped cleanly.
     assert seen[first]["seen_seconds_ago"] >= LEASE_SECONDS
     assert seen[first]["stopped_at"] is None
-    print(f"\nthe site writer's host killed: {new} published {taken_over:.1f} s later")
+    with capsys.disabled():
+        print(f"\nthe site writer's host killed: {new} published {taken_over:.1f} s later")
+
+    # Stopped cleanly (SIGTERM, as systemd stops it), a host gives its
+    # roles back at once, and says it stopped.
+    stop(running[int(new.removeprefix("host-"))][-1])
+    last = ({f"host-{n}" for n in range(HOSTS)} - {first, new}).pop()
+    record = wait_until(
+        lambda: (r := status(hosts[survivor], capsys)) and holder(r, "site_writer") == last and r,
+        10,
+        "the last host to hold the roles",
+    )
+    assert holder(record, "scheduler") == last
+    seen = {host["name"]: host for host in record["hosts"]}
+    assert seen[new]["stopped_at"] is not None and seen[first]["stopped_at"] is None
 
 
 @postgres_only
