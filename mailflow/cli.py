@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -375,11 +375,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         readings = app.readings()
         with app.database.reading() as session:
             seen = hosts.read(session)
+    lease = timedelta(seconds=settings.hosts.lease_seconds)
     if args.json:
-        record = status_report.record(readings, seen, now, settings.hosts.name)
+        record = status_report.record(readings, seen, now, lease, settings.hosts.name)
         print(json.dumps(record, indent=2))
         return 0
-    print("\n".join(status_report.text(readings, seen, now)))
+    print("\n".join(status_report.text(readings, seen, now, lease)))
     return 0
 
 

@@ -317,7 +317,7 @@ def test_the_site_writers_host_killed_another_takes_over_and_publishes(
     assert set(seen) == {f"host-{n}" for n in range(HOSTS)}
     # The dead one: not seen since its lease ran out, and not stopped cleanly.
     assert seen[first]["seen_seconds_ago"] >= LEASE_SECONDS
-    assert seen[first]["stopped_at"] is None
+    assert seen[first]["stopped_at"] is None and seen[first]["state"] == "silent"
     with capsys.disabled():
         print(f"\nthe site writer's host killed: {new} published {taken_over:.1f} s later")
 
@@ -332,7 +332,8 @@ def test_the_site_writers_host_killed_another_takes_over_and_publishes(
     )
     assert holder(record, "scheduler") == last
     seen = {host["name"]: host for host in record["hosts"]}
-    assert seen[new]["stopped_at"] is not None and seen[first]["stopped_at"] is None
+    assert seen[new]["stopped_at"] is not None and seen[new]["state"] == "stopped"
+    assert seen[last]["state"] == "running"
 
 
 @postgres_only

@@ -10,9 +10,9 @@ roles from ``hosts.py``. Operators read this, in English, as log lines.
 from __future__ import annotations
 
 import socket
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from mailflow.hosts import ROLES, Hosts
+from mailflow.hosts import ROLES, Hosts, SeenHost
 from mailflow.monitor.readings import Readings
 
 ROLE_NAMES = {"scheduler": "Scheduler", "site_writer": "Site writer"}
@@ -23,7 +23,15 @@ def is_this_machine(name: str, configured: str) -> bool:
     return name == configured if configured else name.startswith(f"{socket.gethostname()}:")
 
 
-def text(readings: Readings, hosts: Hosts, now: datetime) -> list[str]:
+def state(host: SeenHost, now: datetime, lease: timedelta) -> str:
+    """ "stopped" (cleanly), "running" (heard from within a lease), else
+    "silent": killed, hung or cut off from the database."""
+    if host.stopped_at is not None:
+        return "stopped"
+    return "running" if now - host.seen_at <= lease else "silent"
+
+
+def text(readings: Readings, hosts: Hosts, now: datetime, lease: timedelta) -> list[str]:
     spool, outgoing = readings.spool, readings.outgoing
     lines = [
         f"Host: {socket.gethostname()}",
@@ -47,16 +55,22 @@ def text(readings: Readings, hosts: Hosts, now: datetime) -> list[str]:
         )
     lines.append(f"Hosts seen in the last day: {len(hosts.hosts)}")
     for host in hosts.hosts:
-        state = f"stopped {since(host.stopped_at, hosts.now)}" if host.stopped_at else "running"
+        condition = {
+            "stopped": f"stopped {since(host.stopped_at, hosts.now)}",
+            "running": "running",
+            "silent": "silent for longer than a lease (killed, hung or cut off)",
+        }[state(host, hosts.now, lease)]
         roles = " and ".join(ROLE_NAMES[role].lower() for role in host.roles)
         lines.append(
-            f"  {host.name}: {state}; last seen {since(host.seen_at, hosts.now)}"
+            f"  {host.name}: {condition}; last seen {since(host.seen_at, hosts.now)}"
             + (f"; holds the {roles}" if roles else "")
         )
     return lines
 
 
-def record(readings: Readings, hosts: Hosts, now: datetime, configured: str) -> dict[str, object]:
+def record(
+    readings: Readings, hosts: Hosts, now: datetime, lease: timedelta, configured: str
+) -> dict[str, object]:
     return {
         "host": socket.gethostname(),
         "roles": {
@@ -74,6 +88,7 @@ def record(readings: Readings, hosts: Hosts, now: datetime, configured: str) -> 
                 "seen_at": moment(host.seen_at),
                 "seen_seconds_ago": max(0, int((hosts.now - host.seen_at).total_seconds())),
                 "stopped_at": moment(host.stopped_at),
+                "state": state(host, hosts.now, lease),
                 **{role: role in host.roles for role in ROLES},
                 "this_machine": is_this_machine(host.name, configured),
             }
