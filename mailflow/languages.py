@@ -29,7 +29,7 @@ from io import BytesIO
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_time
+from babel.dates import format_date, format_skeleton, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -65,6 +65,7 @@ DOMAINS = ("mailflow", "words")  # sentences we write; words people type (vocab.
 # English dates keep mailflow's house style, day before month ("5 December
 # 2026"), which no reader misreads; the others take their locale's own.
 _ENGLISH_DAY = "d MMMM y"
+_ENGLISH_DAY_NO_YEAR = "d MMMM"
 
 
 def locale_name(tag: str) -> str:
@@ -227,11 +228,24 @@ def translations(tag: str, domain: str = "mailflow") -> gettext.NullTranslations
     return Translations(compiled, domain=domain)
 
 
-def day(value: date | datetime, tag: str) -> str:
-    """A date as the reader's locale writes it (the ``day`` filter of mail)."""
+def day(value: date | datetime, tag: str, *, year: bool = True) -> str:
+    """A date as the reader's locale writes it (the ``day`` filter of mail);
+    ``year=False`` for a recent day the reader places without it: "5 December"."""
     if tag == ENGLISH:
-        return format_date(value, _ENGLISH_DAY, locale=ENGLISH)
-    return format_date(value, "long", locale=_locale(tag))
+        return format_date(value, _ENGLISH_DAY if year else _ENGLISH_DAY_NO_YEAR, locale=ENGLISH)
+    if year:
+        return format_date(value, "long", locale=_locale(tag))
+    # A skeleton, not a pattern: each locale orders day and month (and
+    # declines the month, as Russian does) its own way.
+    return str(format_skeleton("MMMMd", value, locale=_locale(tag)))
+
+
+def month(value: date | datetime, tag: str) -> str:
+    """A month of a year as a heading names it (the ``month`` filter):
+    "December 2026", "diciembre de 2026", "2026年12月"."""
+    if tag == ENGLISH:
+        return format_date(value, "LLLL y", locale=ENGLISH)
+    return str(format_skeleton("yMMMM", value, locale=_locale(tag)))
 
 
 def moment(value: datetime, tag: str) -> str:

@@ -124,13 +124,19 @@ def test_the_language_keys_accept_only_shipped_tags(
 
 
 def test_english_dates_keep_their_style_and_others_follow_their_locale() -> None:
-    """The day and moment filters of the mail templates."""
+    """The day, month and moment filters of the mail templates."""
     from datetime import UTC, datetime
 
     at = datetime(2026, 3, 5, 7, 9, tzinfo=UTC)
     assert languages.moment(at, "en") == "5 March 2026, 07:09"
     assert languages.day(at, "es") == "5 de marzo de 2026"
     assert languages.day(at, "zh-Hans") == "2026年3月5日"
+    assert languages.day(at, "en", year=False) == "5 March"
+    assert languages.day(at, "es", year=False) == "5 de marzo"
+    assert languages.day(at, "ru", year=False) == "5 марта"  # the month declined
+    assert languages.month(at, "en") == "March 2026"
+    assert languages.month(at, "es") == "marzo de 2026"
+    assert languages.month(at, "ja") == "2026年3月"
 
 
 # -- end to end ---------------------------------------------------------------------

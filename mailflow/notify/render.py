@@ -16,8 +16,8 @@ through the catalog of ``mailflow.languages.translations``. Each language
 has an Environment of its own with its catalog installed, so that macros
 of imported partials (which see globals, not the caller's context) speak
 the same language, and two threads rendering two languages never meet.
-The global ``language`` holds the BCP 47 tag; the filters ``day`` and
-``moment`` write dates as the reader's locale does.
+The global ``language`` holds the BCP 47 tag; the filters ``day``,
+``month`` and ``moment`` write dates as the reader's locale does.
 """
 
 from __future__ import annotations
@@ -135,7 +135,9 @@ class Renderer:
         env.globals["language"] = language
         env.globals["word"] = word
         env.filters.update(
-            day=partial(languages.day, tag=language), moment=partial(languages.moment, tag=language)
+            day=partial(languages.day, tag=language),
+            month=partial(languages.month, tag=language),
+            moment=partial(languages.moment, tag=language),
         )
         return env
 
