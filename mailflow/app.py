@@ -6,9 +6,15 @@ worker threads draining the spool, a sender
 thread draining the outbox, and the archive: a thread rewriting the pages
 of changed cases and, on ``[archive].http_port``, a web server for them.
 The threads wake as soon as there is work and otherwise poll, so work
-queued by another process (``mailflow ingest``, ``mailflow act``) is
-picked up too. A timer runs the timed work (``scheduling/timed.py``) every
-minute.
+queued by another process (``mailflow ingest``, ``mailflow act``) or
+another host is picked up too. A timer runs the timed work
+(``scheduling/timed.py``) every minute.
+
+Several hosts may run this on one PostgreSQL: each drains its own spool
+and, with the others, the outbox; the timed work and the archive writer
+run only on the host holding that role (``hosts.py``), which a thread
+renews every third of ``[hosts].lease_seconds``. On SQLite the one host
+holds both.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from mailflow.digest import subscriptions
 from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
 from mailflow.errors import ConfigError
+from mailflow.hosts import SCHEDULER, SITE_WRITER, Roles, held_elsewhere, host_name
 from mailflow.ingress.imap import ImapIngress
 from mailflow.ingress.smtp import IngressController, IngressHandler
 from mailflow.languages import Readers
@@ -85,6 +92,15 @@ class App:
 
     def update_archive(self) -> int:
         return self.site.catch_up(self.database)
+
+    def update_archive_unless_written_elsewhere(self) -> int:
+        """For a command (`act`, `tick`): the pages its change touched,
+        unless a running host holds the site writer; that host writes them
+        within a second, into the folder it serves."""
+        with self.database.reading() as session:
+            if held_elsewhere(session, SITE_WRITER):
+                return 0
+        return self.update_archive()
 
     def unsubscribe_by_link(self, secret: str) -> str | None:
         with self.database.transaction() as session:
@@ -233,9 +249,15 @@ class Service:
         self._archive_waiting = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics = Metrics(app.readings)
+        settings = app.settings
+        self.roles = Roles(
+            app.database,
+            host_name(settings.hosts.name),
+            timedelta(seconds=settings.hosts.lease_seconds),
+        )
+        self._site_term = 0  # the site writer's term the archive was prepared for
         # First, as it can fail on configuration: before any socket is open.
         self.imap = _imap_ingress(app, self._accepted)
-        settings = app.settings
         archive = settings.archive
         self.archive_server = (
             ArchiveServer(archive.output_dir, archive.http_host, archive.http_port, app, app)
@@ -256,9 +278,22 @@ class Service:
         )
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            # A port taken, most often: the threads started so far end and
+            # the roles go back, so that no half-started host holds them.
+            self._end_threads()
+            raise
+
+    def _start(self) -> None:
         recovered = self.app.spool.recover()
         if recovered:
             log.info("recovered %d message(s) claimed before a crash", recovered)
+        # Before the timer and the archive thread ask: the first host up
+        # holds its roles from the start.
+        self.roles.renew()
+        self._spawn("roles", self._hold_roles)
         for number in range(self.app.settings.spool.workers):
             self._spawn(f"worker-{number}", self._work)
         self._spawn("outbox", self._send)
@@ -286,13 +321,17 @@ class Service:
             self.archive_server.stop()
         if self.monitor_server:
             self.monitor_server.stop()
+        self._end_threads()
+        self.app.database.dispose()
+
+    def _end_threads(self) -> None:
         self._stopping.set()
         self._mail_waiting.set()
         self._outbox_waiting.set()
         self._archive_waiting.set()
         for thread in self._threads:
             thread.join(timeout=30)
-        self.app.database.dispose()
+        self.roles.release()
 
     def wait(self) -> None:
         self._stopping.wait()
@@ -349,7 +388,23 @@ class Service:
             if not done:
                 waiting.wait(POLL_SECONDS)
 
+    def _hold_roles(self) -> None:
+        """Renew this host's leases until stopped; a scheduler taken over
+        from a dead host runs its timed work at once, not a minute later."""
+        every = self.roles.lease.total_seconds() / 3
+        scheduling = self.roles.term(SCHEDULER)
+        while not self._stopping.wait(every):
+            self.roles.renew()
+            term = self.roles.term(SCHEDULER)
+            if term and term != scheduling:
+                self._tick()
+            scheduling = term
+            if self.roles.term(SITE_WRITER) != self._site_term:
+                self._archive_waiting.set()
+
     def _tick(self) -> None:
+        if not self.roles.holds(SCHEDULER):
+            return  # another host runs the timed work
         try:
             report = self.app.timed.tick()
         except Exception:  # the next tick tries again
@@ -360,10 +415,26 @@ class Service:
             self._archive_waiting.set()
 
     def _publish(self) -> None:
-        try:
-            self.app.site.ensure(self.app.database)
-        except Exception:
-            log.exception(
-                "could not prepare the archive in %s", self.app.settings.archive.output_dir
-            )
-        self._drain(self._archive_waiting, self.app.update_archive, "archive")
+        self._drain(self._archive_waiting, self._write_site, "archive")
+
+    def _write_site(self) -> int:
+        """The pages of changed cases, on the host holding the site writer.
+        At the start of its term it prepares the site (a first build, or
+        fresh fixed files); taken over from another host, it rewrites the
+        whole site, as its folder may hold pages older than the other
+        host's last ones."""
+        term = self.roles.term(SITE_WRITER)
+        if not term:
+            return 0
+        if term != self._site_term:
+            self._site_term = term
+            try:
+                if self.roles.took_over(SITE_WRITER):
+                    self.app.site.build(self.app.database)
+                else:
+                    self.app.site.ensure(self.app.database)
+            except Exception:
+                log.exception(
+                    "could not prepare the archive in %s", self.app.settings.archive.output_dir
+                )
+        return self.app.update_archive()

@@ -17,17 +17,17 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
-from mailflow import casefile, importing, logs, postfix, report
+from mailflow import casefile, hosts, importing, logs, postfix, report
 from mailflow.app import App, Service, build, sender_domain
 from mailflow.clock import FixedClock, SystemClock
 from mailflow.config import Settings, config_path, load_settings
 from mailflow.documents import ACCEPTED
 from mailflow.errors import ConfigError, MailflowError, NotFound, UsageError
-from mailflow.monitor.readings import Readings
+from mailflow.monitor import status as status_report
 from mailflow.notify import dkim
 from mailflow.spool import Envelope, Spool
 from mailflow.store import queries
@@ -200,7 +200,7 @@ def cmd_act(args: argparse.Namespace) -> int:
                 )
             )
         app.drain_outbox()
-        app.update_archive()
+        app.update_archive_unless_written_elsewhere()
     print(done)
     return 0
 
@@ -220,7 +220,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
         report = app.timed.tick()
         print(f"tick at {clock.now().isoformat()}: {report}")
         app.drain_outbox()
-        app.update_archive()
+        app.update_archive_unless_written_elsewhere()
     finally:
         app.database.dispose()
     return 0
@@ -438,48 +438,21 @@ def cmd_dkim(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Single host for now: this host holds the scheduler and the site writer."""
-    with _app(_settings(args)) as app:
+    """This host's spool, the outbox, the last tick, who holds the
+    scheduler and the site writer, and every host seen on the database."""
+    settings = _settings(args)
+    with _app(settings) as app:
         now = datetime.now(UTC)
         readings = app.readings()
-    host = socket.gethostname()
+        with app.database.reading() as session:
+            seen = hosts.read(session)
+    lease = timedelta(seconds=settings.hosts.lease_seconds)
     if args.json:
-        print(json.dumps(_status_record(host, readings, now), indent=2))
+        record = status_report.record(readings, seen, now, lease, settings.hosts.name)
+        print(json.dumps(record, indent=2))
         return 0
-    spool, outgoing = readings.spool, readings.outgoing
-    print(f"Host: {host} (this host holds the scheduler and the site writer)")
-    print(
-        f"Spool: {spool['waiting']} waiting, {spool['processing']} being processed, "
-        f"{spool['shunted']} shunted; oldest waiting: {_since(readings.oldest_spooled, now)}"
-    )
-    print(
-        f"Outbox: {outgoing['waiting'] + outgoing['deferred']} waiting "
-        f"({outgoing['deferred']} deferred after a failed try), {outgoing['failed']} failed "
-        f"for good, {outgoing['sent']} sent; oldest waiting: "
-        f"{_since(readings.oldest_outgoing, now)}"
-    )
-    print(f"Last tick: {_since(readings.last_tick, now)}")
+    print("\n".join(status_report.text(readings, seen, now, lease)))
     return 0
-
-
-def _status_record(host: str, readings: Readings, now: datetime) -> dict[str, object]:
-    def moment(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
-
-    return {
-        "hosts": [{"name": host, "scheduler": True, "site_writer": True, "this_host": True}],
-        "spool": {**readings.spool, "oldest_waiting": moment(readings.oldest_spooled)},
-        "outbox": {**readings.outgoing, "oldest_waiting": moment(readings.oldest_outgoing)},
-        "last_tick": moment(readings.last_tick),
-        "checked_at": now.isoformat(),
-    }
-
-
-def _since(moment: datetime | None, now: datetime) -> str:
-    if moment is None:
-        return "none"
-    seconds = max(0, int((now - moment).total_seconds()))
-    return f"{moment.isoformat(timespec='seconds')} ({seconds} s ago)"
 
 
 # -- outgoing mail ------------------------------------------------------------

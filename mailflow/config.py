@@ -259,6 +259,14 @@ class MonitorSettings(Section):
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081  # 0 = do not serve
 
 
+class HostSettings(Section):
+    # Several hosts on one PostgreSQL (SPEC section 8): this host's name in
+    # `mailflow status` ("" = hostname:pid), and how long the scheduler and
+    # the site writer stay with a host that stopped renewing them.
+    name: Annotated[str, Field(max_length=200)] = ""
+    lease_seconds: Annotated[int, Field(ge=3, le=600)] = 15
+
+
 class LogSettings(Section):
     format: Literal["text", "json"] = "text"  # "json": one object per line, for log collectors
 
@@ -285,6 +293,7 @@ class Settings(Section):
     report: ReportSettings = ReportSettings()
     comments: CommentSettings = CommentSettings()
     monitor: MonitorSettings = MonitorSettings()
+    hosts: HostSettings = HostSettings()
     log: LogSettings = LogSettings()
 
     source: Path = Path("config.toml")

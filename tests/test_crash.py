@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from mailflow.config import Settings, load_settings
 from mailflow.store.db import Database
-from mailflow.store.models import Case, InboundMessage
+from mailflow.store.models import Case, InboundMessage, OutboxMessage
 
 MESSAGES = 60
 pytestmark = pytest.mark.slow
@@ -58,6 +58,18 @@ def handled(database: Database) -> int:
             )
             or 0
         )
+
+
+def cases_and_confirmations(database: Database) -> tuple[list[str], list[str]]:
+    """The title of every case and the recipient of every confirmation
+    request, sorted: one each per test message when nothing was lost or
+    doubled."""
+    with database.transaction() as session:
+        titles = session.scalars(select(Case.title)).all()
+        confirmations = session.scalars(
+            select(OutboxMessage.recipient).where(OutboxMessage.template == "submission_confirm")
+        ).all()
+    return sorted(titles), sorted(confirmations)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

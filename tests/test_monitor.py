@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -151,13 +152,20 @@ def test_status_tells_what_waits_and_when_the_last_tick_ran(
 
     assert main(["status", *config]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("Host: ") and "holds the scheduler and the site writer" in lines[0]
+    assert lines[0].startswith("Host: ")
     assert lines[1].startswith("Spool: 1 waiting, 0 being processed, 0 shunted; oldest waiting: ")
     assert lines[3].startswith("Last tick: 2026-12-01T08:00:00+00:00")
+    # No `mailflow run` is running: nobody holds the roles.
+    assert lines[4:] == [
+        "Scheduler: nobody (no running host renewed it)",
+        "Site writer: nobody (no running host renewed it)",
+        "Hosts seen in the last day: 0",
+    ]
 
     assert main(["status", "--json", *config]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["hosts"][0]["scheduler"] and record["hosts"][0]["site_writer"]
+    assert record["hosts"] == []
+    assert record["roles"]["scheduler"]["holder"] is None
     assert record["spool"]["waiting"] == 1
     oldest = datetime.fromisoformat(record["spool"]["oldest_waiting"])
     assert abs((oldest - accepted).total_seconds()) < 1
@@ -207,3 +215,28 @@ def test_a_config_in_a_read_only_folder_is_one_line_not_a_traceback() -> None:
         f"mailflow: config error: {etc}/config.toml: [database] url: "
         f"cannot create the folder {etc}/var: Permission denied\n"
     )
+
+
+def test_status_names_the_running_host_as_holder_of_both_roles(
+    service: Service, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One `mailflow run` (SQLite, or alone on PostgreSQL) holds the
+    scheduler and the site writer; `mailflow status` names it, with its
+    last heartbeat."""
+    config = ["--config", str(settings.source)]
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    assert main(["status", *config]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[4].startswith(f"Scheduler: {name} since ")
+    assert lines[5].startswith(f"Site writer: {name} since ")
+    assert lines[6] == "Hosts seen in the last day: 1"
+    assert lines[7].startswith(f"  {name}: running; last seen ")
+    assert lines[7].endswith("; holds the scheduler and site writer")
+
+    assert main(["status", "--json", *config]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["roles"]["scheduler"]["holder"] == name
+    assert record["roles"]["site_writer"]["holder"] == name
+    [host] = record["hosts"]
+    assert host["name"] == name and host["this_machine"] and host["state"] == "running"
+    assert host["scheduler"] and host["site_writer"] and host["seen_seconds_ago"] < 10

@@ -3,10 +3,11 @@
 ``Outbox.enqueue`` renders and composes an email and adds it to the
 caller's session: the email exists exactly when the change that caused it
 commits. ``Outbox.drain`` hands due emails to the transport afterwards;
-each row is leased before sending, so two drainers never send the same row
-at once, and retried with backoff when the transport fails for a while. A
-5xx fails the row for good at once; the drainer's ``on_failed`` hears of
-it in the same transaction, so whoever must know is told at once.
+each row is leased before sending, so two drainers, on one host or on
+several, never send the same row at once, and retried with backoff when
+the transport fails for a while. A 5xx fails the row for good at once;
+the drainer's ``on_failed`` hears of it in the same transaction, so
+whoever must know is told at once.
 ``requeue`` puts a row back for sending now (`mailflow outbox retry`).
 
 Two guards live here because every email passes here: nothing is ever
@@ -44,7 +45,7 @@ from mailflow.notify.headers import RAW, raw_header
 from mailflow.notify.render import Renderer
 from mailflow.notify.transports import Transport
 from mailflow.routing import Router
-from mailflow.store.db import Database
+from mailflow.store.db import Database, server_now
 from mailflow.store.models import Case, OutboxMessage
 from mailflow.triage import Incoming
 
@@ -278,22 +279,37 @@ class Outbox:
         row.attempts, row.next_attempt_at = 0, self._clock.now()
 
     def _lease_next(self, database: Database, lease: timedelta) -> int | None:
-        now = self._clock.now()
-        free = or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now)
+        """Lease the next due row to this drainer, or None.
+
+        A lease (a time in ``lease_until``), not a row lock held while
+        sending: a lock would keep a transaction, and a connection, open
+        for a whole SMTP conversation, and on SQLite hold every writer; a
+        lease costs one short transaction, and a host killed mid-send
+        leaves a row that any host takes again when the lease runs out.
+        The lease is counted in the database's clock, which all hosts
+        share. On PostgreSQL the candidates are read ``FOR UPDATE SKIP
+        LOCKED``, so drainers on several hosts each take other rows instead
+        of queueing on the same one (SQLite, one writer, has no such
+        clause and needs none)."""
+        due_by = self._clock.now()
         with database.transaction() as session:
+            now = server_now(session)
+            free = or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now)
             candidates = session.scalars(
                 select(OutboxMessage.id)
                 .where(
                     OutboxMessage.sent_at.is_(None),
                     OutboxMessage.failed_at.is_(None),
-                    OutboxMessage.next_attempt_at <= now,
+                    OutboxMessage.next_attempt_at <= due_by,
                     free,
                 )
                 .order_by(OutboxMessage.id)
                 .limit(5)
+                .with_for_update(skip_locked=True)
             ).all()
             for row_id in candidates:
-                # Compare-and-set: of two drainers, one gets the row.
+                # Compare-and-set: of two drainers, one gets the row (what
+                # keeps SQLite, and a row not locked above, to one sender).
                 result = session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.id == row_id, OutboxMessage.sent_at.is_(None), free)

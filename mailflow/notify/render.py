@@ -40,9 +40,7 @@ from jinja2 import (
 from jinja2.bccache import Bucket
 from jinja2.runtime import Context
 
-from mailflow import words
-
-from mailflow import languages
+from mailflow import languages, words
 
 
 def templates_folder() -> Path:

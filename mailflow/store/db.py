@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, func, inspect, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,6 +59,17 @@ def create_db_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def server_now(session: Session) -> datetime:
+    """The time by the database server on PostgreSQL, which every host on
+    it shares (their own clocks may disagree by seconds: too much for
+    leases of seconds); on SQLite, one machine, that machine's."""
+    if session.get_bind().dialect.name == "postgresql":
+        now = session.scalar(select(func.now()))
+        assert isinstance(now, datetime)
+        return now.astimezone(UTC)
+    return datetime.now(UTC)
 
 
 class Database:

@@ -381,3 +381,29 @@ class RosterSeed(Base):
 
     economy: Mapped[str] = mapped_column(String(2), primary_key=True)
     addresses: Mapped[str] = mapped_column(Text, default="")  # one per line, sorted
+
+
+class Lease(Base):
+    """A role one host holds at a time (the scheduler, the site writer): its
+    holder and the moment, in the database's clock, its hold ends unless
+    renewed. Taken over by compare-and-set once expired (``hosts.py``)."""
+
+    __tablename__ = "leases"
+
+    role: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), default="")
+    since: Mapped[datetime] = mapped_column(Timestamp)  # when this holder took it
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Host(Base):
+    """A `mailflow run` seen on this database, with its last heartbeat:
+    what `mailflow status` lists. A host stopped cleanly says so; a killed
+    one simply stops being seen."""
+
+    __tablename__ = "hosts"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    seen_at: Mapped[datetime] = mapped_column(Timestamp)
+    stopped_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)

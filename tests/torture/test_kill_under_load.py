@@ -26,12 +26,10 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 from mails import address, submission
-from sqlalchemy import select
-from test_crash import handled, start, stop
+from test_crash import cases_and_confirmations, handled, start, stop
 
 from mailflow.config import Settings, load_settings
 from mailflow.store.db import Database
-from mailflow.store.models import Case, OutboxMessage
 
 pytestmark = pytest.mark.torture
 
@@ -155,13 +153,7 @@ def test_five_sigkills_under_load_lose_and_double_nothing(
                 60,
                 "the spool to empty",
             )
-            with database.transaction() as session:
-                titles = session.scalars(select(Case.title)).all()
-                confirmations = session.scalars(
-                    select(OutboxMessage.recipient).where(
-                        OutboxMessage.template == "submission_confirm"
-                    )
-                ).all()
+            titles, confirmations = cases_and_confirmations(database)
         finally:
             database.dispose()
         assert sorted(titles) == sorted(f"Practice {n}" for n in range(MESSAGES))
