@@ -157,7 +157,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
                 *settings.editors.addresses,
                 *settings.report.recipients,
             ],
-            economies=[(e.code, e.language, e.focal_points) for e in economies],
+            economies=[(e.code, e.language) for e in economies],
         ),
     )
     tokens = Tokens(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -72,3 +73,34 @@ def reply(
     mail["In-Reply-To"] = str(original["Message-ID"])
     mail["References"] = str(original["Message-ID"])
     return mail
+
+
+FORM_FIELDS = ("Kind", "Economy", "Priority area", "Organization", "Summary", "Second contact")
+
+
+def filled_form(form: str, tag: str) -> str:
+    """The form of the help email (in the reader's language ``tag``) as
+    that reader fills it in: each label kept as the email wrote it, the
+    values the language's own: an experience from Chile (as CLDR names it),
+    priority area 4, by the language's own name for it."""
+    from babel import Locale
+
+    from mailflow.catalogs import locale_name
+    from mailflow.vocab import AREAS
+    from mailflow.words import label
+
+    lines = form.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(label("field", "Kind", tag)))
+    labels = [re.split(r"[:：]", line, maxsplit=1)[0] for line in lines[start:] if line[:1] != " "]
+    written = dict(zip(FORM_FIELDS, labels[: len(FORM_FIELDS)], strict=True))
+    for field in FORM_FIELDS:
+        assert written[field] == label("field", field, tag), (field, written[field])
+    values = {
+        "Kind": label("kind", "Experience", tag),
+        "Economy": Locale.parse(locale_name(tag)).territories["CL"] if tag != "en" else "Chile",
+        "Priority area": label("area", AREAS[3].name, tag),
+        "Organization": "SERCOTEC",
+        "Summary": "Capital semilla para microempresas.",
+        "Second contact": "Luis Rojas <luis@example.org>",
+    }
+    return "".join(f"{written[field]}: {values[field]}\n" for field in FORM_FIELDS)

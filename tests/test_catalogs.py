@@ -15,7 +15,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from mailflow import languages
+from mailflow import catalogs, languages
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCALE = ROOT / "mailflow" / "locale"
@@ -29,7 +29,7 @@ def catalog(path: Path, locale: str | None = None) -> Catalog:
 
 
 def language_catalog(tag: str) -> Catalog:
-    name = languages.locale_name(tag)
+    name = catalogs.locale_name(tag)
     return catalog(LOCALE / name / "LC_MESSAGES" / "mailflow.po", name)
 
 

@@ -18,7 +18,7 @@ from conftest import Client, Mailbox, body_html, body_text, wait_until
 from flows import ADMIN, ANA, FOCAL, click, submitted
 from mails import FORM, address, message, submission
 
-from mailflow import languages
+from mailflow import catalogs, languages
 from mailflow.config import Settings, load_settings
 from mailflow.errors import ConfigError
 from mailflow.languages import Readers
@@ -74,7 +74,7 @@ def readers() -> Readers:
         site="id",
         admin="en",
         staff=["admin@x.org", "editor@x.org"],
-        economies=[("CL", "es", ["focal.cl@x.org"]), ("VN", "vi", []), ("AU", "en", [])],
+        economies=[("CL", "es"), ("VN", "vi"), ("AU", "en")],
     )
 
 
@@ -90,16 +90,15 @@ def test_a_chosen_language_comes_first_then_the_economy_then_the_site() -> None:
     assert chooser.choose("ana@x.org") == "id"
 
 
-def test_staff_read_the_admin_language_unless_they_chose_and_focal_points_their_economys() -> None:
+def test_staff_read_the_admin_language_unless_they_chose() -> None:
     """Administrators, editors and overseers read [admin].language unless
-    they sent a Language: line; a focal point who never wrote reads the
-    language of the economy they serve."""
+    they sent a Language: line; anyone else the economy they are known by
+    (a focal point who never wrote: the economy they serve on the roster)."""
     chooser = readers()
     assert chooser.choose("Admin@X.org", "", "CL") == "en"
     assert chooser.choose("editor@x.org") == "en"
     assert chooser.choose("admin@x.org", "ko") == "ko"
-    assert chooser.choose("focal.cl@x.org") == "es"
-    assert chooser.choose("focal.cl@x.org", "", "VN") == "vi"  # they said where they are
+    assert chooser.choose("focal.cl@x.org", "", "CL") == "es"
 
 
 def test_the_language_keys_accept_only_shipped_tags(
@@ -124,13 +123,19 @@ def test_the_language_keys_accept_only_shipped_tags(
 
 
 def test_english_dates_keep_their_style_and_others_follow_their_locale() -> None:
-    """The day and moment filters of the mail templates."""
+    """The day, month and moment filters of the mail templates."""
     from datetime import UTC, datetime
 
     at = datetime(2026, 3, 5, 7, 9, tzinfo=UTC)
-    assert languages.moment(at, "en") == "5 March 2026, 07:09"
-    assert languages.day(at, "es") == "5 de marzo de 2026"
-    assert languages.day(at, "zh-Hans") == "2026年3月5日"
+    assert catalogs.moment(at, "en") == "5 March 2026, 07:09"
+    assert catalogs.day(at, "es") == "5 de marzo de 2026"
+    assert catalogs.day(at, "zh-Hans") == "2026年3月5日"
+    assert catalogs.day(at, "en", year=False) == "5 March"
+    assert catalogs.day(at, "es", year=False) == "5 de marzo"
+    assert catalogs.day(at, "ru", year=False) == "5 марта"  # the month declined
+    assert catalogs.month(at, "en") == "March 2026"
+    assert catalogs.month(at, "es") == "marzo de 2026"
+    assert catalogs.month(at, "ja") == "2026年3月"
 
 
 # -- end to end ---------------------------------------------------------------------

@@ -124,6 +124,20 @@ def test_reminders_are_counted_and_spaced(
     assert state(app) == "published"
 
 
+def test_the_author_is_told_since_which_day_their_case_waits(
+    client: Client, outbox: Mailbox, app: App, settings: Settings
+) -> None:
+    start = at_focal_point(client, outbox, app)
+    tick(settings, start + 14 * DAY)
+    update = outbox.wait_for_mail("case_status", ANA)
+    # The day through Babel: "since 5 December", no year, no leading zero.
+    waiting = f"is waiting with the focal point of Chile since {start.day} {start:%B}"
+    assert waiting in body_text(update)
+    html = update.get_body(("html",))
+    assert html is not None
+    assert f"</strong> since {start.day} {start:%B}" in str(html.get_content())
+
+
 def test_escalation_lets_the_administrator_endorse_on_behalf(
     client: Client, outbox: Mailbox, app: App, settings: Settings
 ) -> None:

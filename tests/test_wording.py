@@ -50,7 +50,7 @@ NOT_PROSE = {
     "notify/dkim.py": {"v=DKIM1; k=rsa; p="},
     "archive/site.py": {'<a href="{0}" rel="nofollow ugc noopener">{0}</a>'},
     # The CLDR pattern of an English date ("5 December 2026"), not words.
-    "languages.py": {"d MMMM y"},
+    "catalogs.py": {"d MMMM y"},
     # The layout of a log line: placeholders, not words.
     "logs.py": {"%(asctime)s %(levelname)s %(name)s: %(message)s"},
     # The outcome recorded on a message that is not answered (operators).

@@ -16,7 +16,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 from conftest import Client, Mailbox
 from flows import ADMIN, state
-from mails import reply, submission
+from mails import filled_form, reply, submission
 
 from mailflow.app import App
 from mailflow.catalogs import LOCALE, SHIPPED, catalog_path, locale_name, read_words
@@ -137,15 +137,7 @@ def test_the_help_form_filled_in_each_language_is_complete(tag: str) -> None:
     form = Renderer().render("mail/_form.txt.j2", language=tag)
     if tag != "en":
         assert "Kind:" not in form and "Priority area:" not in form
-    filled = (
-        form.replace("Best practice", label("kind", "Experience", tag))
-        .replace("Your economy", _economy_name(tag, "CL"))
-        .replace(": 1\n", ": " + label("area", AREAS[3].name, tag) + "\n")
-        .replace("Your organization", "SERCOTEC")
-        .replace("Full Name <name@", "Luis Rojas <luis@")
-        .replace("Two or three sentences about what you did", "Capital semilla para")
-        .replace("and what others can learn from it.", "microempresas.")
-    )
+    filled = filled_form(form, tag)
     result = read_submission(parse_form(filled), ECONOMIES)
     assert result.problems == []
     assert (result.kind, result.economy, result.area) == (Kind.EXPERIENCE, "CL", 4)

@@ -42,7 +42,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mailflow import languages
+from mailflow import catalogs, languages
 from mailflow.archive import pages
 from mailflow.archive.pages import (
     CasePage,
@@ -224,7 +224,7 @@ class Site:
         )
         env.policies["ext.i18n.trimmed"] = True  # a msgid is one line, however wrapped
         env.install_gettext_translations(  # type: ignore[attr-defined]
-            languages.translations(language), newstyle=True
+            catalogs.translations(language), newstyle=True
         )
         settings, domain = self.settings, self.settings.site.domain
         addresses = settings.addresses
@@ -505,7 +505,7 @@ class Site:
         internship places left; once in each shipped language."""
         settings = self.settings
         cap = settings.internships.funded_cap
-        versions = [(tag, languages.own_name(tag), guide_path(tag)) for tag in languages.SHIPPED]
+        versions = [(tag, catalogs.own_name(tag), guide_path(tag)) for tag in languages.SHIPPED]
         context: dict[str, Any] = dict(
             accepted_formats=ACCEPTED,
             max_attachment_mb=settings.limits.max_attachment_bytes // 1_048_576,

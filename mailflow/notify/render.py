@@ -12,12 +12,12 @@ autoescape everything; text templates do not need to.
 Every email is rendered in its reader's language (SPEC section 3a): the
 templates' sentences are ``{% trans %}`` blocks of Jinja2's i18n extension
 with new-style gettext (placeholders by name, autoescaping kept), read
-through the catalog of ``mailflow.languages.translations``. Each language
+through the catalog of ``mailflow.catalogs.translations``. Each language
 has an Environment of its own with its catalog installed, so that macros
 of imported partials (which see globals, not the caller's context) speak
 the same language, and two threads rendering two languages never meet.
-The global ``language`` holds the BCP 47 tag; the filters ``day`` and
-``moment`` write dates as the reader's locale does.
+The global ``language`` holds the BCP 47 tag; the filters ``day``,
+``month`` and ``moment`` write dates as the reader's locale does.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from jinja2 import (
 from jinja2.bccache import Bucket
 from jinja2.runtime import Context
 
-from mailflow import languages, words
+from mailflow import catalogs, languages, words
 
 
 def templates_folder() -> Path:
@@ -129,13 +129,15 @@ class Renderer:
             extensions=["jinja2.ext.i18n", "jinja2.ext.do"],  # do: {% do rows.append(...) %}
         )
         env.install_gettext_translations(  # type: ignore[attr-defined]
-            languages.translations(language), newstyle=True
+            catalogs.translations(language), newstyle=True
         )
         env.globals.update(self._globals)
         env.globals["language"] = language
         env.globals["word"] = word
         env.filters.update(
-            day=partial(languages.day, tag=language), moment=partial(languages.moment, tag=language)
+            day=partial(catalogs.day, tag=language),
+            month=partial(catalogs.month, tag=language),
+            moment=partial(catalogs.moment, tag=language),
         )
         return env
 

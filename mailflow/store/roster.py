@@ -74,6 +74,17 @@ def serving(
     return list(session.scalars(query.order_by(FocalPoint.economy, FocalPoint.id)))
 
 
+def economy_served(session: Session, email: str) -> str | None:
+    """The economy a person serves as focal point or deputy (the first, if
+    several), whether or not they have confirmed yet."""
+    return session.scalar(
+        select(FocalPoint.economy)
+        .where(FocalPoint.email == email.lower(), FocalPoint.state != REMOVED)
+        .order_by(FocalPoint.id)
+        .limit(1)
+    )
+
+
 def current(session: Session, now: datetime) -> list[Entry]:
     """Everyone on the roster who is not removed, by economy, with when
     the away ones are back."""

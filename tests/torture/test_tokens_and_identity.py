@@ -493,6 +493,7 @@ OUR_HEADERS = {
     "date",
     "message-id",
     "auto-submitted",
+    "content-language",
     "x-auto-response-suppress",
     "x-loop",
     "feedback-id",
