@@ -14,12 +14,19 @@ import pytest
 from babel import Locale
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
-from conftest import Client, Mailbox
+from conftest import Client, Mailbox, purpose
 from flows import ADMIN, state
 from mails import filled_form, reply, submission
 
 from mailflow.app import App
-from mailflow.catalogs import LOCALE, SHIPPED, catalog_path, locale_name, read_words
+from mailflow.catalogs import (
+    LOCALE,
+    SHIPPED,
+    catalog_path,
+    locale_name,
+    read_words,
+    translations,
+)
 from mailflow.digest.subscriptions import wants_digests
 from mailflow.economies import Economies, normalise_name
 from mailflow.forms import parse_form, reason_from_link
@@ -280,8 +287,10 @@ def test_words_that_only_begin_with_an_action_word_are_not_one(text: str) -> Non
 @pytest.fixture
 def config_text() -> str:
     return (
-        f'[economies.CL]\nfocal_points = ["{FOCAL_CL}"]\n'
-        f'[economies.VN]\nfocal_points = ["{FOCAL_VN}"]\n'
+        # Each economy reads its own language, as built in (the tests pin
+        # English otherwise).
+        f'[economies.CL]\nfocal_points = ["{FOCAL_CL}"]\nlanguage = "es"\n'
+        f'[economies.VN]\nfocal_points = ["{FOCAL_VN}"]\nlanguage = "vi"\n'
     )
 
 
@@ -301,14 +310,23 @@ def test_a_vietnamese_loop_with_aprobar_and_dong_y(
     administrator answers "aprobar", the Vietnamese focal point "Đồng ý":
     the case is published."""
     client.send(submission(sender=AN, subject="Bán hàng qua mạng", body=VIETNAMESE_FORM))
-    client.send(reply(outbox.wait_for_mail("submission_confirm", "an@example.vn"), AN))
+    confirm = outbox.wait_for_mail("submission_confirm", "an@example.vn")
+    assert confirm["Content-Language"] == "vi"
+    client.send(reply(confirm, AN))
+    ack = outbox.wait_for_mail("submission_ack", "an@example.vn")
+    assert ack["Content-Language"] == "vi"
+    vietnamese = translations("vi").gettext("We received your submission")
+    assert purpose(ack) == vietnamese != "We received your submission"
     review = outbox.wait_for_mail("admin_review", ADMIN)
+    assert review["Content-Language"] == "en"
     assert state(app, "EX-2026-0001") == "admin_review"
     client.send(reply(review, ADMIN, "aprobar"))
     endorse = outbox.wait_for_mail("focal_review", FOCAL_VN)
+    assert endorse["Content-Language"] == "vi"
     assert state(app, "EX-2026-0001") == "focal_review"
     client.send(reply(endorse, FOCAL_VN, "Đồng ý. Cảm ơn!"))
     assert state(app, "EX-2026-0001") == "published"
+    assert outbox.wait_for_mail("case_published", "an@example.vn")["Content-Language"] == "vi"
 
 
 def test_a_chilean_focal_point_answering_si_endorses(
