@@ -27,6 +27,8 @@ def test_help_and_a_submission_in_each_language(tag: str, client: Client, outbox
     client.send(message(sender, address("help"), "help", f"Language: {tag}\n"))
     answer = outbox.wait_for_mail("help", sender)
     assert answer["Content-Language"] == tag
+    guide = "/guide/" if tag == "en" else f"/guide/{tag.lower()}/"
+    assert guide in body_text(answer)  # the guide in the reader's language
     form = filled_form(body_text(answer), tag)
 
     client.send(submission(sender=f"Luz <{sender}>", subject=f"Capital ({tag})", body=form))

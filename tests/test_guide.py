@@ -26,9 +26,8 @@ GUIDE = "http://127.0.0.1:8080/guide/"  # [site].base_url's default
 
 @pytest.fixture
 def config_text() -> str:
-    # Chileans read Spanish, as built in (the tests pin English otherwise).
     return (
-        f'[economies.CL]\nfocal_points = ["{FOCAL}"]\nlanguage = "es"\n\n'
+        f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n\n'
         "[internships]\nfunded_cap = 2\n\n"
         "[limits]\nmax_attachment_bytes = 5242880\n"
     )
@@ -121,8 +120,8 @@ def test_every_email_listing_what_to_fix_links_to_the_guide(
     """The list of problems ends with the guide's address, in the text part
     and as a link in the HTML part: an incomplete submission, registration
     or internship application (the first and last once the sender
-    confirmed their address). It is the guide in the reader's language:
-    a sender from Chile reads Spanish (SPEC section 3a), so /guide/es/."""
+    confirmed their address). It is the guide in the reader's language
+    (tests/test_every_language.py for the others)."""
     sender = "ana@example.org"
     if where == "register":
         client.send(message(sender, address("register"), "Register", "Economy: Atlantis\n"))
@@ -138,8 +137,8 @@ def test_every_email_listing_what_to_fix_links_to_the_guide(
         return found[-1] if found else None
 
     mail = wait_until(what_to_fix, what="the email listing what to fix")
-    guide = GUIDE if where == "register" else f"{GUIDE}es/"
-    assert mail["Content-Language"] == ("en" if where == "register" else "es")
+    guide = GUIDE
+    assert mail["Content-Language"] == "en"
     text = " ".join(body_text(mail).split())
     assert f"What each field means, with examples: {guide}" in text.split(" --")[0]
     assert f'<a href="{guide}">{guide}</a>' in body_html(mail)
