@@ -209,7 +209,7 @@ def test_without_admin_endorsement_a_case_without_focal_point_waits(
     `mailflow act ... endorse` is refused: the case is not published."""
     click(client, submit(client, outbox, "Seed capital"), "Approve", ADMIN)
     held = newest(outbox, ADMIN, text="Chile has no focal point, so case BP-2026-0001 waits")
-    assert "add a focal point" in body_text(held)
+    assert 'name a focal point: send "add CL name@example.org"' in body_text(held)
     assert state(app) == "focal_review"
 
     start = since(app, "BP-2026-0001")
