@@ -35,7 +35,7 @@ from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 
 import pytest
-from conftest import Client, Mailbox, free_port, headline, wait_until
+from conftest import Client, Mailbox, free_port, headline, in_english, wait_until
 from flows import ADMIN, ANA, FOCAL, click, submitted
 from mails import address, submission
 from sqlalchemy import func, select
@@ -78,7 +78,7 @@ def hosts(database_url: str, tmp_path: Path) -> list[Settings]:
             f'[security]\ntoken_key_file = "{key}"\n\n'
             f"[archive]\nhttp_port = 0\n\n[monitor]\nhttp_port = 0\n\n"
             f'[hosts]\nname = "host-{number}"\nlease_seconds = {LEASE_SECONDS}\n\n'
-            f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n'
+            + in_english(f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n')
         )
         configs.append(load_settings(path, environ={}))
     return configs
