@@ -282,3 +282,26 @@ def test_deputy_none_removes_the_deputy(
     assert f"CL  {DEPUTY} deputy added, by {FOCAL} (mail)" in printed
     assert f"CL  {DEPUTY} deputy removed, by {FOCAL} (mail)" in printed
     assert f"{DEPUTY} (deputy)" not in printed
+
+
+@pytest.mark.parametrize(
+    ("away", "back"),
+    [("Ausente hasta", "de vuelta"), ("Vắng mặt đến", "đã về"), ("不在", "戻りました")],
+)
+def test_away_and_back_in_the_focal_points_own_language(
+    client: Client, outbox: Mailbox, app: App, away: str, back: str
+) -> None:
+    """ "Ausente hasta: <day>" is "Away until:", and "de vuelta" ends it, in
+    every shipped language as in English (the words catalogs)."""
+    click(client, submitted(client, outbox), "Approve", ADMIN)
+    outbox.wait_for_mail("focal_review", FOCAL)
+    until = date.today() + timedelta(days=40)
+    client.send(message(FOCAL, ROSTER, "away", f"{away}: {until.isoformat()}\n"))
+    outbox.wait_for_mail("roster_set", FOCAL)
+    assert outbox.wait_for_mail("focal_review", ADMIN)  # the case moved on at once
+    with app.database.transaction() as session:
+        assert session.get(Absence, FOCAL) is not None
+    client.send(message(FOCAL, ROSTER, "back", f"{away}: {back}\n"))
+    outbox.wait_for_mail("roster_set", FOCAL, count=2)
+    with app.database.transaction() as session:
+        assert session.get(Absence, FOCAL) is None

@@ -21,24 +21,35 @@ from email.utils import parseaddr
 
 from sqlalchemy.orm import Session
 
+from mailflow.economies import normalise_name
 from mailflow.forms import parse_form, strip_reply
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.store import roster as rostered
 from mailflow.triage import Incoming
+from mailflow.words import every_language, in_every_language, pgettext
 from mailflow.workflow import absence, people, roster
 from mailflow.workflow.context import Workflow
 
 _COMMAND = re.compile(r"^\s*(add|remove|list)\b[\s:]*(.*?)\s*$", re.IGNORECASE)
 
-FORM_KEYS = {
-    "deputy": "deputy",
-    "away until": "away",
-    "away": "away",
-}
+# A focal point's lines, understood in every shipped language (the words
+# catalogs): "Suplente:", "Ausente hasta:", "Vắng mặt đến:".
+FORM_KEYS = in_every_language(
+    {
+        pgettext("field", "Deputy"): "deputy",
+        pgettext("field", "Away until"): "away",
+        "away": "away",
+    }
+)
 
 # Written instead of a day: the focal point is back, or names no deputy.
-_BACK = {"back", "none", "no", "-"}
+_BACK = {"-", *every_language("value", pgettext("value", "back"))}
+_BACK |= every_language("value", pgettext("value", "none")) | every_language("action", "no")
+
+
+def _says_back(written: str) -> bool:
+    return normalise_name(written) in _BACK or written.strip() in _BACK
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ def _set_own(session: Session, incoming: Incoming, workflow: Workflow, form: dic
     sender, values = incoming.sender.lower(), dict[str, object]()
     if "deputy" in form:
         written = form["deputy"].strip()
-        deputy = "" if written.lower() in _BACK else parseaddr(written)[1].lower()
+        deputy = "" if _says_back(written) else parseaddr(written)[1].lower()
         codes = roster.confirmed_places(session, sender)
         if deputy and "@" not in deputy:
             values["deputy_problem"] = written
@@ -129,7 +140,7 @@ def _set_own(session: Session, incoming: Incoming, workflow: Workflow, form: dic
     if "away" in form:
         written = form["away"].strip()
         until = _day(written, workflow)
-        if until is None and written.lower() not in _BACK:
+        if until is None and not _says_back(written):
             values["away_problem"] = written
         else:
             roster.set_away(session, workflow, sender, until)
