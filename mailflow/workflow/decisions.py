@@ -114,7 +114,10 @@ def reply_action(session: Session, incoming: Incoming, workflow: Workflow, token
             Outgoing(
                 "reply_not_understood",
                 incoming.sender,
-                {"words": [a.word for a in stage.actions] if stage else [], "first_word": word[:40]},
+                {
+                    "words": [a.word for a in stage.actions] if stage else [],
+                    "first_word": word[:40],
+                },
                 case=case,
                 answering=incoming,
             ),
