@@ -229,7 +229,13 @@ class MailboxClient:
         self.timeout = timeout
 
     def send(self, message: EmailMessage, *_: object, **__: object) -> dict[str, Any]:
-        self.server.append(with_delivery_headers(message))
+        self.deliver(with_delivery_headers(message))
+        return {}
+
+    def deliver(self, raw: bytes) -> None:
+        """The bytes into the inbox as they are (delivery headers and all);
+        returns once mailflow has taken them out."""
+        self.server.append(raw)
         deadline = time.monotonic() + self.timeout
         # One session that asks again, not a login per look: NOOP makes
         # Dovecot report the other session's expunges.
@@ -240,12 +246,18 @@ class MailboxClient:
                     raise AssertionError("mailflow did not take the message out of INBOX")
                 time.sleep(0.05)
                 client.noop()
-        return {}
 
 
 def with_delivery_headers(message: EmailMessage) -> bytes:
     """What a delivering server adds on top: Return-Path and Delivered-To."""
     sender = message["From"].addresses[0].addr_spec
     recipient = message["To"].addresses[0].addr_spec
-    head = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
-    return head + message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return delivery_headers(sender, recipient) + message.as_bytes(
+        policy=message.policy.clone(linesep="\r\n")
+    )
+
+
+def delivery_headers(sender: str, recipient: str) -> bytes:
+    """Return-Path and Delivered-To as a delivering server writes them: raw
+    UTF-8 for an SMTPUTF8 address (RFC 6532)."""
+    return f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()

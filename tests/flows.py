@@ -5,15 +5,16 @@ urllib, exactly as a mail client would) or reply."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from conftest import Client, Mailbox, body_html, wait_until
-from mails import FORM, message, reply, submission
+from conftest import Client, Mailbox, body_html, body_text, wait_until
+from mails import FORM, address, message, raw_mail, reply, submission
 from sqlalchemy import func, select
 
 from mailflow.app import App
-from mailflow.store.models import Case, InboundMessage, OutboxMessage
+from mailflow.store.models import Case, InboundMessage, OutboxMessage, Participant
 
 ANA, ADMIN = "ana@example.org", "admin@mailflow.localhost"
 FOCAL, FOCAL2 = "focal.cl@example.org", "focal2.cl@example.org"
@@ -84,3 +85,28 @@ def emails(app: App) -> list[tuple[str, str]]:
     with app.database.transaction() as session:
         rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
         return [(r.recipient, r.template) for r in rows]
+
+
+def answered_at_their_address(
+    app: App, outbox: Mailbox, person: str, deliver: Callable[[bytes, str], object]
+) -> None:
+    """A submission from ``person`` whose From is raw UTF-8 (RFC 6532), then
+    the reply to its confirmation, each handed to an ingress by ``deliver``
+    (the bytes, the envelope recipient; the envelope sender is ``person``):
+    the answers are written to exactly ``person``, who is registered, and
+    the envelope sender is kept, under that address."""
+    deliver(raw_mail(submission(sender=person), From=f"José <{person}>"), address("submit"))
+    confirm = outbox.wait_for_mail("submission_confirm", person)
+    assert confirm["To"] == person
+    assert "Seed capital" in body_text(confirm)
+    answer = reply(confirm, person)
+    deliver(raw_mail(answer, From=person), answer["To"].addresses[0].addr_spec)
+    assert outbox.wait_for_mail("submission_ack", person)["To"] == person
+    outbox.wait_for_mail("admin_review", ADMIN)
+    with app.database.transaction() as session:
+        assert session.scalars(select(Participant.email)).all() == [person]
+        assert session.scalars(select(Participant.name)).all() == ["José"]
+        senders = session.scalars(select(InboundMessage.envelope_sender))
+        assert senders.all() == [person, person]
+        recipients = session.scalars(select(OutboxMessage.recipient))
+        assert set(recipients) == {person, ADMIN}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import make_msgid
 
 DOMAIN = "mailflow.localhost"
@@ -104,3 +105,12 @@ def filled_form(form: str, tag: str) -> str:
         "Second contact": "Luis Rojas <luis@example.org>",
     }
     return "".join(f"{written[field]}: {values[field]}\n" for field in FORM_FIELDS)
+
+
+def raw_mail(mail: EmailMessage, charset: str = "utf-8", **headers: str) -> bytes:
+    """The message as a client sends it when it writes these headers as raw
+    bytes (UTF-8, RFC 6532; or a legacy charset, undeclared)."""
+    for name in headers:
+        del mail[name]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return head.encode(charset) + mail.as_bytes(policy=SMTP)

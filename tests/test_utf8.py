@@ -1,17 +1,19 @@
 """Raw UTF-8 headers (RFC 6532) and addresses beyond ASCII (SMTPUTF8,
 RFC 6531) are read and answered correctly, and no text anywhere shows a
-replacement character (SPEC section 3). Over real SMTP into the running
-service, on SQLite and PostgreSQL; a real local SMTP server stands in for a
-relay without SMTPUTF8."""
+replacement character (SPEC section 3). Over real SMTP and LMTP into the
+running service and through `mailflow ingest` in its own process, on SQLite
+and PostgreSQL; a real local SMTP server stands in for a relay without
+SMTPUTF8. (The IMAP ingress's case is in test_imap.py, with its Dovecot.)"""
 
 from __future__ import annotations
 
 import smtplib
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.policy import SMTP
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SmtpServer
 from aiosmtpd.smtp import Envelope, Session
 from conftest import Client, Mailbox, body_html, body_text, free_port, wait_until
-from flows import ADMIN, FOCAL, click, state
-from mails import DOMAIN, FORM, PDF, address, message, reply, submission
+from flows import ADMIN, FOCAL, answered_at_their_address, click, state
+from mails import DOMAIN, FORM, PDF, address, message, raw_mail, reply, submission
 from sqlalchemy import select
 
 from mailflow.app import App, Service, build
@@ -42,15 +44,6 @@ REPLACEMENT = "\ufffd"
 @pytest.fixture
 def config_text() -> str:
     return f'[economies.CL]\nfocal_points = ["{FOCAL}"]\n'
-
-
-def raw_mail(mail: EmailMessage, charset: str = "utf-8", **headers: str) -> bytes:
-    """The message as a client sends it when it writes these headers as raw
-    bytes (UTF-8, RFC 6532; or a legacy charset, undeclared)."""
-    for name in headers:
-        del mail[name]
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    return head.encode(charset) + mail.as_bytes(policy=SMTP)
 
 
 def send_raw(client: Client, raw: bytes, sender: str, to: str) -> None:
@@ -243,6 +236,71 @@ def test_an_address_that_is_not_utf8_is_refused_at_once(client: Client) -> None:
         assert smtp.getreply()[0] == 250
         smtp.send(b"RCPT TO:<submit\xff@" + DOMAIN.encode() + b">\r\n")
         assert smtp.getreply()[0] == 553
+
+
+# -- the other ingresses: LMTP and `mailflow ingest` -------------------------
+
+JOSE = "josé@ejemplo.cl"
+
+
+@pytest.fixture
+def lmtp(
+    write_config: Callable[..., Path], database_url: str, config_text: str
+) -> Iterator[tuple[App, Settings]]:
+    """The service with ``[smtp].lmtp = true``, as behind Postfix."""
+    path = write_config(config_text, database_url)
+    settings = load_settings(path, environ={"MAILFLOW_SMTP_LMTP": "true"})
+    app = build(settings)
+    service = Service(app)
+    service.start()
+    yield app, settings
+    service.stop()
+    app.database.dispose()
+
+
+def test_an_smtputf8_sender_over_lmtp_is_answered_at_their_exact_address(
+    lmtp: tuple[App, Settings],
+) -> None:
+    """LHLO, then MAIL FROM:<josé@ejemplo.cl> SMTPUTF8, as Postfix hands
+    such a message on: the submission and the reply to its confirmation are
+    kept, the author registered under that address, every answer written
+    to it."""
+    app, settings = lmtp
+
+    def deliver(raw: bytes, recipient: str) -> None:
+        with smtplib.LMTP(settings.smtp.host, settings.smtp.port, timeout=30) as server:
+            server.ehlo()  # LHLO
+            assert server.has_extn("smtputf8")
+            server.sendmail(JOSE, [recipient], raw, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+
+    outbox = Mailbox(settings.outbound.maildir)
+    answered_at_their_address(app, outbox, JOSE, deliver)
+    assert_no_replacement_anywhere(outbox)
+
+
+def test_an_smtputf8_sender_through_ingest_is_answered_at_their_exact_address(
+    settings: Settings, app: App, outbox: Mailbox
+) -> None:
+    """A message with From: José <josé@ejemplo.cl> in raw UTF-8, piped to
+    `mailflow ingest -` with the envelope on the command line as an MTA's
+    pipe writes it: kept, its author registered under that address, every
+    answer written to it."""
+
+    def deliver(raw: bytes, recipient: str) -> None:
+        command = ["ingest", "-", "--config", str(settings.source)]
+        envelope = ["--sender", JOSE, "--recipient", recipient]
+        done = subprocess.run(
+            [sys.executable, "-m", "mailflow", *command, *envelope],
+            input=raw,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        assert b"kept in the spool" not in done.stderr, done.stderr.decode()
+
+    answered_at_their_address(app, outbox, JOSE, deliver)
+    assert_no_replacement_anywhere(outbox)
 
 
 # -- a relay that cannot carry SMTPUTF8 -------------------------------------
