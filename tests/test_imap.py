@@ -19,10 +19,11 @@ from dovecot import (
     Dovecot,
     DovecotServer,
     MailboxClient,
+    delivery_headers,
     dovecot_binary,
     with_delivery_headers,
 )
-from flows import ANA, FOCAL, click, links, published
+from flows import ANA, FOCAL, answered_at_their_address, click, links, published
 from mails import PDF, message, reply, submission
 from sqlalchemy import func, select
 
@@ -124,6 +125,23 @@ def test_a_submission_in_the_inbox_becomes_a_case_and_is_moved(
         record = session.scalars(select(InboundMessage)).one()
         assert record.envelope_sender == ANA  # from the Return-Path the server wrote
         assert record.outcome.startswith("handled: submit")
+
+
+def test_an_smtputf8_sender_in_the_mailbox_is_answered_at_their_exact_address(
+    mailbox: MailboxClient, dovecot: Dovecot, outbox: Mailbox, app: App
+) -> None:
+    """A message from josé@ejemplo.cl, its From and Return-Path in raw UTF-8
+    as a server that took it over SMTPUTF8 stores it, and the reply to the
+    confirmation: both moved to the processed folder, the author registered
+    under that address, every answer written to it."""
+    person = "josé@ejemplo.cl"
+
+    def deliver(raw: bytes, recipient: str) -> None:
+        mailbox.deliver(delivery_headers(person, recipient) + raw)
+
+    answered_at_their_address(app, outbox, person, deliver)
+    assert dovecot.uids("INBOX") == []
+    assert len(dovecot.uids(PROCESSED)) == 2
 
 
 def test_the_whole_workflow_runs_through_the_mailbox(
