@@ -13,7 +13,6 @@ import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
