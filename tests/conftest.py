@@ -152,9 +152,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path}/mailflow.db"
     url: str = request.getfixturevalue("postgres_url")
     engine = create_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    # DELETE, children first, and the identities back to 1: on tables this
+    # small a fifth of what TRUNCATE costs (it makes new files for each).
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+        connection.execute(
+            text("SELECT setval(oid::regclass, 1, false) FROM pg_class WHERE relkind = 'S'")
+        )
     engine.dispose()
     return url
 
