@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The two commands of the README, for a fresh clone with only Python 3.11+:
 
-    python3 dev.py run     install into .venv, then `mailflow run` on ./config.toml
-    python3 dev.py test    install into .venv, then ruff, mypy and the whole test suite
+    python3 dev.py run     install into .venv, compile the catalogs, then `mailflow run`
+                           on ./config.toml
+    python3 dev.py test    install into .venv, compile the catalogs, then ruff, mypy and
+                           the whole test suite
     python3 dev.py catalogs  extract the templates' sentences into mailflow/locale/*.pot,
                            update every language's .po from it, compile the .mo files
 
@@ -44,6 +46,8 @@ def ensure_environment() -> None:
 
 
 def run(arguments: list[str]) -> int:
+    for step in compiled_catalogs():
+        subprocess.call(step, cwd=ROOT)
     return subprocess.call([str(PYTHON), "-m", "mailflow", "run", *arguments], cwd=ROOT)
 
 
@@ -61,8 +65,18 @@ def workers(arguments: list[str]) -> list[str]:
     return ["-n", count, "--dist", "loadgroup", "--maxschedchunk", "1"]
 
 
+def compiled_catalogs() -> list[list[str]]:
+    """The steps that compile each domain's .po into the .mo the service
+    reads (not committed; a .po newer than its .mo would be compiled again
+    in memory by every process that renders that language, test services
+    and subprocesses alike)."""
+    pybabel = [str(VENV / "bin" / "pybabel"), "-q", "compile", "-d", str(LOCALE)]
+    return [[*pybabel, "-D", domain] for domain in DOMAINS]
+
+
 def test(arguments: list[str]) -> int:
     steps = [
+        *compiled_catalogs(),
         [str(VENV / "bin" / "ruff"), "check", "mailflow", "tests", "bench", "dev.py"],
         [str(VENV / "bin" / "mypy"), "mailflow"],
         [str(PYTHON), "-m", "pytest", *workers(arguments), *arguments],
@@ -79,12 +93,11 @@ def test(arguments: list[str]) -> int:
 
 
 LOCALE = ROOT / "mailflow" / "locale"
-# Each gettext domain and the extraction map that finds its messages:
-# "mailflow" is every sentence we write (templates); "words" is what people
-# type (field names, action words, values), kept apart for its translators.
-# What each domain's extraction reads: the sentences of the templates
-# (babel.cfg), and the words people type, marked in Python with
-# pgettext("field", "Priority area") (mailflow/words.py).
+# Each gettext domain and what its extraction reads: "mailflow" is every
+# sentence we write (the templates, through babel.cfg); "words" is what
+# people type (field names, action words, values), marked in Python with
+# pgettext("field", "Priority area") (mailflow/words.py) and kept apart for
+# its translators.
 DOMAINS = {
     "mailflow": ["-F", "babel.cfg", "."],
     "words": ["--no-default-keywords", "-k", "pgettext:1c,2", "mailflow"],
