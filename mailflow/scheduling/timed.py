@@ -96,9 +96,9 @@ class Timed:
         for state in flows.review_states():
             for case_id in self._cases_in(state, now):
                 report.author_updates += self._once(case_id, self._tell_author)
-        for token_id in self._unconfirmed(now):
+        for token_id in self._unanswered("confirm", now):
             report.expired += self._expire_confirmation(token_id)
-        for token_id in self._unagreed(now):
+        for token_id in self._unanswered("consent", now):
             report.expired += self._expire_consent(token_id)
         for name in self.jobs:
             try:
@@ -279,11 +279,12 @@ class Timed:
 
     # -- confirmations -----------------------------------------------------------
 
-    def _unconfirmed(self, now: datetime) -> list[int]:
-        """Confirmation requests older than ``confirm_days``, not yet expired."""
+    def _unanswered(self, action: str, now: datetime) -> list[int]:
+        """Requests to confirm an address (``confirm``) or to agree to a case
+        (``consent``) older than ``confirm_days``, not yet expired."""
         cutoff = now - timedelta(days=self.settings.confirm_days)
         with self.database.transaction() as session:
-            return queries.unanswered_confirmations(session, cutoff)
+            return queries.unanswered(session, action, cutoff)
 
     def _expire_confirmation(self, token_id: int) -> int:
         """The sender never confirmed: their waiting submissions expire and
@@ -320,12 +321,6 @@ class Timed:
                 return self._expire_waiting_for(session, participant)
         except IntegrityError:
             return 0
-
-    def _unagreed(self, now: datetime) -> list[int]:
-        """Requests for an author's agreement older than ``confirm_days``."""
-        cutoff = now - timedelta(days=self.settings.confirm_days)
-        with self.database.transaction() as session:
-            return queries.unanswered_consents(session, cutoff)
 
     def _expire_consent(self, token_id: int) -> int:
         """The author never agreed to the case submitted for them: it

@@ -229,33 +229,16 @@ def timed_step_taken(
     )
 
 
-def unanswered_confirmations(session: Session, issued_before: datetime) -> list[int]:
-    """Confirmation requests issued before the cut-off, unused, and not yet
-    handled as expired."""
-    handled = exists().where(TimedStep.kind == "confirm_expired", TimedStep.number == Token.id)
+def unanswered(session: Session, action: str, issued_before: datetime) -> list[int]:
+    """Requests of one kind (``confirm``: an address; ``consent``: an
+    author's yes to a case submitted for them) issued before the cut-off,
+    unused, and not yet handled as expired (``<action>_expired``)."""
+    handled = exists().where(TimedStep.kind == f"{action}_expired", TimedStep.number == Token.id)
     return list(
         session.scalars(
             select(Token.id)
             .where(
-                Token.action == "confirm",
-                Token.used_at.is_(None),
-                Token.issued_at <= issued_before,
-                ~handled,
-            )
-            .order_by(Token.id)
-        )
-    )
-
-
-def unanswered_consents(session: Session, issued_before: datetime) -> list[int]:
-    """Requests for an author's agreement to a case submitted for them,
-    issued before the cut-off, unused, and not yet handled as expired."""
-    handled = exists().where(TimedStep.kind == "consent_expired", TimedStep.number == Token.id)
-    return list(
-        session.scalars(
-            select(Token.id)
-            .where(
-                Token.action == "consent",
+                Token.action == action,
                 Token.used_at.is_(None),
                 Token.issued_at <= issued_before,
                 ~handled,
