@@ -305,3 +305,40 @@ def test_away_and_back_in_the_focal_points_own_language(
     outbox.wait_for_mail("roster_set", FOCAL, count=2)
     with app.database.transaction() as session:
         assert session.get(Absence, FOCAL) is None
+
+
+def test_an_answer_without_a_yes_does_not_take_the_role(client: Client, outbox: Mailbox) -> None:
+    """ "I am not the right person" in reply to the invitation makes nobody
+    a focal point: a person reads it (the administrators get it), and the
+    invitation still works afterwards."""
+    client.send(message(ADMIN, ROSTER, "roster", f"add Chile {NEW}\n"))
+    invitation = outbox.wait_for_mail("roster_invite", NEW)
+    answer_to = str(invitation["Reply-To"])
+    client.send(message(NEW, answer_to, "Re: invitation", "I am not the right person."))
+    forwarded = outbox.wait_for_mail("question_forwarded", ADMIN)
+    assert "I am not the right person." in body_text(forwarded)
+    assert outbox.of("roster_set", NEW) == []
+    click(client, invitation, "Confirm", NEW)
+    assert "You are now the focal point for Chile." in said(outbox.wait_for_mail("roster_set", NEW))
+
+
+def test_a_forged_administrator_changes_nothing(
+    write_config: Callable[..., Path], database_url: str, tmp_path: Path
+) -> None:
+    """With [security].authserv_id set, "add CL attacker@..." whose
+    Authentication-Results from our front MTA say dmarc=fail changes no
+    roster, invites nobody and is not answered (it may be forged)."""
+    settings = load_settings(
+        write_config('[security]\nauthserv_id = "mx.example.net"\n', database_url), environ={}
+    )
+    app = build(settings)
+    try:
+        forged = message(ADMIN, ROSTER, "roster", "add CL attacker@evil.example\n")
+        forged["Authentication-Results"] = "mx.example.net; dmarc=fail header.from=example.org"
+        ingest = tmp_path / "in.eml"
+        ingest.write_bytes(bytes(forged))
+        assert main(["ingest", str(ingest), "--config", str(settings.source)]) == 0
+        assert "attacker@evil.example" not in roster_rows(settings)
+        assert Mailbox(settings.outbound.maildir).messages() == []
+    finally:
+        app.database.dispose()

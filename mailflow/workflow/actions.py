@@ -34,7 +34,7 @@ TOKEN_ACTIONS: dict[str, tuple[TokenHandler, bool]] = {
     "confirm": (registration.confirm, True),
     "consent": (registration.agree, True),
     "subscribe": (subscriptions.confirm, True),
-    "roster": (roster.confirm, True),  # a new focal point or deputy takes the role
+    "roster": (roster.confirm, False),  # used up by a yes only (roster.says_yes)
     "author": (steps.author_reply, False),
     "review": (decisions.reply_action, False),  # used up only when it acts
     **{action.word: (decisions.link_action, True) for action in ALL_ACTIONS},

@@ -21,13 +21,15 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy.orm import Session
 
+from mailflow.forms import strip_reply
 from mailflow.notify.outbox import Outgoing
 from mailflow.store import queries
 from mailflow.store import roster as rostered
 from mailflow.store.models import Absence, FocalPoint, RosterChange, RosterSeed, Token
 from mailflow.store.roster import CONFIRMED, DEPUTY, FOCAL_POINT, INVITED, REMOVED
 from mailflow.triage import Incoming
-from mailflow.workflow import reviewing
+from mailflow.words import leading
+from mailflow.workflow import people, reviewing
 from mailflow.workflow.context import Workflow
 
 CONFIG, MAIL, COMMAND = "config", "mail", "command"
@@ -74,6 +76,7 @@ def name_deputy(session: Session, workflow: Workflow, focal_point: str, deputy: 
                 _set_state(session, workflow, row, REMOVED, by=focal_point, how=MAIL)
         if deputy:
             _place(session, workflow, code, deputy, DEPUTY, by=focal_point, how=MAIL)
+        _hand_on(session, workflow, code)  # a removed deputy's cases go on at once
 
 
 def set_away(session: Session, workflow: Workflow, person: str, until: date | None) -> list[str]:
@@ -108,6 +111,13 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
     reviews from now on, the cases waiting for their economy reach them,
     and the administrators are told."""
     code, _, role = token.stage.partition(":")
+    if not says_yes(incoming.parsed.text):
+        # "I am not the right person" must not make them the reviewer: a
+        # person reads it, and the invitation still works.
+        people.forward_question(session, incoming, workflow)
+        return f"roster: {token.person} answered the invitation without a yes; forwarded"
+    if not workflow.tokens.use(session, token):
+        return f"roster: {token.person}'s invitation was used already"
     row = rostered.entry(session, code, token.person, role)
     if row is None or row.state != INVITED:
         return f"roster: {token.person} is not invited for {code} (removed meanwhile)"
@@ -124,6 +134,14 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
     )
     tell_admins(session, workflow, {"news": "confirmed", "person": token.person, "role": role})
     return f"roster: {token.person} confirmed as {role} of {code}; {cases} waiting case(s) sent"
+
+
+def says_yes(text: str) -> bool:
+    """An answer to the invitation takes the role when it is empty (the
+    Confirm button's email, sent as it is, or a bare reply) or starts with
+    a yes in any shipped language ("Yes, I accept the role.", "Sí", "はい")."""
+    said = strip_reply(text).strip()
+    return not said or bool(leading(said, "action", ("yes", "accept", "approve"))[0])
 
 
 def seed(session: Session, workflow: Workflow) -> int:

@@ -26,7 +26,7 @@ from mailflow.forms import parse_form, strip_reply
 from mailflow.notify.outbox import Outgoing
 from mailflow.routing import Route
 from mailflow.store import roster as rostered
-from mailflow.triage import Incoming
+from mailflow.triage import Incoming, failed_dmarc
 from mailflow.words import every_language, in_every_language, pgettext
 from mailflow.workflow import absence, people, roster
 from mailflow.workflow.context import Workflow
@@ -64,6 +64,10 @@ class Done:
 
 
 def handle_focal_points(session: Session, incoming: Incoming, workflow: Workflow) -> str:
+    if failed_dmarc(incoming.parsed, workflow.settings.security.authserv_id):
+        # A forged administrator must not add a focal point, nor a forged
+        # focal point name a deputy or go away: nothing changes, no answer.
+        return "focal-points: DMARC failed for the sender (not answered: it may be forged)"
     text, sender = incoming.parsed.text, incoming.sender.lower()
     lines = commands(text)
     form = parse_form(text, FORM_KEYS)
