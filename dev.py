@@ -40,10 +40,7 @@ def ensure_environment() -> None:
     if stamp.exists() and stamp.read_text() == wanted:
         return
     print("installing mailflow and its test tools into .venv ...", flush=True)
-    # --no-compile: Python compiles what the tests import as they import it;
-    # compiling every installed file first cost a newcomer's first run 6 s.
     pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    pip.append("--no-compile")
     subprocess.run([*pip, "-e", f"{ROOT}[test,postgres]"], check=True)
     stamp.write_text(wanted)
 
