@@ -307,20 +307,25 @@ class Timed:
                 )
                 if token is None or participant is None:
                     return 0
-                if not self._claim(
-                    session, "confirm", "confirm_expired", token.issued_at, token.id
-                ):
+                if not self._lapse(session, token):
                     return 0
-                # It lapsed when the email said it would, whatever the clock of
-                # the process that reads it next.
-                lapsed = token.issued_at + timedelta(days=self.settings.confirm_days)
-                token.expires_at = min(token.expires_at, lapsed)
                 newest = queries.newest_confirmation(session, participant.id)
                 if participant.confirmed_at is not None or newest != token.id:
                     return 0
                 return self._expire_waiting_for(session, participant)
         except IntegrityError:
             return 0
+
+    def _lapse(self, session: Session, token: Token) -> bool:
+        """Claim the expiry of one request (``confirm`` or ``consent``), once
+        across ticks and hosts, and end its token when the email said it
+        would, whatever the clock of the process that reads it next."""
+        kind = f"{token.action}_expired"
+        if not self._claim(session, token.action, kind, token.issued_at, token.id):
+            return False
+        lapsed = token.issued_at + timedelta(days=self.settings.confirm_days)
+        token.expires_at = min(token.expires_at, lapsed)
+        return True
 
     def _expire_consent(self, token_id: int) -> int:
         """The author never agreed to the case submitted for them: it
@@ -336,12 +341,8 @@ class Timed:
                 )
                 if token is None or case is None:
                     return 0
-                if not self._claim(
-                    session, "consent", "consent_expired", token.issued_at, token.id
-                ):
+                if not self._lapse(session, token):
                     return 0
-                lapsed = token.issued_at + timedelta(days=self.settings.confirm_days)
-                token.expires_at = min(token.expires_at, lapsed)
                 submitted_by = queries.submitter(session, case)
                 if case.state != State.PENDING_CONFIRMATION or submitted_by is None:
                     return 0

@@ -21,7 +21,7 @@ from mailflow.workflow import participants, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.fields import Problem
 from mailflow.workflow.flows import internship
-from mailflow.workflow.states import Event
+from mailflow.workflow.states import Event, State
 
 
 def handle_register(session: Session, incoming: Incoming, workflow: Workflow) -> str:
@@ -100,8 +100,12 @@ def agree(session: Session, incoming: Incoming, workflow: Workflow, token: Token
     submitted for them (their ``consent`` token, bound to that case). It is
     a reply from their own address, so it registers them too, if they were
     not yet; their other waiting cases wait for their own answers."""
-    case = session.get(Case, token.case_id)
+    # Locked and read afresh: the tick that expires an unanswered request
+    # takes the same row, so a late yes never follows the sender's "expired".
+    case = session.get(Case, token.case_id, with_for_update=True, populate_existing=True)
     assert case is not None
+    if case.state != State.PENDING_CONFIRMATION:
+        return f"{case.public_id}: agreement came after the case was {case.state}"
     author = case.author
     newly_registered = author.confirmed_at is None
     if newly_registered:
