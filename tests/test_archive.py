@@ -21,7 +21,7 @@ from mails import PDF
 
 from bench.seed import seed_published
 from mailflow.app import App, Service
-from mailflow.archive import pages
+from mailflow.archive import pages, site
 from mailflow.archive.site import paragraphs, search_folded
 from mailflow.cli import main
 from mailflow.config import Settings
@@ -165,6 +165,32 @@ def test_every_page_parses_and_every_link_leads_somewhere(app: App, settings: Se
 
     search = json.loads((root / "search.json").read_bytes())
     assert len(search["cases"]) == 140 and search["older"] == []
+
+
+def test_a_site_written_before_the_machine_restarted_is_built_again_at_start(
+    app: App, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full build flushes nothing: a page it wrote can be lost only if
+    the machine stops first, and then the site is built again at start."""
+    (case_id,) = seed_published(app, 1)
+    app.site.build(app.database)
+    page = settings.archive.output_dir / "cases" / case_id / "index.html"
+    page.unlink()  # as a crash of the machine before writing it back would lose it
+    app.site.ensure(app.database)
+    assert not page.exists()  # same boot: the page was never at risk, nothing rebuilt
+    (settings.archive.output_dir / ".boot").write_text("an-earlier-boot\n")
+    app.site.ensure(app.database)
+    assert page.exists()
+
+    # Where the system has no boot ID, the build flushes the machine instead.
+    monkeypatch.setattr(site, "BOOT_ID", settings.archive.output_dir / "no-such-file")
+    flushed: list[bool] = []
+    monkeypatch.setattr(site.os, "sync", lambda: flushed.append(True))
+    page.unlink()
+    app.site.ensure(app.database)
+    assert not page.exists() and flushed == []
+    app.site.build(app.database)
+    assert page.exists() and flushed == [True]
 
 
 def test_long_lists_are_cut_into_pages_of_50(app: App, settings: Settings) -> None:

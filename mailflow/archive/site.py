@@ -19,6 +19,15 @@ template rendered by an Environment with that language's catalog installed,
 written to ``guide/<tag>/`` (the tag in lower case, SPEC section 5), and
 ``guide/`` is the English one; each links to all the others. The rest of
 the site stays in English, the language of the published cases.
+
+A full build writes its thousands of files without flushing each one, and
+without ``sync()``, which flushes every file of the machine (the database's
+and the spool's too) and makes the service wait for all of them. The site is
+a copy of the database, so it is enough to know whether its files can have
+been lost: only a machine that stopped before writing them back can lose
+them, and that machine starts with a new boot ID. The build records the boot
+it was written in (``.boot``); at start, a site written in another boot,
+or with no such record, is built again.
 """
 
 from __future__ import annotations
@@ -75,6 +84,8 @@ _ADDRESS = re.compile(r"\S*[@\uff20]\S*")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _EXCERPT = 300
 _COMPILED = CompiledTemplates()  # this module's Environment options, its own cache
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # Linux: new at each start of the machine
+_BOOT_MARK = ".boot"  # the boot the last full build was written in
 
 Progress = Callable[[str], None]
 
@@ -279,9 +290,10 @@ class Site:
             return self._build_locked(database, progress)
 
     def ensure(self, database: Database) -> None:
-        """At start: a first build, or fresh stylesheet, script and guide
-        after an upgrade of mailflow."""
-        if not (self.root / "index.html").exists():
+        """At start: a first build, a build again if the machine stopped
+        since the last one (its files may not have reached the disk), or
+        else fresh stylesheet, script and guide after an upgrade of mailflow."""
+        if not (self.root / "index.html").exists() or not self._written_in_this_boot():
             self.build(database)
             return
         with self._locked():
@@ -328,7 +340,7 @@ class Site:
             for page in (Index(), Feed(), SearchIndex(), Guide()):
                 self._render(session, page, durable=False)
             self._remove_cases_not_in(shown)
-        os.sync()  # one flush for the whole build instead of one per file
+        self._mark_boot()
         if pending:
             self._mark_done(database, pending)
         progress(f"done: {len(shown)} cases in {self.root}")
@@ -582,6 +594,23 @@ class Site:
             new.mkdir(exist_ok=True)
             os.chmod(new, 0o755)
 
+    def _written_in_this_boot(self) -> bool:
+        boot = _boot_id()
+        if boot is None:
+            return True  # no boot ID here: the build flushed with sync() instead
+        mark = self.root / _BOOT_MARK
+        return mark.exists() and mark.read_text().strip() == boot
+
+    def _mark_boot(self) -> None:
+        """Record the boot the build's files were written in, or flush them
+        all where there is no boot ID. The mark itself needs no flush: lost
+        with the rest, it is missing, and a missing mark means a build too."""
+        boot = _boot_id()
+        if boot is None:
+            os.sync()
+            return
+        self._write(_BOOT_MARK, boot.encode() + b"\n", durable=False)
+
     def _mark_done(self, database: Database, change_ids: list[int]) -> None:
         with database.transaction() as session:
             session.execute(
@@ -599,6 +628,13 @@ class Site:
         with open(self.root / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+def _boot_id() -> str | None:
+    try:
+        return BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _writing_order(page: Page) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from mailflow.store.models import Case
 pytestmark = pytest.mark.torture
 
 OUTAGE_SECONDS = float(os.environ.get("MAILFLOW_TORTURE_OUTAGE_SECONDS", "15"))
-BEFORE, DURING = 100, 200  # messages sent before the outage, and while it lasts
+BEFORE, DURING = 50, 100  # messages sent before the outage, and while it lasts
 
 
 class Cluster:
