@@ -60,6 +60,7 @@ class Refusal(StrEnum):
     EXPIRED = "expired"
     STALE = "stale"
     WRONG_SENDER = "wrong_sender"
+    NOT_REVIEWER = "not_reviewer"  # a review token of someone no longer named a reviewer
     UNAUTHENTICATED = "unauthenticated"  # the front MTA says DMARC failed
 
 

@@ -108,10 +108,14 @@ def emails_to(app: App, address: str) -> list[tuple[str, str]]:
 
 
 def test_removed_by_command_the_cases_go_to_the_administrator(
-    client: Client, outbox: Mailbox, settings: Settings, capsys: pytest.CaptureFixture[str]
+    client: Client,
+    outbox: Mailbox,
+    settings: Settings,
+    app: App,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     click(client, submitted(client, outbox), "Approve", ADMIN)
-    outbox.wait_for_mail("focal_review", FOCAL)
+    old_review = outbox.wait_for_mail("focal_review", FOCAL)
     config = ["--config", str(settings.source)]
     assert main(["focal-points", "remove", "Chile", FOCAL, *config]) == 0
     printed = capsys.readouterr().out
@@ -119,6 +123,13 @@ def test_removed_by_command_the_cases_go_to_the_administrator(
     assert f"CL  {FOCAL} removed, by " in printed
     instead = outbox.wait_for_mail("focal_review", ADMIN)
     assert "Chile has no focal point" in said(instead)
+    # The removed focal point's review email no longer decides anything.
+    click(client, old_review, "Endorse", FOCAL)
+    refused = outbox.wait_for_mail("token_refused", FOCAL)
+    assert "you no longer review this case" in said(refused)
+    assert state(app) == "focal_review"
+    click(client, instead, "Endorse on behalf of Chile", ADMIN)
+    assert state(app) == "published"
     assert main(["economies", *config]) == 0
     assert "NONE: the administrator endorses in its place" in capsys.readouterr().out
     # Removing again: nothing to do, said so.

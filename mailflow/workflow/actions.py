@@ -3,7 +3,9 @@ our notifications arrives here.
 
 The token decides what the message means. A token that is unknown, used,
 expired, stale or sent from the wrong address changes nothing and does not
-spend the token of its rightful owner; the refusal is written to the case
+spend the token of its rightful owner, and neither does a review token of
+someone who no longer reviews the case (removed from the roster or the
+config since the review email); the refusal is written to the case
 history, and the sender gets one short explanation (at most one per
 address per hour, and never with action links in it).
 """
@@ -20,7 +22,7 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.store.models import Case, CaseEvent, Token
 from mailflow.tokens import Refusal
 from mailflow.triage import Incoming, failed_dmarc
-from mailflow.workflow import decisions, registration, roster, steps
+from mailflow.workflow import decisions, registration, reviewing, roster, steps
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.flow import ALL_ACTIONS
 
@@ -40,6 +42,7 @@ TOKEN_ACTIONS: dict[str, tuple[TokenHandler, bool]] = {
     **{action.word: (decisions.link_action, True) for action in ALL_ACTIONS},
 }
 
+REVIEW_HANDLERS = (decisions.link_action, decisions.reply_action)
 EXPLANATION_INTERVAL = timedelta(hours=1)
 
 
@@ -53,9 +56,17 @@ def handle_action(session: Session, incoming: Incoming, workflow: Workflow) -> s
     if token is None or verdict.refusal is not None:
         return refuse(session, incoming, workflow, token, verdict.refusal or Refusal.UNKNOWN)
     handler, single_use = TOKEN_ACTIONS[token.action]
+    if handler in REVIEW_HANDLERS and not _still_reviews(session, token, workflow, incoming.sender):
+        return refuse(session, incoming, workflow, token, Refusal.NOT_REVIEWER)
     if single_use and not workflow.tokens.use(session, token):
         return refuse(session, incoming, workflow, token, Refusal.USED)
     return handler(session, incoming, workflow, token)
+
+
+def _still_reviews(session: Session, token: Token, workflow: Workflow, sender: str) -> bool:
+    case = session.get(Case, token.case_id)
+    stage = workflow.flows.of(case).stage(case.state) if case else None
+    return case is None or stage is None or reviewing.may_decide(stage, case, workflow, sender)
 
 
 def refuse(

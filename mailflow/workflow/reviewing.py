@@ -78,6 +78,23 @@ def reviewers_of(stage: Stage, case: Case, workflow: Workflow) -> list[str]:
     return workflow.admins if admins_stand_in(workflow) else []
 
 
+def may_decide(stage: Stage, case: Case, workflow: Workflow, person: str) -> bool:
+    """Whether ``person`` decides at ``stage`` today: a review email
+    outlives a change of the roster or of the config, the right to use it
+    does not. Any focal point or the deputy of the economy may decide,
+    away or not; the administrators always may (whether they may stand in
+    for a focal point is ``decisions``' question)."""
+    if stage.reviewers is Reviewers.EDITORS:
+        allowed = list(workflow.settings.editors.addresses)
+    elif stage.focal:
+        session, code = object_session(case), deciding_economy(case)
+        deputies = roster.confirmed(session, code, roster.DEPUTY) if session and code else []
+        allowed = [*focal_points(case, workflow), *deputies]
+    else:
+        allowed = []
+    return person.lower() in {a.lower() for a in [*allowed, *workflow.admins]}
+
+
 def away_focal_points(case: Case, workflow: Workflow) -> list[dict[str, Any]]:
     """The economy's focal points who are away, with when they are back
     and how we know (``reason``: an out-of-office reply, or their own mail)."""
