@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Client, Mailbox, body_html, body_text
 from flows import ADMIN, ANA, FOCAL, FOCAL2, click, emails, published, state, submitted
-from mails import message
+from mails import message, reply
 from sqlalchemy import select
 from test_internships import FORM, ROSA, apply, registered
 
@@ -101,6 +101,12 @@ def test_an_unconfirmed_focal_point_gets_nothing_and_the_command_lists_them(
     assert [template for to, template in emails_to(app, NEW)] == ["roster_invite"]
     assert main(["economies", *config]) == 0
     assert f"{NEW} waiting for confirmation" in capsys.readouterr().out
+    # Added again while the invitation waits: asked again, and either link confirms.
+    assert main(["focal-points", "add", "CL", NEW, *config]) == 0
+    assert f"{NEW} has not confirmed for Chile yet; asked again by email" in capsys.readouterr().out
+    again = outbox.wait_for_mail("roster_invite", NEW, count=2)
+    client.send(reply(again, NEW, "Yes"))
+    outbox.wait_for_mail("focal_review", NEW)
 
 
 def emails_to(app: App, address: str) -> list[tuple[str, str]]:

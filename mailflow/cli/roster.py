@@ -63,6 +63,8 @@ def cmd_focal_points(args: argparse.Namespace) -> int:
         app.drain_outbox()
     if done.outcome == "added":
         print(f"{done.email} added for {done.economy}; asked by email to confirm the role")
+    elif done.outcome == "asked_again":
+        print(f"{done.email} has not confirmed for {done.economy} yet; asked again by email")
     elif done.outcome != "listed":
         print(f"{done.email}: {done.outcome} ({done.economy})")
     if not entries:

@@ -191,6 +191,9 @@ def _place(
     session: Session, workflow: Workflow, code: str, email: str, role: str, *, by: str, how: str
 ) -> str:
     row = rostered.entry(session, code, email, role)
+    if row is not None and row.state == INVITED and how != CONFIG:
+        _invite(session, workflow, row)  # the first invitation may be lost or forgotten
+        return "asked_again"
     if row is not None and row.state != REMOVED:
         return "already"
     now = workflow.clock.now()
