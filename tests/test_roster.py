@@ -244,6 +244,18 @@ def test_away_without_a_deputy_goes_to_the_administrator_and_back_ends_it(
         assert session.get(Absence, FOCAL) is None
 
 
+def test_a_return_more_than_a_year_away_is_taken_for_a_typo(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    typo = date.today().replace(year=date.today().year + 180).isoformat()
+    client.send(message(FOCAL, ROSTER, "holidays", f"Away until: {typo}\n"))
+    answer = said(outbox.wait_for_mail("roster_set", FOCAL))
+    assert f'"{typo}" is more than a year away, so nothing changed.' in answer
+    assert "Write e.g. Away until: 2027-01-10" in answer
+    with app.database.transaction() as session:
+        assert session.get(Absence, FOCAL) is None
+
+
 def test_the_daily_summary_shows_the_roster(client: Client, outbox: Mailbox, app: App) -> None:
     client.send(message(FOCAL, ROSTER, "my deputy", f"Deputy: {DEPUTY}\n"))
     outbox.wait_for_mail("roster_invite", DEPUTY)

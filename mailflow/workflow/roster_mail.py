@@ -146,6 +146,8 @@ def _set_own(session: Session, incoming: Incoming, workflow: Workflow, form: dic
         until = _day(written, workflow)
         if until is None and not _says_back(written):
             values["away_problem"] = written
+        elif until and until > (workflow.clock.now() + absence.LONGEST_ABSENCE).date():
+            values["away_too_long"] = written  # a mistyped year, most likely
         else:
             roster.set_away(session, workflow, sender, until)
             back = until is None or until <= workflow.clock.now().date()
