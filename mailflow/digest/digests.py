@@ -9,22 +9,32 @@ subscriber, moving ``digest_from`` to ``period_end`` (compare-and-set) and
 writing their email to the outbox commit together, so a fan-out killed
 midway, resumed by the next tick or run twice at once, sends nobody the
 same period twice.
+
+The subscribers who get the same digest (the same news, in the same
+language) share it: it is rendered and composed once per period, and each
+subscriber's email is written from it with only their own parts changed
+(``digest/shared.py``); their rows go to the outbox in one statement per
+batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from mailflow.digest import subscriptions
+from mailflow.digest import readers, subscriptions
+from mailflow.digest.readers import Reader
+from mailflow.digest.shared import SharedDigest, can_share
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.db import Database
-from mailflow.store.models import Case, Counter, DigestRun, Publication, Subscriber
+from mailflow.store.models import Case, Counter, DigestRun, OutboxMessage, Publication
 from mailflow.vocab import AREAS, Kind
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.states import State
@@ -68,6 +78,16 @@ class FanOut:
     nothing_new: int = 0
 
 
+@dataclass
+class Period:
+    """What one period's fan-out keeps from batch to batch: the news since
+    each start, and each distinct digest, composed once."""
+
+    end: datetime
+    news: dict[datetime, News] = field(default_factory=dict)
+    shared: dict[tuple[datetime, str], SharedDigest] = field(default_factory=dict)
+
+
 class Digests:
     def __init__(self, database: Database, workflow: Workflow) -> None:
         self.database = database
@@ -104,7 +124,8 @@ class Digests:
                 .order_by(DigestRun.period_end)
             ).all()
         for run_id, period_end in runs:
-            while self._batch(run_id, period_end, total):
+            period = Period(period_end)
+            while self._batch(run_id, period, total):
                 progress(f"{total.sent} digests written, {total.nothing_new} with nothing new")
             with self.database.transaction() as session:
                 session.execute(
@@ -117,73 +138,94 @@ class Digests:
     def preview(self, period_end: datetime) -> FanOut:
         """What a digest ending now would send, writing nothing."""
         total = FanOut()
+        period = Period(period_end)
         after = 0
         with self.database.reading() as session:
-            windows: dict[datetime, News] = {}
-            while batch := self.due(session, period_end, after_id=after):
-                for subscriber in batch:
-                    start = subscriber.digest_from
-                    assert start is not None
-                    if start not in windows:
-                        windows[start] = self.news_between(session, start, period_end)
-                    if windows[start]:
+            while batch := readers.due(session, period_end, self._batch_size, after_id=after):
+                for reader in batch:
+                    if self._news(session, period, reader.start):
                         total.sent += 1
                     else:
                         total.nothing_new += 1
                 after = batch[-1].id
         return total
 
-    def due(self, session: Session, period_end: datetime, after_id: int = 0) -> list[Subscriber]:
-        """The next subscribers whose digest for this period is not written."""
-        return list(
-            session.scalars(
-                select(Subscriber)
-                .where(
-                    Subscriber.confirmed_at.is_not(None),
-                    Subscriber.left_at.is_(None),
-                    Subscriber.suspended_at.is_(None),
-                    Subscriber.digest_from < period_end,
-                    Subscriber.id > after_id,
-                )
-                .order_by(Subscriber.id)
-                .limit(self.workflow.settings.digest.batch)
-            )
-        )
+    @property
+    def _batch_size(self) -> int:
+        return self.workflow.settings.digest.batch
 
-    def _batch(self, run_id: int, period_end: datetime, total: FanOut) -> bool:
+    def _batch(self, run_id: int, period: Period, total: FanOut) -> bool:
+        """One transaction: claim the next subscribers due and write their
+        digests; False once none is left."""
         with self.database.transaction() as session:
-            batch = self.due(session, period_end)
-            windows: dict[datetime, News] = {}
+            batch = readers.due(session, period.end, self._batch_size)
+            claimed = readers.claim(session, batch, period.end)
+            language_of = readers.languages(
+                session, self.workflow.outbox.readers, (reader.email for reader in claimed)
+            )
+            now = self.workflow.clock.now()
+            rows: list[dict[str, Any]] = []
             sent = 0
-            for subscriber in batch:
-                start = subscriber.digest_from
-                assert start is not None
-                claimed = session.execute(
-                    update(Subscriber)
-                    .where(
-                        Subscriber.id == subscriber.id,
-                        Subscriber.digest_from == start,
-                        # Still on the list: someone may have left meanwhile.
-                        Subscriber.left_at.is_(None),
-                        Subscriber.suspended_at.is_(None),
-                    )
-                    .values(digest_from=period_end)
-                    .execution_options(synchronize_session=False)
-                )
-                if not getattr(claimed, "rowcount", 0):
-                    continue  # another fan-out took this one
-                if start not in windows:
-                    windows[start] = self.news_between(session, start, period_end)
-                if windows[start]:
-                    self.workflow.send(session, self.digest(subscriber, windows[start]))
-                    sent += 1
-                else:
+            for reader in claimed:
+                news = self._news(session, period, reader.start)
+                if not news:
                     total.nothing_new += 1
+                    continue
+                if self._can_share(reader):
+                    shared = self._shared(period, reader.start, language_of[reader.email], news)
+                    rows.append(self._row(shared, reader, now))
+                else:
+                    self.workflow.send(session, self.digest(reader.email, reader.secret, news))
+                sent += 1
+            if rows:
+                session.execute(insert(OutboxMessage), rows)
             session.execute(
                 update(DigestRun).where(DigestRun.id == run_id).values(sent=DigestRun.sent + sent)
             )
         total.sent += sent
         return bool(batch)
+
+    def _news(self, session: Session, period: Period, start: datetime) -> News:
+        news = period.news.get(start)
+        if news is None:
+            news = period.news[start] = self.news_between(session, start, period.end)
+        return news
+
+    def _can_share(self, reader: Reader) -> bool:
+        """A subscriber of the shapes a shared digest can be written for;
+        one of our own addresses goes the outbox's way, which refuses it."""
+        return can_share(reader.email, reader.secret) and not self.workflow.router.is_ours(
+            reader.email
+        )
+
+    def _shared(self, period: Period, start: datetime, language: str, news: News) -> SharedDigest:
+        """The digest of everyone with this start and language, composed
+        on first use."""
+        shared = period.shared.get((start, language))
+        if shared is None:
+            outbox = self.workflow.outbox
+
+            def compose(address: str, secret: str) -> EmailMessage:
+                return outbox.compose(self.digest(address, secret, news), language)
+
+            shared = SharedDigest.compose(compose, self.workflow.router.domain)
+            period.shared[(start, language)] = shared
+        return shared
+
+    def _row(self, shared: SharedDigest, reader: Reader, now: datetime) -> dict[str, Any]:
+        """The outbox row of one subscriber's digest, as ``Outbox.enqueue``
+        would write it."""
+        written = shared.write(reader.email, reader.secret)
+        return {
+            "created_at": now,
+            "recipient": reader.email,
+            "envelope_sender": subscriptions.bounce_address(reader.secret, self.workflow),
+            "message_id": written.message_id,
+            "subject": shared.subject,
+            "template": "digest",
+            "raw": self.workflow.outbox.sign(written.raw),
+            "next_attempt_at": now,
+        }
 
     def news_between(self, session: Session, start: datetime, end: datetime) -> News:
         return News(
@@ -245,8 +287,8 @@ class Digests:
             for comment, case in rows
         ]
 
-    def digest(self, subscriber: Subscriber, news: News) -> Outgoing:
-        leave = subscriptions.leave_address(subscriber, self.workflow)
+    def digest(self, address: str, secret: str, news: News) -> Outgoing:
+        leave = subscriptions.leave_address(secret, self.workflow)
         unsubscribe = [f"<mailto:{leave}?subject=unsubscribe>"]
         site = self.workflow.settings.site
         headers = [
@@ -254,16 +296,16 @@ class Digests:
             ("Precedence", "bulk"),  # auto-responders leave it alone
         ]
         if self._one_click:
-            url = f"{self._base}/unsubscribe/?s={subscriber.secret}"
+            url = f"{self._base}/unsubscribe/?s={secret}"
             unsubscribe.append(f"<{url}>")
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         headers.append(("List-Unsubscribe", ", ".join(unsubscribe)))
         return Outgoing(
             "digest",
-            subscriber.email,
+            address,
             {"items": news.cases, "comments": news.comments, "leave_address": leave},
             headers=tuple(headers),
-            return_path=subscriptions.bounce_address(subscriber, self.workflow),
+            return_path=subscriptions.bounce_address(secret, self.workflow),
         )
 
 
