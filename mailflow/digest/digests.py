@@ -63,10 +63,12 @@ class CommentItem:
 
 @dataclass(frozen=True)
 class News:
-    """What a digest tells: cases published and comments approved."""
+    """What a digest tells: cases published and comments approved. Equal
+    news (from two starts with nothing published between them) is one
+    digest."""
 
-    cases: list[Item]
-    comments: list[CommentItem]
+    cases: tuple[Item, ...]
+    comments: tuple[CommentItem, ...]
 
     def __bool__(self) -> bool:
         return bool(self.cases or self.comments)
@@ -81,11 +83,12 @@ class FanOut:
 @dataclass
 class Period:
     """What one period's fan-out keeps from batch to batch: the news since
-    each start, and each distinct digest, composed once."""
+    each start, and each distinct digest (news and language), composed
+    once."""
 
     end: datetime
     news: dict[datetime, News] = field(default_factory=dict)
-    shared: dict[tuple[datetime, str], SharedDigest] = field(default_factory=dict)
+    shared: dict[tuple[News, str], SharedDigest] = field(default_factory=dict)
 
 
 class Digests:
@@ -172,7 +175,7 @@ class Digests:
                     total.nothing_new += 1
                     continue
                 if self._can_share(reader):
-                    shared = self._shared(period, reader.start, language_of[reader.email], news)
+                    shared = self._shared(period, news, language_of[reader.email])
                     rows.append(self._row(shared, reader, now))
                 else:
                     self.workflow.send(session, self.digest(reader.email, reader.secret, news))
@@ -198,10 +201,10 @@ class Digests:
             reader.email
         )
 
-    def _shared(self, period: Period, start: datetime, language: str, news: News) -> SharedDigest:
-        """The digest of everyone with this start and language, composed
-        on first use."""
-        shared = period.shared.get((start, language))
+    def _shared(self, period: Period, news: News, language: str) -> SharedDigest:
+        """The digest of everyone with this news and language, composed on
+        first use."""
+        shared = period.shared.get((news, language))
         if shared is None:
             outbox = self.workflow.outbox
 
@@ -209,7 +212,7 @@ class Digests:
                 return outbox.compose(self.digest(address, secret, news), language)
 
             shared = SharedDigest.compose(compose, self.workflow.router.domain)
-            period.shared[(start, language)] = shared
+            period.shared[(news, language)] = shared
         return shared
 
     def _row(self, shared: SharedDigest, reader: Reader, now: datetime) -> dict[str, Any]:
@@ -233,7 +236,9 @@ class Digests:
             self.comments_between(session, start, end),
         )
 
-    def published_between(self, session: Session, start: datetime, end: datetime) -> list[Item]:
+    def published_between(
+        self, session: Session, start: datetime, end: datetime
+    ) -> tuple[Item, ...]:
         """Cases published in (start, end] (the emails group them by area)."""
         rows = session.execute(
             select(Publication, Case)
@@ -245,7 +250,7 @@ class Digests:
             )
             .order_by(Publication.area, Publication.seq)
         )
-        return [
+        return tuple(
             Item(
                 id=case.public_id,
                 title=case.title,
@@ -255,11 +260,11 @@ class Digests:
                 url=f"{self._base}/cases/{case.public_id}/",
             )
             for publication, case in rows
-        ]
+        )
 
     def comments_between(
         self, session: Session, start: datetime, end: datetime
-    ) -> list[CommentItem]:
+    ) -> tuple[CommentItem, ...]:
         """Comments shown on a case page in (start, end], on cases still
         published, oldest first."""
         about = aliased(Case)
@@ -276,7 +281,7 @@ class Digests:
             .order_by(Case.state_since, Case.id)
         )
         economies = self.workflow.economies
-        return [
+        return tuple(
             CommentItem(
                 case_id=case.public_id,
                 case_title=case.title,
@@ -285,7 +290,7 @@ class Digests:
                 url=f"{self._base}/cases/{case.public_id}/",
             )
             for comment, case in rows
-        ]
+        )
 
     def digest(self, address: str, secret: str, news: News) -> Outgoing:
         leave = subscriptions.leave_address(secret, self.workflow)
