@@ -24,7 +24,7 @@ from sqlalchemy import select
 from bench.seed import seed_published
 from mailflow.app import App
 from mailflow.config import Settings
-from mailflow.digest import readers
+from mailflow.digest import recipients
 from mailflow.digest.shared import SharedDigest
 from mailflow.notify.outbox import flatten
 from mailflow.store.models import FocalPoint, Participant, Subscriber
@@ -279,5 +279,5 @@ def test_the_languages_of_a_batch_are_those_each_reader_has_alone(app: App) -> N
     chooser = app.workflow.outbox.readers
     with app.database.reading() as session:
         each = {address: chooser.of(session, address) for address in addresses}
-        assert readers.languages(session, chooser, addresses) == each
+        assert recipients.languages(session, chooser, addresses) == each
     assert len(set(each.values())) == 6  # every rule decides one, or this proves little

@@ -29,8 +29,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from mailflow.digest import readers, subscriptions
-from mailflow.digest.readers import Reader
+from mailflow.digest import recipients, subscriptions
+from mailflow.digest.recipients import Recipient
 from mailflow.digest.shared import SharedDigest, can_share
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.db import Database
@@ -84,7 +84,8 @@ class FanOut:
 class Period:
     """What one period's fan-out keeps from batch to batch: the news since
     each start, and each distinct digest (news and language), composed
-    once."""
+    once. (A case taken off the site while the fan-out runs stays in that
+    period's digests, as it is in the emails already written.)"""
 
     end: datetime
     news: dict[datetime, News] = field(default_factory=dict)
@@ -144,9 +145,9 @@ class Digests:
         period = Period(period_end)
         after = 0
         with self.database.reading() as session:
-            while batch := readers.due(session, period_end, self._batch_size, after_id=after):
-                for reader in batch:
-                    if self._news(session, period, reader.start):
+            while batch := recipients.due(session, period_end, self._batch_size, after_id=after):
+                for recipient in batch:
+                    if self._news(session, period, recipient.start):
                         total.sent += 1
                     else:
                         total.nothing_new += 1
@@ -161,24 +162,26 @@ class Digests:
         """One transaction: claim the next subscribers due and write their
         digests; False once none is left."""
         with self.database.transaction() as session:
-            batch = readers.due(session, period.end, self._batch_size)
-            claimed = readers.claim(session, batch, period.end)
-            language_of = readers.languages(
-                session, self.workflow.outbox.readers, (reader.email for reader in claimed)
+            batch = recipients.due(session, period.end, self._batch_size)
+            claimed = recipients.claim(session, batch, period.end)
+            language_of = recipients.languages(
+                session, self.workflow.outbox.readers, (recipient.email for recipient in claimed)
             )
             now = self.workflow.clock.now()
             rows: list[dict[str, Any]] = []
             sent = 0
-            for reader in claimed:
-                news = self._news(session, period, reader.start)
+            for recipient in claimed:
+                news = self._news(session, period, recipient.start)
                 if not news:
                     total.nothing_new += 1
                     continue
-                if self._can_share(reader):
-                    shared = self._shared(period, news, language_of[reader.email])
-                    rows.append(self._row(shared, reader, now))
+                if self._can_share(recipient):
+                    shared = self._shared(period, news, language_of[recipient.email])
+                    rows.append(self._row(shared, recipient, now))
                 else:
-                    self.workflow.send(session, self.digest(reader.email, reader.secret, news))
+                    self.workflow.send(
+                        session, self.digest(recipient.email, recipient.secret, news)
+                    )
                 sent += 1
             if rows:
                 session.execute(insert(OutboxMessage), rows)
@@ -194,11 +197,11 @@ class Digests:
             news = period.news[start] = self.news_between(session, start, period.end)
         return news
 
-    def _can_share(self, reader: Reader) -> bool:
+    def _can_share(self, recipient: Recipient) -> bool:
         """A subscriber of the shapes a shared digest can be written for;
         one of our own addresses goes the outbox's way, which refuses it."""
-        return can_share(reader.email, reader.secret) and not self.workflow.router.is_ours(
-            reader.email
+        return can_share(recipient.email, recipient.secret) and not self.workflow.router.is_ours(
+            recipient.email
         )
 
     def _shared(self, period: Period, news: News, language: str) -> SharedDigest:
@@ -215,14 +218,14 @@ class Digests:
             period.shared[(news, language)] = shared
         return shared
 
-    def _row(self, shared: SharedDigest, reader: Reader, now: datetime) -> dict[str, Any]:
+    def _row(self, shared: SharedDigest, recipient: Recipient, now: datetime) -> dict[str, Any]:
         """The outbox row of one subscriber's digest, as ``Outbox.enqueue``
         would write it."""
-        written = shared.write(reader.email, reader.secret)
+        written = shared.write(recipient.email, recipient.secret)
         return {
             "created_at": now,
-            "recipient": reader.email,
-            "envelope_sender": subscriptions.bounce_address(reader.secret, self.workflow),
+            "recipient": recipient.email,
+            "envelope_sender": subscriptions.bounce_address(recipient.secret, self.workflow),
             "message_id": written.message_id,
             "subject": shared.subject,
             "template": "digest",

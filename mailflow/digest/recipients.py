@@ -24,7 +24,7 @@ from mailflow.store.roster import REMOVED
 
 
 @dataclass(frozen=True)
-class Reader:
+class Recipient:
     """A subscriber as the fan-out needs them."""
 
     id: int
@@ -33,7 +33,7 @@ class Reader:
     start: datetime  # their digest holds what was published after this
 
 
-def due(session: Session, period_end: datetime, limit: int, after_id: int = 0) -> list[Reader]:
+def due(session: Session, period_end: datetime, limit: int, after_id: int = 0) -> list[Recipient]:
     """The next subscribers whose digest for this period is not written."""
     rows = session.execute(
         select(Subscriber.id, Subscriber.email, Subscriber.secret, Subscriber.digest_from)
@@ -50,17 +50,17 @@ def due(session: Session, period_end: datetime, limit: int, after_id: int = 0) -
     due_now = []
     for id, email, secret, start in rows:
         assert start is not None  # NULL is never < period_end
-        due_now.append(Reader(id, email, secret, start))
+        due_now.append(Recipient(id, email, secret, start))
     return due_now
 
 
-def claim(session: Session, readers: list[Reader], period_end: datetime) -> list[Reader]:
-    """Those of ``readers`` whose ``digest_from`` this transaction moved to
+def claim(session: Session, recipients: list[Recipient], period_end: datetime) -> list[Recipient]:
+    """Those of ``recipients`` whose ``digest_from`` this transaction moved to
     ``period_end``: one statement per distinct start. A reader another
     fan-out moved first, or who left meanwhile, is not among them."""
     by_start: dict[datetime, list[int]] = defaultdict(list)
-    for reader in readers:
-        by_start[reader.start].append(reader.id)
+    for recipient in recipients:
+        by_start[recipient.start].append(recipient.id)
     claimed: set[int] = set()
     for start, ids in by_start.items():
         claimed.update(
@@ -78,7 +78,7 @@ def claim(session: Session, readers: list[Reader], period_end: datetime) -> list
                 .execution_options(synchronize_session=False)
             )
         )
-    return [reader for reader in readers if reader.id in claimed]
+    return [recipient for recipient in recipients if recipient.id in claimed]
 
 
 def languages(session: Session, readers: Readers, addresses: Iterable[str]) -> dict[str, str]:
