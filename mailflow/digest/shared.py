@@ -131,13 +131,53 @@ def _part_fill(part: MIMEPart, stand_in_secret: str) -> Fill:
     if part.get_content_maintype() != "text" or part.get_content_charset() != "utf-8":
         raise ValueError(f"a digest part must be UTF-8 text, not {part.get_content_type()}")
     encoding = str(part.get("Content-Transfer-Encoding", "7bit")).lower()
-    encode = _ENCODERS.get(encoding)
+    text: str = part.get_content()
+    if encoding == "base64":
+        # Every byte moves every character after it: encoded anew each time.
+        return lambda personal: _base64(text.replace(stand_in_secret, personal.secret))
+    encode = _IN_PLACE.get(encoding)
     if encode is None:
         raise ValueError(f"a digest part in {encoding!r}: no encoder for it here")
-    text: str = part.get_content()
+    return _in_place(encode(text), encode(_other_digits(text, stand_in_secret)), stand_in_secret)
+
+
+def _other_digits(text: str, stand_in_secret: str) -> str:
+    """``text`` with every hex digit of the stand-in's secret changed."""
+    other = "".join(f"{(int(digit, 16) + 8) % 16:x}" for digit in stand_in_secret)
+    return text.replace(stand_in_secret, other)
+
+
+def _in_place(encoded: bytes, with_other_digits: bytes, stand_in_secret: str) -> Fill:
+    """The part encoded once, with each subscriber's secret written over
+    the stand-in's. 7bit, 8bit and quoted-printable write a hex digit as
+    itself, one byte wide, and break lines by width alone, so any secret
+    lands on the same bytes, even where a soft line break cuts the
+    stand-in's in two. Those bytes are where the part encoded with every
+    digit changed differs; they must spell the stand-in's secret, each time
+    it is in the text, and nothing else may differ."""
+    places = [n for n, (a, b) in enumerate(zip(encoded, with_other_digits, strict=True)) if a != b]
+    spelt = bytes(encoded[n] for n in places)
+    times = len(places) // len(stand_in_secret)
+    if not times or spelt != stand_in_secret.encode("ascii") * times:
+        raise ValueError("the stand-in's secret is not where a subscriber's would be")
+    # Runs of consecutive places: (first place, how many, where in the secrets).
+    runs: list[tuple[int, int, int]] = []
+    for order, place in enumerate(places):
+        if runs and runs[-1][0] + runs[-1][1] == place:
+            first, length, at = runs[-1]
+            runs[-1] = (first, length + 1, at)
+        else:
+            runs.append((place, 1, order))
+    pieces: list[bytes | slice] = []
+    end = 0
+    for first, length, at in runs:
+        pieces += [encoded[end:first], slice(at, at + length)]
+        end = first + length
+    pieces.append(encoded[end:])
 
     def fill(personal: Personal) -> bytes:
-        return encode(text.replace(stand_in_secret, personal.secret))
+        written = personal.secret.encode("ascii") * times
+        return b"".join(written[p] if isinstance(p, slice) else p for p in pieces)
 
     return fill
 
@@ -188,9 +228,9 @@ def _base64(text: str) -> bytes:
     return b"\r\n".join(lines) + b"\r\n"
 
 
-_ENCODERS: dict[str, Callable[[str], bytes]] = {
+# The encodings that write each hex digit as itself.
+_IN_PLACE: dict[str, Callable[[str], bytes]] = {
     "7bit": _as_is,
     "8bit": _as_is,
     "quoted-printable": _quoted_printable,
-    "base64": _base64,
 }
