@@ -17,10 +17,13 @@ markers with that subscriber's values:
   whitespace, so the header reads exactly as if composed for them; a
   ``Message-ID`` token of the same shape; and an address the email package
   writes as it is (a plain ASCII ``local@domain``);
-- each text part encoded again, with the transfer encoding the outbox chose,
-  from its text with the subscriber's secret in place of the stand-in's.
-  Hex digits are the same after HTML escaping and URL quoting, so that text
-  is what rendering for the subscriber would give.
+- each text part in the transfer encoding the outbox chose for it, its
+  text being the stand-in's with the subscriber's secret in place of the
+  stand-in's: hex digits are the same after HTML escaping and URL quoting,
+  so that text is what rendering for the subscriber would give. A part in
+  7bit, 8bit or quoted-printable is encoded once, and each secret is
+  written over the bytes where the stand-in's landed (``_in_place`` says
+  why that is exact); a part in base64 is encoded anew for each.
 
 A subscriber outside these shapes (an address beyond plain ASCII, a secret
 made some other way) is not written here: ``can_share`` says so, and the
