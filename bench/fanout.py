@@ -10,6 +10,7 @@ as a deployment that sets ``[outbound].dkim_selector`` does."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -51,8 +52,11 @@ def measure(subscribers: int, dkim: bool = False) -> dict[str, float]:
 
 def run_fanout(quick: bool) -> list[str]:
     sizes = (200,) if quick else (1_000, 10_000, 100_000)
+    load_before = os.getloadavg()[0]
     rows = [measure(size) for size in sizes]
     rows.append(measure(50 if quick else 1_000, dkim=True))
+    # The machine may be shared: how busy it was says how far to trust the figures.
+    load = f"{load_before:.1f} before the first run, {os.getloadavg()[0]:.1f} after the last"
     lines = [
         "## Digest fan-out",
         "",
@@ -74,4 +78,4 @@ def run_fanout(quick: bool) -> list[str]:
             f"| {r['seconds']:.1f} | {r['subscribers'] / r['seconds']:.0f} "
             f"| {r['seconds'] * 1000 / r['subscribers']:.2f} |"
         )
-    return lines
+    return [*lines, "", f"Load average (1 minute) on the machine: {load}."]
