@@ -75,7 +75,7 @@ def run_fanout(quick: bool) -> list[str]:
     for r in rows:
         lines.append(
             f"| {int(r['subscribers']):,} | {'signed' if r['dkim'] else 'off'} "
-            f"| {r['seconds']:.1f} | {r['subscribers'] / r['seconds']:.0f} "
+            f"| {r['seconds']:.1f} | {r['subscribers'] / r['seconds']:,.0f} "
             f"| {r['seconds'] * 1000 / r['subscribers']:.2f} |"
         )
     return [*lines, "", f"Load average (1 minute) on the machine: {load}."]
