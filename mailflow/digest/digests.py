@@ -9,22 +9,32 @@ subscriber, moving ``digest_from`` to ``period_end`` (compare-and-set) and
 writing their email to the outbox commit together, so a fan-out killed
 midway, resumed by the next tick or run twice at once, sends nobody the
 same period twice.
+
+The subscribers who get the same digest (the same news, in the same
+language) share it: it is rendered and composed once per period, and each
+subscriber's email is written from it with only their own parts changed
+(``digest/shared.py``); their rows go to the outbox in one statement per
+batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from mailflow.digest import subscriptions
+from mailflow.digest import recipients, subscriptions
+from mailflow.digest.recipients import Recipient
+from mailflow.digest.shared import SharedDigest, can_share
 from mailflow.notify.outbox import Outgoing
 from mailflow.store.db import Database
-from mailflow.store.models import Case, Counter, DigestRun, Publication, Subscriber
+from mailflow.store.models import Case, Counter, DigestRun, OutboxMessage, Publication
 from mailflow.vocab import AREAS, Kind
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.states import State
@@ -53,10 +63,12 @@ class CommentItem:
 
 @dataclass(frozen=True)
 class News:
-    """What a digest tells: cases published and comments approved."""
+    """What a digest tells: cases published and comments approved. Equal
+    news (from two starts with nothing published between them) is one
+    digest."""
 
-    cases: list[Item]
-    comments: list[CommentItem]
+    cases: tuple[Item, ...]
+    comments: tuple[CommentItem, ...]
 
     def __bool__(self) -> bool:
         return bool(self.cases or self.comments)
@@ -66,6 +78,18 @@ class News:
 class FanOut:
     sent: int = 0
     nothing_new: int = 0
+
+
+@dataclass
+class Period:
+    """What one period's fan-out keeps from batch to batch: the news since
+    each start, and each distinct digest (news and language), composed
+    once. (A case taken off the site while the fan-out runs stays in that
+    period's digests, as it is in the emails already written.)"""
+
+    end: datetime
+    news: dict[datetime, News] = field(default_factory=dict)
+    shared: dict[tuple[News, str], SharedDigest] = field(default_factory=dict)
 
 
 class Digests:
@@ -104,7 +128,8 @@ class Digests:
                 .order_by(DigestRun.period_end)
             ).all()
         for run_id, period_end in runs:
-            while self._batch(run_id, period_end, total):
+            period = Period(period_end)
+            while self._batch(run_id, period, total):
                 progress(f"{total.sent} digests written, {total.nothing_new} with nothing new")
             with self.database.transaction() as session:
                 session.execute(
@@ -117,73 +142,96 @@ class Digests:
     def preview(self, period_end: datetime) -> FanOut:
         """What a digest ending now would send, writing nothing."""
         total = FanOut()
+        period = Period(period_end)
         after = 0
         with self.database.reading() as session:
-            windows: dict[datetime, News] = {}
-            while batch := self.due(session, period_end, after_id=after):
-                for subscriber in batch:
-                    start = subscriber.digest_from
-                    assert start is not None
-                    if start not in windows:
-                        windows[start] = self.news_between(session, start, period_end)
-                    if windows[start]:
+            while batch := recipients.due(session, period_end, self._batch_size, after_id=after):
+                for recipient in batch:
+                    if self._news(session, period, recipient.start):
                         total.sent += 1
                     else:
                         total.nothing_new += 1
                 after = batch[-1].id
         return total
 
-    def due(self, session: Session, period_end: datetime, after_id: int = 0) -> list[Subscriber]:
-        """The next subscribers whose digest for this period is not written."""
-        return list(
-            session.scalars(
-                select(Subscriber)
-                .where(
-                    Subscriber.confirmed_at.is_not(None),
-                    Subscriber.left_at.is_(None),
-                    Subscriber.suspended_at.is_(None),
-                    Subscriber.digest_from < period_end,
-                    Subscriber.id > after_id,
-                )
-                .order_by(Subscriber.id)
-                .limit(self.workflow.settings.digest.batch)
-            )
-        )
+    @property
+    def _batch_size(self) -> int:
+        return self.workflow.settings.digest.batch
 
-    def _batch(self, run_id: int, period_end: datetime, total: FanOut) -> bool:
+    def _batch(self, run_id: int, period: Period, total: FanOut) -> bool:
+        """One transaction: claim the next subscribers due and write their
+        digests; False once none is left."""
         with self.database.transaction() as session:
-            batch = self.due(session, period_end)
-            windows: dict[datetime, News] = {}
+            batch = recipients.due(session, period.end, self._batch_size)
+            claimed = recipients.claim(session, batch, period.end)
+            language_of = recipients.languages(
+                session, self.workflow.outbox.readers, (recipient.email for recipient in claimed)
+            )
+            now = self.workflow.clock.now()
+            rows: list[dict[str, Any]] = []
             sent = 0
-            for subscriber in batch:
-                start = subscriber.digest_from
-                assert start is not None
-                claimed = session.execute(
-                    update(Subscriber)
-                    .where(
-                        Subscriber.id == subscriber.id,
-                        Subscriber.digest_from == start,
-                        # Still on the list: someone may have left meanwhile.
-                        Subscriber.left_at.is_(None),
-                        Subscriber.suspended_at.is_(None),
-                    )
-                    .values(digest_from=period_end)
-                    .execution_options(synchronize_session=False)
-                )
-                if not getattr(claimed, "rowcount", 0):
-                    continue  # another fan-out took this one
-                if start not in windows:
-                    windows[start] = self.news_between(session, start, period_end)
-                if windows[start]:
-                    self.workflow.send(session, self.digest(subscriber, windows[start]))
-                    sent += 1
-                else:
+            for recipient in claimed:
+                news = self._news(session, period, recipient.start)
+                if not news:
                     total.nothing_new += 1
+                    continue
+                if self._can_share(recipient):
+                    shared = self._shared(period, news, language_of[recipient.email])
+                    rows.append(self._row(shared, recipient, now))
+                else:
+                    self.workflow.send(
+                        session, self.digest(recipient.email, recipient.secret, news)
+                    )
+                sent += 1
+            if rows:
+                session.execute(insert(OutboxMessage), rows)
             session.execute(
                 update(DigestRun).where(DigestRun.id == run_id).values(sent=DigestRun.sent + sent)
             )
         total.sent += sent
         return bool(batch)
+
+    def _news(self, session: Session, period: Period, start: datetime) -> News:
+        news = period.news.get(start)
+        if news is None:
+            news = period.news[start] = self.news_between(session, start, period.end)
+        return news
+
+    def _can_share(self, recipient: Recipient) -> bool:
+        """A subscriber of the shapes a shared digest can be written for;
+        one of our own addresses goes the outbox's way, which refuses it."""
+        return can_share(recipient.email, recipient.secret) and not self.workflow.router.is_ours(
+            recipient.email
+        )
+
+    def _shared(self, period: Period, news: News, language: str) -> SharedDigest:
+        """The digest of everyone with this news and language, composed on
+        first use."""
+        shared = period.shared.get((news, language))
+        if shared is None:
+            outbox = self.workflow.outbox
+
+            def compose(address: str, secret: str) -> EmailMessage:
+                return outbox.compose(self.digest(address, secret, news), language)
+
+            shared = SharedDigest.compose(compose, self.workflow.router.domain)
+            period.shared[(news, language)] = shared
+        return shared
+
+    def _row(self, shared: SharedDigest, recipient: Recipient, now: datetime) -> dict[str, Any]:
+        """The outbox row of one subscriber's digest, as ``Outbox.enqueue``
+        would write it."""
+        written = shared.write(recipient.email, recipient.secret)
+        return {
+            "created_at": now,
+            "recipient": recipient.email,
+            "envelope_sender": subscriptions.bounce_address(recipient.secret, self.workflow),
+            "message_id": written.message_id,
+            "subject": shared.subject,
+            "template": "digest",
+            "raw": self.workflow.outbox.sign(written.raw),
+            "next_attempt_at": now,
+        }
 
     def news_between(self, session: Session, start: datetime, end: datetime) -> News:
         return News(
@@ -191,7 +239,9 @@ class Digests:
             self.comments_between(session, start, end),
         )
 
-    def published_between(self, session: Session, start: datetime, end: datetime) -> list[Item]:
+    def published_between(
+        self, session: Session, start: datetime, end: datetime
+    ) -> tuple[Item, ...]:
         """Cases published in (start, end] (the emails group them by area)."""
         rows = session.execute(
             select(Publication, Case)
@@ -203,7 +253,7 @@ class Digests:
             )
             .order_by(Publication.area, Publication.seq)
         )
-        return [
+        return tuple(
             Item(
                 id=case.public_id,
                 title=case.title,
@@ -213,11 +263,11 @@ class Digests:
                 url=f"{self._base}/cases/{case.public_id}/",
             )
             for publication, case in rows
-        ]
+        )
 
     def comments_between(
         self, session: Session, start: datetime, end: datetime
-    ) -> list[CommentItem]:
+    ) -> tuple[CommentItem, ...]:
         """Comments shown on a case page in (start, end], on cases still
         published, oldest first."""
         about = aliased(Case)
@@ -234,7 +284,7 @@ class Digests:
             .order_by(Case.state_since, Case.id)
         )
         economies = self.workflow.economies
-        return [
+        return tuple(
             CommentItem(
                 case_id=case.public_id,
                 case_title=case.title,
@@ -243,10 +293,10 @@ class Digests:
                 url=f"{self._base}/cases/{case.public_id}/",
             )
             for comment, case in rows
-        ]
+        )
 
-    def digest(self, subscriber: Subscriber, news: News) -> Outgoing:
-        leave = subscriptions.leave_address(subscriber, self.workflow)
+    def digest(self, address: str, secret: str, news: News) -> Outgoing:
+        leave = subscriptions.leave_address(secret, self.workflow)
         unsubscribe = [f"<mailto:{leave}?subject=unsubscribe>"]
         site = self.workflow.settings.site
         headers = [
@@ -254,16 +304,16 @@ class Digests:
             ("Precedence", "bulk"),  # auto-responders leave it alone
         ]
         if self._one_click:
-            url = f"{self._base}/unsubscribe/?s={subscriber.secret}"
+            url = f"{self._base}/unsubscribe/?s={secret}"
             unsubscribe.append(f"<{url}>")
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         headers.append(("List-Unsubscribe", ", ".join(unsubscribe)))
         return Outgoing(
             "digest",
-            subscriber.email,
+            address,
             {"items": news.cases, "comments": news.comments, "leave_address": leave},
             headers=tuple(headers),
-            return_path=subscriptions.bounce_address(subscriber, self.workflow),
+            return_path=subscriptions.bounce_address(secret, self.workflow),
         )
 
 

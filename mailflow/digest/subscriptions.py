@@ -119,7 +119,7 @@ def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Tok
         Outgoing(
             "subscribed",
             subscriber.email,
-            {"leave_address": leave_address(subscriber, workflow)},
+            {"leave_address": leave_address(subscriber.secret, workflow)},
             answering=incoming,
         ),
     )
@@ -195,9 +195,9 @@ def record_bounce(session: Session, incoming: Incoming, workflow: Workflow) -> s
     return f"bounce {subscriber.bounces} for {subscriber.email}"
 
 
-def leave_address(subscriber: Subscriber, workflow: Workflow) -> str:
-    return workflow.router.address(Route.UNSUBSCRIBE, subscriber.secret)
+def leave_address(secret: str, workflow: Workflow) -> str:
+    return workflow.router.address(Route.UNSUBSCRIBE, secret)
 
 
-def bounce_address(subscriber: Subscriber, workflow: Workflow) -> str:
-    return workflow.router.address(Route.BOUNCES, subscriber.secret)
+def bounce_address(secret: str, workflow: Workflow) -> str:
+    return workflow.router.address(Route.BOUNCES, secret)

@@ -108,7 +108,7 @@ class Outbox:
         readers: Readers = ENGLISH_ONLY,
     ) -> None:
         self._renderer = renderer
-        self._readers = readers
+        self.readers = readers  # who reads which language (the digests ask it in bulk)
         self._router = router
         self._clock = clock
         self._sender = sender
@@ -127,7 +127,7 @@ class Outbox:
                 outgoing.template,
             )
             return None
-        message = self.compose(outgoing, self._readers.of(session, outgoing.to))
+        message = self.compose(outgoing, self.readers.of(session, outgoing.to))
         row = OutboxMessage(
             created_at=now,
             recipient=outgoing.to,
@@ -146,7 +146,12 @@ class Outbox:
     def _finish(self, message: EmailMessage) -> bytes:
         """The bytes stored and sent, signed when DKIM is on: nothing
         rewrites them afterwards, so the signature holds."""
-        raw = message.as_bytes(policy=SMTPUTF8 if _is_smtputf8(message) else SMTP)
+        return self.sign(flatten(message))
+
+    def sign(self, raw: bytes) -> bytes:
+        """``raw`` with its DKIM signature when DKIM is on. The digests,
+        which write each subscriber's bytes from one shared composition,
+        sign through here too."""
         return self._signer.sign(raw) if self._signer else raw
 
     def _answered_enough(self, session: Session, outgoing: Outgoing, now: datetime) -> bool:
@@ -406,6 +411,11 @@ def _charset_of(maintype: str, content: bytes) -> dict[str, str]:
     except UnicodeDecodeError:
         return {}
     return {"charset": "utf-8"}
+
+
+def flatten(message: EmailMessage) -> bytes:
+    """The bytes of a composed email, as stored (before any signature)."""
+    return message.as_bytes(policy=SMTPUTF8 if _is_smtputf8(message) else SMTP)
 
 
 def _is_smtputf8(message: EmailMessage) -> bool:
