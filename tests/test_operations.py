@@ -19,6 +19,7 @@ from sqlalchemy import select
 from mailflow.app import App
 from mailflow.cli import main
 from mailflow.config import Settings
+from mailflow.notify import transports
 from mailflow.notify.outbox import Outgoing
 from mailflow.notify.transports import SmtpTransport
 from mailflow.routing import Route
@@ -176,6 +177,19 @@ class Relay:
     def __init__(self) -> None:
         self.received: list[Envelope] = []
         self.answer = "250 OK"
+        self.connections = 0
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        self.connections += 1  # the sender greets once per connection
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.answer.startswith("250"):
@@ -222,6 +236,35 @@ def test_smtp_transport_relays_retries_and_gives_up(app: App, relay: tuple[Relay
     with app.database.transaction() as session:
         row = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc())).first()
         assert row is not None and row.failed_at is not None and "550" in row.last_error
+
+
+def test_one_pass_of_the_outbox_shares_connections_to_the_relay(
+    app: App, relay: tuple[Relay, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Emails waiting together go over one connection, a fresh one after
+    each share of messages and after a failure; 8-bit bodies are declared."""
+    monkeypatch.setattr(transports, "MESSAGES_PER_CONNECTION", 5)
+    handler, port = relay
+    transport = SmtpTransport("127.0.0.1", port, starttls=False, username="", password="")
+    outbox = app.workflow.outbox
+    people = [f"person{n}@example.org" for n in range(12)]
+    with app.database.transaction() as session:
+        for person in people:
+            outbox.enqueue(session, Outgoing("help", person))
+    assert outbox.drain(app.database, transport) == 12
+    assert handler.connections == 3  # 5 + 5 + 2
+    assert sorted(e.rcpt_tos[0] for e in handler.received) == sorted(people)
+    transport.deliver(ANA, address("bounces"), "Subject: Hola\r\n\r\nCaf\u00e9\r\n".encode(), 0)
+    transport.close()
+    assert "BODY=8BITMIME" in handler.received[-1].mail_options
+    assert not any("BODY=8BITMIME" in e.mail_options for e in handler.received[:-1])  # ASCII
+
+    handler.answer, handler.connections = "451 4.3.0 try later", 0
+    with app.database.transaction() as session:
+        outbox.enqueue(session, Outgoing("help", "bob@example.org"))
+        outbox.enqueue(session, Outgoing("help", "carol@example.org"))
+    assert outbox.drain(app.database, transport) == 0
+    assert handler.connections == 2  # the failure dropped the first one
 
 
 def test_nothing_is_ever_sent_to_our_own_addresses(app: App) -> None:

@@ -238,6 +238,14 @@ class Outbox:
 
         Each row is leased for as long as one delivery may take, so a
         process killed mid-send only delays that row by its lease."""
+        try:
+            return self._drain(database, transport, limit, on_failed)
+        finally:
+            transport.close()
+
+    def _drain(
+        self, database: Database, transport: Transport, limit: int, on_failed: OnFailed | None
+    ) -> int:
         sent = 0
         for _ in range(limit):
             row_id = self._lease_next(database, transport.lease)

@@ -8,6 +8,12 @@ SMTPUTF8 message that needs it) and ``OSError`` for anything that may pass
 (network, 4xx, disk); the outbox decides what to do with either. Delivering the same
 outbox row twice must be harmless: the maildir file name is derived from
 the row, so a second delivery after a crash replaces the first.
+
+The relay is given one pass of the outbox over one connection (up to
+``MESSAGES_PER_CONNECTION``), as mail servers send a queue: a digest to
+thousands costs one connection, greeting, STARTTLS and login per hundred
+emails, not per email. ``close`` ends it when the pass is over, and any
+failure drops it, so the next email starts on a fresh one.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import asyncio
 import hashlib
 import os
 import socket
+import threading
+from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +40,9 @@ class Transport(Protocol):
     lease: timedelta
 
     def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> str: ...
+
+    def close(self) -> None:
+        """The pass of the outbox is over: let go of what it kept open."""
 
 
 class MaildirTransport:
@@ -63,10 +74,28 @@ class MaildirTransport:
             os.close(descriptor)
         return f"written to {self.root / 'new' / name}"
 
+    def close(self) -> None:
+        """Nothing stays open from one file to the next."""
+
+
+# Many relays end a session after about 100 messages (Gmail and Exchange
+# Online among them); a fresh connection before that is never refused.
+MESSAGES_PER_CONNECTION = 100
+
+
+class _Connection:
+    """One thread's open session with the relay and the event loop it lives in."""
+
+    def __init__(self) -> None:
+        self.runner = asyncio.Runner()
+        self.client: aiosmtplib.SMTP | None = None
+        self.sent = 0
+
 
 class SmtpTransport:
     """Relay through an SMTP server, with optional STARTTLS and login. The
-    password comes from the environment variable the config names."""
+    password comes from the environment variable the config names. Each
+    thread that drains the outbox has a connection of its own."""
 
     def __init__(
         self,
@@ -82,21 +111,69 @@ class SmtpTransport:
         self._starttls, self._username, self._password = starttls, username, password
         self._timeout = timeout
         self.lease = timedelta(seconds=timeout + 30)
+        self._local = threading.local()
 
     def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> str:
         recipient = outgoing_address(recipient)
+        connection = self._connection()
         try:
-            return asyncio.run(self._send(recipient, envelope_sender, raw))
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            # Our one recipient refused at RCPT: its reply decides, as after DATA.
-            raise _failure(exc.recipients[0]) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            raise _failure(exc) from exc
-        except aiosmtplib.SMTPException as exc:
-            raise OSError(str(exc)) from exc
+            return connection.runner.run(self._send(connection, recipient, envelope_sender, raw))
+        except BaseException as exc:
+            self.close()  # whatever went wrong, the next email starts afresh
+            if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+                # Our one recipient refused at RCPT: its reply decides, as after DATA.
+                raise _failure(exc.recipients[0]) from exc
+            if isinstance(exc, aiosmtplib.SMTPResponseException):
+                raise _failure(exc) from exc
+            if isinstance(exc, aiosmtplib.SMTPException):
+                raise OSError(str(exc)) from exc
+            raise
 
-    async def _send(self, recipient: str, envelope_sender: str, raw: bytes) -> str:
-        client = aiosmtplib.SMTP(
+    def close(self) -> None:
+        connection: _Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            return
+        self._local.connection = None
+        client = connection.client
+        if client is not None and client.is_connected:
+            with suppress(aiosmtplib.SMTPException, OSError):
+                connection.runner.run(client.quit())
+        connection.runner.close()
+
+    def _connection(self) -> _Connection:
+        connection: _Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = _Connection()
+        return connection
+
+    async def _send(
+        self, connection: _Connection, recipient: str, envelope_sender: str, raw: bytes
+    ) -> str:
+        client = await self._open(connection)
+        smtputf8 = needs_smtputf8(recipient) or needs_smtputf8(envelope_sender)
+        smtputf8 = smtputf8 or not raw.partition(b"\r\n\r\n")[0].isascii()
+        options = []
+        if smtputf8:
+            self._check_smtputf8(client, recipient)
+            options.append("SMTPUTF8")
+        if not raw.isascii() and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")  # RFC 6152: the body's 8-bit parts are declared
+        _refused, accepted = await client.sendmail(
+            envelope_sender, [recipient], raw, mail_options=options
+        )
+        connection.sent += 1
+        return f"250 {accepted}"  # the only reply to DATA that means accepted
+
+    async def _open(self, connection: _Connection) -> aiosmtplib.SMTP:
+        """The thread's session, opened anew when there is none, the relay
+        closed it, or it carried its share of messages."""
+        client = connection.client
+        if client is not None and client.is_connected:
+            if connection.sent < MESSAGES_PER_CONNECTION:
+                return client
+            with suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+        client = connection.client = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
             start_tls=self._starttls,
@@ -104,25 +181,16 @@ class SmtpTransport:
             password=self._password or None,
             timeout=self._timeout,
         )
-        smtputf8 = needs_smtputf8(recipient) or needs_smtputf8(envelope_sender)
-        smtputf8 = smtputf8 or not raw.partition(b"\r\n\r\n")[0].isascii()
-        async with client:
-            if smtputf8:
-                await self._check_smtputf8(client, recipient)
-            _refused, accepted = await client.sendmail(
-                envelope_sender,
-                [recipient],
-                raw,
-                mail_options=["SMTPUTF8"] if smtputf8 else [],
-            )
-        return f"250 {accepted}"  # the only reply to DATA that means accepted
+        connection.sent = 0
+        await client.connect()
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        return client
 
-    async def _check_smtputf8(self, client: aiosmtplib.SMTP, recipient: str) -> None:
+    def _check_smtputf8(self, client: aiosmtplib.SMTP, recipient: str) -> None:
         """Sent to a relay without SMTPUTF8, the address or the UTF-8 header
         would arrive mangled: the email is kept as failed instead, and the
         administrator sees why."""
-        if client.is_ehlo_or_helo_needed:
-            await client.ehlo()
         if not client.supports_extension("smtputf8"):
             raise PermanentFailure(
                 f"the relay {self._host}:{self._port} does not offer SMTPUTF8,"
