@@ -220,7 +220,8 @@ class ImapIngress:
     def _serve(self, client: IMAPClient, stopping: threading.Event) -> None:
         idle = b"IDLE" in client.capabilities()
         while not stopping.is_set():
-            self.take_waiting(client)
+            moved = self.take_waiting(client)
+            log.debug("IMAP: %s looked at, %d moved", self.settings.folder, moved)
             if _announced_during_pass(client):
                 continue
             if idle:
@@ -233,6 +234,7 @@ class ImapIngress:
         """Wait until the server tells of a change, stopping, or time for a
         fresh IDLE. Any untagged response is reason enough to look again."""
         client.idle()
+        log.debug("IMAP: idling")
         try:
             # Mail that arrived since the pass may be announced before IDLE's
             # continuation line; imaplib files that away, unseen by idle_check.
