@@ -85,6 +85,10 @@ first_valid_uid = 1
 # here: the APPEND of another session racing the IDLE's start) and then
 # tells only at its next check, 30 s by default; the tests wait less.
 mailbox_idle_check_interval = 1 secs
+# No "* OK Still here" during IDLE: it comes 0 to 2 minutes in (by the
+# clock and the user's name), so it would by chance wake an IDLE that a
+# lost announcement left asleep, and hide the loss.
+imap_idle_notify_interval = 0
 mail_location = maildir:{mail}/%n
 {"imap_capability = " + capabilities if capabilities else ""}
 passdb {{
