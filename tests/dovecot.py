@@ -81,9 +81,11 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
-# Dovecot can miss a message delivered in the instant an IDLE begins (seen
-# here: the APPEND of another session racing the IDLE's start) and then
-# tells only at its next check, 30 s by default; the tests wait less.
+# An IDLE hears of new mail through inotify, and where that fails (its
+# limits reached, a filesystem without it) only at this check, 30 s by
+# default; the tests wait less. (A message appended as an IDLE
+# begins is not missed: Dovecot announces it right behind the continuation
+# line, which mailflow must read; test_imap.py tests that.)
 mailbox_idle_check_interval = 1 secs
 # No "* OK Still here" during IDLE: it comes 0 to 2 minutes in (by the
 # clock and the user's name), so it would by chance wake an IDLE that a
