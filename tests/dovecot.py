@@ -11,6 +11,7 @@ tests run as root, and pytest's folders are private to root.
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import shutil
@@ -19,8 +20,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from imapclient import IMAPClient
 
 PASSWORD = "imap-secret"
 USERS = 200  # more than the IMAP tests of a run
+INGRESS_LOGGER = "mailflow.ingress.imap"
 
 
 def dovecot_binary() -> str | None:
@@ -77,10 +81,16 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
-# Dovecot can miss a message delivered in the instant an IDLE begins (seen
-# here: the APPEND of another session racing the IDLE's start) and then
-# tells only at its next check, 30 s by default; the tests wait less.
+# An IDLE hears of new mail through inotify, and where that fails (its
+# limits reached, a filesystem without it) only at this check, 30 s by
+# default; the tests wait less. (A message appended as an IDLE
+# begins is not missed: Dovecot announces it right behind the continuation
+# line, which mailflow must read; test_imap.py tests that.)
 mailbox_idle_check_interval = 1 secs
+# No "* OK Still here" during IDLE: it comes 0 to 2 minutes in (by the
+# clock and the user's name), so it would by chance wake an IDLE that a
+# lost announcement left asleep, and hide the loss.
+imap_idle_notify_interval = 0
 mail_location = maildir:{mail}/%n
 {"imap_capability = " + capabilities if capabilities else ""}
 passdb {{
@@ -177,6 +187,10 @@ class Dovecot:
     def log(self) -> str:
         return self.server.log()
 
+    def user_log(self) -> str:
+        """The lines of the server's log about this user's sessions."""
+        return "".join(line for line in self.server.log().splitlines(True) if self.user in line)
+
     def kick(self) -> None:
         """Drop every connection of the user, as a server restart or a
         network fault would, while the server stays up."""
@@ -235,17 +249,64 @@ class MailboxClient:
     def deliver(self, raw: bytes) -> None:
         """The bytes into the inbox as they are (delivery headers and all);
         returns once mailflow has taken them out."""
+        appended_at = datetime.now()
         self.server.append(raw)
         deadline = time.monotonic() + self.timeout
         # One session that asks again, not a login per look: NOOP makes
         # Dovecot report the other session's expunges.
         with self.server.session() as client:
             client.select_folder("INBOX", readonly=True)
-            while client.search(["NOT", "DELETED"]):
+            while waiting := client.search(["NOT", "DELETED"]):
                 if time.monotonic() > deadline:
-                    raise AssertionError("mailflow did not take the message out of INBOX")
+                    raise AssertionError(self._not_taken(waiting, appended_at))
                 time.sleep(0.05)
                 client.noop()
+
+    def _not_taken(self, waiting: list[int], appended_at: datetime) -> str:
+        """Why a wait failed, as far as both sides of the connection tell."""
+        return (
+            f"mailflow did not take the message out of INBOX in {self.timeout:.0f} s "
+            f"(appended at {appended_at:%H:%M:%S.%f}; UIDs still there: {waiting})\n"
+            f"-- mailflow's IMAP ingress log, last {IngressLog.SHOWN} records:\n"
+            f"{INGRESS_LOG.recent()}\n"
+            f"-- Dovecot's log for {self.server.user}:\n{self.server.user_log()}"
+        )
+
+
+class IngressLog(logging.Handler):
+    """The IMAP ingress's recent records, at every level, so that a test
+    that waited in vain can show when the ingress last looked at the folder,
+    went idle, woke or reconnected. One per process: a worker runs one test
+    at a time, so the last records are the failing test's."""
+
+    SHOWN = 60
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: deque[logging.LogRecord] = deque(maxlen=self.SHOWN)
+        self.setFormatter(
+            logging.Formatter(
+                "%(asctime)s.%(msecs)03d %(threadName)s %(levelname)s %(message)s", "%H:%M:%S"
+            )
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def recent(self) -> str:
+        return "".join(self.format(record) + "\n" for record in list(self.records))
+
+
+def _listening_to_the_ingress() -> IngressLog:
+    handler = IngressLog()
+    logger = logging.getLogger(INGRESS_LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    return handler
+
+
+# From the import on, so that the first test's ingress is heard from its login.
+INGRESS_LOG = _listening_to_the_ingress()
 
 
 def with_delivery_headers(message: EmailMessage) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,12 +25,14 @@ from dovecot import (
     with_delivery_headers,
 )
 from flows import ANA, FOCAL, answered_at_their_address, click, links, published
+from imapclient import IMAPClient
 from mails import PDF, message, reply, submission
 from sqlalchemy import func, select
 
 from mailflow.app import App, Service, build
 from mailflow.config import Settings, load_settings
 from mailflow.errors import ConfigError
+from mailflow.ingress import imap
 from mailflow.ingress.imap import ImapIngress, mailbox_name, return_path
 from mailflow.runner import Result
 from mailflow.store.models import Case, InboundMessage
@@ -212,6 +215,40 @@ def running(settings: Settings) -> Iterator[tuple[App, Mailbox]]:
         yield app, Mailbox(settings.outbound.maildir)
     finally:
         service.stop()
+
+
+def test_mail_announced_with_idles_continuation_wakes_the_ingress(
+    dovecot: Dovecot, app: App, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message that arrives between a pass over the folder and the IDLE
+    after it: Dovecot sends "+ idling" and "* 1 EXISTS" at once, and when
+    both come in one read, as on a loaded machine, imaplib holds the EXISTS
+    in its buffer, where a poll of the socket never sees it. It must still
+    be taken at once, not at the next IDLE two minutes later."""
+    arriving = [with_delivery_headers(submission(subject="Between the pass and IDLE"))]
+
+    class DeliveringAsIdleBegins(IMAPClient):
+        def idle(self) -> None:
+            if not arriving:
+                return super().idle()
+            dovecot.append(arriving.pop())
+            # imapclient's idle(), with the wait that puts both lines in
+            # the socket before the continuation is read.
+            self._idle_tag = self._imap._command("IDLE")
+            wait_until(
+                lambda: b"EXISTS" in self.socket().recv(4096, socket.MSG_PEEK),
+                what="Dovecot's EXISTS behind IDLE's continuation",
+            )
+            assert self._imap._get_response() is None  # the continuation
+
+    monkeypatch.setattr(imap, "IMAPClient", DeliveringAsIdleBegins)
+    stopping = _run_in_thread(ingress(settings, app))
+    try:
+        wait_until(lambda: dovecot.uids(PROCESSED), what="the ingress to take the message")
+    finally:
+        stopping.set()
+    assert not arriving and dovecot.uids("INBOX") == []
+    assert len(app.spool.pending()) == 1
 
 
 # -- faults --------------------------------------------------------------------

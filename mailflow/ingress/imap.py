@@ -220,7 +220,8 @@ class ImapIngress:
     def _serve(self, client: IMAPClient, stopping: threading.Event) -> None:
         idle = b"IDLE" in client.capabilities()
         while not stopping.is_set():
-            self.take_waiting(client)
+            moved = self.take_waiting(client)
+            log.debug("IMAP: %s looked at, %d moved", self.settings.folder, moved)
             if _announced_during_pass(client):
                 continue
             if idle:
@@ -233,10 +234,15 @@ class ImapIngress:
         """Wait until the server tells of a change, stopping, or time for a
         fresh IDLE. Any untagged response is reason enough to look again."""
         client.idle()
+        log.debug("IMAP: idling")
         try:
-            # Mail that arrived since the pass may be announced before IDLE's
-            # continuation line; imaplib files that away, unseen by idle_check.
-            if _announced_during_pass(client):
+            # Mail that arrived since the pass is announced right behind
+            # IDLE's continuation line; read together with it (a loaded
+            # machine reads late), it waits in imaplib's buffer, which
+            # idle_check's poll of the socket cannot see, and the server
+            # does not announce it again.
+            if waiting := _read_ahead(client):
+                log.debug("IMAP: woken by %r, read with IDLE's continuation", waiting)
                 return
             deadline = time.monotonic() + self._idle_seconds
             while not stopping.is_set() and time.monotonic() < deadline:
@@ -325,6 +331,21 @@ def _announced_during_pass(client: IMAPClient) -> bool:
     # imapclient keeps no public record of unsolicited responses; imaplib
     # does, and its SELECT starts the record afresh.
     return len(client._imap.untagged_responses.get("EXISTS", [])) > 1
+
+
+def _read_ahead(client: IMAPClient) -> bytes:
+    """What imaplib has taken off the socket but not parsed yet: the lines
+    that came in the same read as the last one it parsed."""
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    # With nothing buffered, peek reads the socket: that must not wait.
+    sock.setblocking(False)
+    try:
+        return bytes(client._imap.file.peek())
+    except ssl.SSLWantReadError:  # TLS's "nothing to read yet"
+        return b""
+    finally:
+        sock.settimeout(timeout)
 
 
 def _text(value: str | bytes) -> str:
