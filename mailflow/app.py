@@ -40,7 +40,7 @@ from mailflow.cron import Ticker
 from mailflow.digest import subscriptions
 from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
-from mailflow.errors import ConfigError, MailflowError
+from mailflow.errors import ConfigError, ServiceFailed
 from mailflow.hosts import SCHEDULER, SITE_WRITER, Roles, held_elsewhere, host_name
 from mailflow.ingress.imap import ImapIngress
 from mailflow.ingress.smtp import IngressController, IngressHandler
@@ -60,12 +60,7 @@ from mailflow.store.db import Database
 from mailflow.store.models import OutboxMessage
 from mailflow.tokens import Tokens, load_or_create_key
 from mailflow.vocab import AREAS
-from mailflow.workers import (
-    POLL_SECONDS,
-    WorkerProcesses,
-    pause_after,
-    tally,
-)
+from mailflow.workers import POLL_SECONDS, WorkerProcesses, pause_after, tally
 from mailflow.workflow import delivery, document_links, roster
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
@@ -248,10 +243,6 @@ def _own_runner(app: App) -> Runner:
     """For a worker process: the app's runner on a database engine of its
     own, as connections must not cross a fork."""
     return Runner(app.spool, Database(app.settings.database.url), app.workflow)
-
-
-class ServiceFailed(MailflowError):
-    """`mailflow run` stopped by itself: a part it cannot run without ended."""
 
 
 class Service:

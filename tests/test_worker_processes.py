@@ -170,3 +170,20 @@ def test_processes_out_of_range_is_a_config_error(write_config, processes: str) 
     with pytest.raises(ConfigError) as error:
         load_settings(path, environ={})
     assert "[spool] processes" in str(error.value) and "\n" not in str(error.value)
+
+
+@on_postgresql
+def test_the_supervisor_killed_stops_the_service_with_an_error(
+    settings: Settings, running: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Without its supervisor no worker could be replaced: `mailflow run`
+    stops, saying why, with exit status 1 (for systemd to start it again),
+    and its workers end too."""
+    log = tmp_path / "run.log"
+    service = start(settings, log)
+    running.append(service)
+    supervisor, workers = workers_of(service.pid)
+    os.kill(supervisor, signal.SIGKILL)
+    assert service.wait(30) == 1
+    assert "supervisor" in log.read_text() and "ended unexpectedly" in log.read_text()
+    assert not [pid for pid in (supervisor, *workers) if alive(pid)]
