@@ -146,16 +146,15 @@ class WorkerProcesses:
         """In the supervisor: keep ``count`` workers alive until the main
         process stops or dies, then wait for them."""
         _ignore_stop_signals()
-        workers = {}  # pidfd -> pid
+        workers: dict[int, tuple[int, float]] = {}  # pidfd -> pid, when it started
         for _ in range(self.count):
-            pid = self._fork_worker(life, wake, results)
-            workers[os.pidfd_open(pid)] = pid
+            self._add_worker(workers, life, wake, results)
         while True:
             ready, _, _ = select.select([life, *workers], [], [])
             if life in ready:
                 break
             for pidfd in ready:
-                pid = workers.pop(pidfd)
+                pid, started = workers.pop(pidfd)
                 _, status = os.waitpid(pid, 0)
                 os.close(pidfd)
                 recovered = self.spool.recover_claims_of_the_dead()
@@ -166,11 +165,18 @@ class WorkerProcesses:
                     _describe(status),
                     recovered,
                 )
-                replacement = self._fork_worker(life, wake, results)
-                workers[os.pidfd_open(replacement)] = replacement
-        for pidfd, pid in workers.items():
+                if time.monotonic() - started < POLL_SECONDS:
+                    time.sleep(POLL_SECONDS)  # one that dies at once must not spin
+                self._add_worker(workers, life, wake, results)
+        for pidfd, (pid, _) in workers.items():
             os.waitpid(pid, 0)
             os.close(pidfd)
+
+    def _add_worker(
+        self, workers: dict[int, tuple[int, float]], life: int, wake: int, results: int
+    ) -> None:
+        pid = self._fork_worker(life, wake, results)
+        workers[os.pidfd_open(pid)] = (pid, time.monotonic())
 
     def _fork_worker(self, life: int, wake: int, results: int) -> int:
         supervisor = os.getpid()
