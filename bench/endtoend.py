@@ -124,15 +124,20 @@ def tree_memory(pid: int) -> Memory:
 
 
 def end_to_end(
-    messages: list[bytes], database_url: str, profile: Path | None, processes: int = 0
+    messages: list[bytes],
+    database_url: str,
+    profile: Path | None,
+    processes: int = 0,
+    settle: float = 0.0,
 ) -> Run:
     """The rate, first send to the last review email written, and the
-    memory at rest before and after."""
+    memory ``settle`` seconds after start and after the last email (at rest
+    only when given the time to settle)."""
     with tempfile.TemporaryDirectory(prefix="mailflow-bench-e2e-") as folder:
         root = Path(folder)
         register_senders(root, database_url, len(messages))
         process, port = start_mailflow(root, database_url, processes)
-        time.sleep(SETTLE_SECONDS)
+        time.sleep(settle)
         at_start = tree_memory(process.pid)
         sampler = None
         if profile is not None:
@@ -165,7 +170,7 @@ def end_to_end(
                     raise RuntimeError(f"only {_count_files(outbox)} of {expected} emails written")
                 time.sleep(0.05)
             seconds = time.perf_counter() - started
-            time.sleep(SETTLE_SECONDS)
+            time.sleep(settle)
             after = tree_memory(process.pid)
         finally:
             if sampler is not None:
@@ -311,6 +316,7 @@ def run_processes(quick: bool, count: int = 1_000, repetitions: int = 3) -> list
     if quick:
         count, repetitions = 10, 1
     size = 2_000 if quick else 300_000
+    settle = 0.5 if quick else SETTLE_SECONDS
     messages = [submission(n, size) for n in range(count)]
     limits: list[float] = []
     runs: dict[str, list[Run]] = {way: [] for way in WAYS}
@@ -323,7 +329,7 @@ def run_processes(quick: bool, count: int = 1_000, repetitions: int = 3) -> list
                 return ["## Worker processes", "", "PostgreSQL was not reachable: not measured."]
             url, name = postgres
             try:
-                runs[way].append(end_to_end(messages, url, None, processes))
+                runs[way].append(end_to_end(messages, url, None, processes, settle))
             finally:
                 drop_postgres(name)
             found = runs[way][-1]
@@ -332,14 +338,19 @@ def run_processes(quick: bool, count: int = 1_000, repetitions: int = 3) -> list
                 f"after {found.after.pss / MB:.0f} MB",
                 flush=True,
             )
-    return _processes_section(runs, limits, count, size, repetitions)
+    return _processes_section(runs, limits, count, size, repetitions, settle)
 
 
 MB = 1_000_000
 
 
 def _processes_section(
-    runs: dict[str, list[Run]], limits: list[float], count: int, size: int, repetitions: int
+    runs: dict[str, list[Run]],
+    limits: list[float],
+    count: int,
+    size: int,
+    repetitions: int,
+    settle: float,
 ) -> list[str]:
     the_limit = statistics.median(limits)
     threads = runs["threads (2)"]
@@ -355,7 +366,7 @@ def _processes_section(
         "workers as the default 2 threads and as `[spool].processes` = 1, 2 and 4; the "
         f"limit measured in the same run, taking turns; median of {repetitions} "
         "(spread: slowest-fastest). Memory is of `mailflow run` and all its child "
-        f"processes, {SETTLE_SECONDS:.0f} s after start and again {SETTLE_SECONDS:.0f} s "
+        f"processes, {settle:g} s after start and again {settle:g} s "
         "after the last email: RSS counts a page shared after a fork once in every "
         "process, PSS divides it among them.",
         "",
