@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.archive import run_archive
 from bench.corpus import submission
-from bench.endtoend import run_endtoend
+from bench.endtoend import run_endtoend, run_processes
 from bench.fanout import run_fanout
 from bench.load import LoadResult, send_all
 from bench.memory import run_memory
@@ -124,6 +124,7 @@ def write_section(path: Path, name: str, lines: list[str], command: str) -> None
 # Each writes its own section of the doc; `accept` (below) has options of its own.
 SECTIONS: dict[str, Callable[[bool], list[str]]] = {
     "endtoend": run_endtoend,
+    "processes": run_processes,
     "archive": run_archive,
     "fanout": run_fanout,
     "memory": run_memory,

@@ -5,7 +5,14 @@ processing keeps up with acceptance). On SQLite and on PostgreSQL when one
 is reachable at MAILFLOW_BENCH_POSTGRES_URL (default: the local server).
 
 With ``profile=True`` the service is sampled by py-spy (all threads) and
-the functions holding most samples are listed."""
+the functions holding most samples are listed.
+
+``run_processes``: the same on PostgreSQL with the spool workers as
+threads and as 1, 2 and 4 worker processes (``[spool].processes``), and
+the memory of the whole process tree at rest, after start and after the
+run: resident (RSS, which counts a page shared by a parent and its forked
+children once in each) and proportional (PSS, each shared page divided
+among the processes sharing it: what the tree costs the machine)."""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -65,12 +73,72 @@ def _count_files(folder: Path) -> int:
         return 0
 
 
-def end_to_end(messages: list[bytes], database_url: str, profile: Path | None) -> float:
-    """Messages per second, first send to the last review email written."""
+@dataclass(frozen=True)
+class Memory:
+    """Of a process and all its descendants, in bytes."""
+
+    rss: int
+    pss: int
+
+
+@dataclass(frozen=True)
+class Run:
+    rate: float  # messages per second, first send to the last review email written
+    at_start: Memory  # at rest, settled after start
+    after: Memory  # at rest, settled after the run
+
+
+SETTLE_SECONDS = 3.0
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc."""
+    parents: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            parents[int(stat.rpartition(")")[2].split()[1])].append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        found.append(queue.pop())
+        queue.extend(parents[found[-1]])
+    return found
+
+
+def _kilobytes(path: Path, field: str) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in {path}")
+
+
+def tree_memory(pid: int) -> Memory:
+    pids = _tree(pid)
+    return Memory(
+        rss=sum(_kilobytes(Path(f"/proc/{p}/status"), "VmRSS") for p in pids),
+        pss=sum(_kilobytes(Path(f"/proc/{p}/smaps_rollup"), "Pss") for p in pids),
+    )
+
+
+def end_to_end(
+    messages: list[bytes],
+    database_url: str,
+    profile: Path | None,
+    processes: int = 0,
+    settle: float = 0.0,
+) -> Run:
+    """The rate, first send to the last review email written, and the
+    memory ``settle`` seconds after start and after the last email (at rest
+    only when given the time to settle)."""
     with tempfile.TemporaryDirectory(prefix="mailflow-bench-e2e-") as folder:
         root = Path(folder)
         register_senders(root, database_url, len(messages))
-        process, port = start_mailflow(root, database_url)
+        process, port = start_mailflow(root, database_url, processes)
+        time.sleep(settle)
+        at_start = tree_memory(process.pid)
         sampler = None
         if profile is not None:
             sampler = subprocess.Popen(
@@ -102,13 +170,15 @@ def end_to_end(messages: list[bytes], database_url: str, profile: Path | None) -
                     raise RuntimeError(f"only {_count_files(outbox)} of {expected} emails written")
                 time.sleep(0.05)
             seconds = time.perf_counter() - started
+            time.sleep(settle)
+            after = tree_memory(process.pid)
         finally:
             if sampler is not None:
                 sampler.send_signal(2)
                 sampler.wait(60)
             process.terminate()
             process.wait(30)
-    return len(messages) / seconds
+    return Run(len(messages) / seconds, at_start, after)
 
 
 def _py_spy() -> str:
@@ -190,13 +260,13 @@ def run_endtoend(quick: bool) -> list[str]:
     profile = None if quick else Path(tempfile.mkdtemp()) / "profile.txt"
     for repetition in range(repetitions):
         limits.append(limit(messages))
-        rates["SQLite"].append(end_to_end(messages, "", profile if repetition == 0 else None))
+        rates["SQLite"].append(end_to_end(messages, "", profile if repetition == 0 else None).rate)
         print(f"sqlite: {rates['SQLite'][-1]:.1f} msg/s; limit {limits[-1]:.1f}", flush=True)
         postgres = fresh_postgres()
         if postgres is not None:
             url, name = postgres
             try:
-                rates["PostgreSQL"].append(end_to_end(messages, url, None))
+                rates["PostgreSQL"].append(end_to_end(messages, url, None).rate)
                 print(f"postgresql: {rates['PostgreSQL'][-1]:.1f} msg/s", flush=True)
             finally:
                 drop_postgres(name)
@@ -234,4 +304,92 @@ def run_endtoend(quick: bool) -> list[str]:
             f"| `{name}` | {own:.0%} | {inclusive:.0%} |"
             for name, inclusive, own in top_functions(profile)
         ]
+    return lines
+
+
+WAYS = {"threads (2)": 0, "1 process": 1, "2 processes": 2, "4 processes": 4}
+
+
+def run_processes(quick: bool, count: int = 1_000, repetitions: int = 3) -> list[str]:
+    """PostgreSQL end to end and memory at rest, worker threads against 1,
+    2 and 4 worker processes, interleaved with the limit."""
+    if quick:
+        count, repetitions = 10, 1
+    size = 2_000 if quick else 300_000
+    settle = 0.5 if quick else SETTLE_SECONDS
+    messages = [submission(n, size) for n in range(count)]
+    limits: list[float] = []
+    runs: dict[str, list[Run]] = {way: [] for way in WAYS}
+    for _ in range(repetitions):
+        limits.append(limit(messages))
+        print(f"limit {limits[-1]:.1f} msg/s", flush=True)
+        for way, processes in WAYS.items():
+            postgres = fresh_postgres()
+            if postgres is None:
+                return ["## Worker processes", "", "PostgreSQL was not reachable: not measured."]
+            url, name = postgres
+            try:
+                runs[way].append(end_to_end(messages, url, None, processes, settle))
+            finally:
+                drop_postgres(name)
+            found = runs[way][-1]
+            print(
+                f"{way}: {found.rate:.1f} msg/s, PSS at start {found.at_start.pss / MB:.0f} MB, "
+                f"after {found.after.pss / MB:.0f} MB",
+                flush=True,
+            )
+    return _processes_section(runs, limits, count, size, repetitions, settle)
+
+
+MB = 1_000_000
+
+
+def _processes_section(
+    runs: dict[str, list[Run]],
+    limits: list[float],
+    count: int,
+    size: int,
+    repetitions: int,
+    settle: float,
+) -> list[str]:
+    the_limit = statistics.median(limits)
+    threads = runs["threads (2)"]
+
+    def median_mb(found: list[Run], memory: str, kind: str) -> float:
+        return statistics.median(getattr(getattr(r, memory), kind) for r in found) / MB
+
+    lines = [
+        "## Worker processes (PostgreSQL)",
+        "",
+        f"{count} submissions of {size // 1000} KB from registered senders over {CONNECTIONS} "
+        "SMTP connections on PostgreSQL, as in the end-to-end section, with the spool "
+        "workers as the default 2 threads and as `[spool].processes` = 1, 2 and 4; the "
+        f"limit measured in the same run, taking turns; median of {repetitions} "
+        "(spread: slowest-fastest). Memory is of `mailflow run` and all its child "
+        f"processes, {settle:g} s after start and again {settle:g} s "
+        "after the last email: RSS counts a page shared after a fork once in every "
+        "process, PSS divides it among them.",
+        "",
+        "| workers | msg/s (spread) | ratio to limit | PSS MB at start / after "
+        "| PSS vs threads at start / after | RSS MB at start / after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for way, found in runs.items():
+        rates = [r.rate for r in found]
+        pss = [median_mb(found, moment, "pss") for moment in ("at_start", "after")]
+        rss = [median_mb(found, moment, "rss") for moment in ("at_start", "after")]
+        versus = [
+            pss[n] / median_mb(threads, moment, "pss")
+            for n, moment in enumerate(("at_start", "after"))
+        ]
+        lines.append(
+            f"| {way} | {_spread(rates)} | {statistics.median(rates) / the_limit:.2f}x "
+            f"| {pss[0]:.0f} / {pss[1]:.0f} | {versus[0]:.2f}x / {versus[1]:.2f}x "
+            f"| {rss[0]:.0f} / {rss[1]:.0f} |"
+        )
+    lines += [
+        "",
+        f"Limit: {_spread(limits)} msg/s. Goals: memory at rest with processes at most "
+        "1.5x that of threads; at least 0.6x the limit with all cores.",
+    ]
     return lines

@@ -42,20 +42,24 @@ def start_sink(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def mailflow_config(folder: Path, database_url: str = "") -> tuple[Path, int]:
+def mailflow_config(folder: Path, database_url: str = "", processes: int = 0) -> tuple[Path, int]:
     """A config for a benchmark run in its own folder (SQLite there unless
-    a database URL is given); returns it and its SMTP port."""
+    a database URL is given; worker threads unless ``processes``); returns
+    it and its SMTP port."""
     port = free_port()
     config = folder / "config.toml"
     database = f'[database]\nurl = "{database_url}"\n\n' if database_url else ""
     config.write_text(
         f"{database}[smtp]\nport = {port}\n\n[archive]\nhttp_port = 0\n\n[monitor]\nhttp_port = 0\n"
+        f"\n[spool]\nprocesses = {processes}\n"
     )
     return config, port
 
 
-def start_mailflow(folder: Path, database_url: str = "") -> tuple[subprocess.Popen[bytes], int]:
-    config, port = mailflow_config(folder, database_url)
+def start_mailflow(
+    folder: Path, database_url: str = "", processes: int = 0
+) -> tuple[subprocess.Popen[bytes], int]:
+    config, port = mailflow_config(folder, database_url, processes)
     process = subprocess.Popen(
         [sys.executable, "-m", "mailflow", "run", "--config", str(config)],
         cwd=ROOT,

@@ -2,7 +2,8 @@
 
 ``build`` wires the parts for any command; ``Service`` is `mailflow run`:
 the SMTP/LMTP ingress (and, with ``[imap]``, a thread reading a mailbox),
-worker threads draining the spool, a sender
+worker threads (or, with ``[spool].processes``, worker processes:
+``workers.py``) draining the spool, a sender
 thread draining the outbox, and the archive: a thread rewriting the pages
 of changed cases and, on ``[archive].http_port``, a web server for them.
 The threads wake as soon as there is work and otherwise poll, so work
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
+from functools import partial
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -38,7 +40,7 @@ from mailflow.cron import Ticker
 from mailflow.digest import subscriptions
 from mailflow.documents import ACCEPTED
 from mailflow.economies import Economies
-from mailflow.errors import ConfigError
+from mailflow.errors import ConfigError, ServiceFailed
 from mailflow.hosts import SCHEDULER, SITE_WRITER, Roles, held_elsewhere, host_name
 from mailflow.ingress.imap import ImapIngress
 from mailflow.ingress.smtp import IngressController, IngressHandler
@@ -58,6 +60,7 @@ from mailflow.store.db import Database
 from mailflow.store.models import OutboxMessage
 from mailflow.tokens import Tokens, load_or_create_key
 from mailflow.vocab import AREAS
+from mailflow.workers import POLL_SECONDS, WorkerProcesses, pause_after, tally
 from mailflow.workflow import delivery, document_links, roster
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
@@ -66,9 +69,8 @@ from mailflow.workflow.flows import build_flows
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 1.0
 TICK_SECONDS = 60.0  # how often `mailflow run` looks for timed work that fell due
-DATABASE_BACKOFF_SECONDS = 5.0
+STOP_SECONDS = 30.0  # how long a thread or worker process may take to finish at stop
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,12 @@ def _imap_ingress(app: App, on_spooled: Callable[[], None]) -> ImapIngress | Non
     return ImapIngress(imap, password, app.spool, on_spooled, app.settings.limits.max_message_bytes)
 
 
+def _own_runner(app: App) -> Runner:
+    """For a worker process: the app's runner on a database engine of its
+    own, as connections must not cross a fork."""
+    return Runner(app.spool, Database(app.settings.database.url), app.workflow)
+
+
 class Service:
     """Everything `mailflow run` starts, and stops again."""
 
@@ -248,8 +256,14 @@ class Service:
         self._outbox_waiting = threading.Event()
         self._archive_waiting = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._failure = ""  # why the service stopped by itself, if it did
         self.metrics = Metrics(app.readings)
         settings = app.settings
+        self.worker_processes = (
+            WorkerProcesses(settings.spool.processes, app.spool, partial(_own_runner, app))
+            if settings.spool.processes
+            else None
+        )
         self.roles = Roles(
             app.database,
             host_name(settings.hosts.name),
@@ -290,12 +304,16 @@ class Service:
         recovered = self.app.spool.recover()
         if recovered:
             log.info("recovered %d message(s) claimed before a crash", recovered)
+        if self.worker_processes:
+            self.worker_processes.start()  # first: no thread may run at a fork
+            self._spawn("worker-tallies", self._count_worker_processes)
+        else:
+            for number in range(self.app.settings.spool.workers):
+                self._spawn(f"worker-{number}", self._work)
         # Before the timer and the archive thread ask: the first host up
         # holds its roles from the start.
         self.roles.renew()
         self._spawn("roles", self._hold_roles)
-        for number in range(self.app.settings.spool.workers):
-            self._spawn(f"worker-{number}", self._work)
         self._spawn("outbox", self._send)
         self._spawn("archive", self._publish)
         self.ingress.start()
@@ -329,12 +347,18 @@ class Service:
         self._mail_waiting.set()
         self._outbox_waiting.set()
         self._archive_waiting.set()
+        if self.worker_processes:
+            self.worker_processes.stop(STOP_SECONDS)
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=STOP_SECONDS)
         self.roles.release()
 
     def wait(self) -> None:
+        """Until stopped; raise if the service stopped by itself."""
         self._stopping.wait()
+        if self._failure:
+            self.stop()
+            raise ServiceFailed(self._failure)
 
     def _spawn(self, name: str, target: object) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
@@ -349,28 +373,45 @@ class Service:
             except Exception:  # keep the worker alive whatever happens
                 log.exception("worker pass failed")
                 results = [Result.DATABASE_DOWN]
-            self._count(results)
             if results:
-                self._outbox_waiting.set()
-                self._archive_waiting.set()
-            if Result.DATABASE_DOWN in results:
-                self._mail_waiting.wait(DATABASE_BACKOFF_SECONDS)
-            elif Result.RETRY in results:
+                self._count(*tally(results))
+            if Result.RETRY in results and Result.DATABASE_DOWN not in results:
                 # A failed message is not retried in the same instant: its
                 # tries are meant to outlast a passing fault.
                 self._stopping.wait(POLL_SECONDS)
-            elif not results:
-                self._mail_waiting.wait(POLL_SECONDS)
+            elif pause := pause_after(results):
+                self._mail_waiting.wait(pause)
+
+    def _count_worker_processes(self) -> None:
+        """The worker processes' passes, counted here, until they end: at
+        stop, or (the supervisor killed) by themselves, which stops the
+        service, for systemd to start it again."""
+        assert self.worker_processes
+        for processed, shunted in self.worker_processes.tallies():
+            self._count(processed, shunted)
+        if not self._stopping.is_set():
+            self._failure = (
+                f"the worker processes' supervisor ({self.worker_processes.supervisor}) "
+                "ended unexpectedly; mailflow stopped"
+            )
+            log.critical(self._failure)
+            self._stopping.set()
 
     def _accepted(self) -> None:
         """A message is safe in the spool: count it and wake a worker."""
         self.metrics.accepted.inc()
-        self._mail_waiting.set()
+        if self.worker_processes:
+            self.worker_processes.wake()
+        else:
+            self._mail_waiting.set()
 
-    def _count(self, results: list[Result]) -> None:
-        done = sum(result in (Result.DONE, Result.DUPLICATE) for result in results)
-        self.metrics.processed.inc(done)
-        self.metrics.shunted.inc(results.count(Result.SHUNTED))
+    def _count(self, processed: int, shunted: int) -> None:
+        """A pass of a worker: count it, and let the outbox and the archive
+        see at once what it wrote."""
+        self.metrics.processed.inc(processed)
+        self.metrics.shunted.inc(shunted)
+        self._outbox_waiting.set()
+        self._archive_waiting.set()
 
     def _send(self) -> None:
         self._drain(self._outbox_waiting, self.app.drain_outbox, "outbox")

@@ -138,6 +138,8 @@ class ImapSettings(Section):
 class SpoolSettings(Section):
     dir: ConfigPath = Path("var/spool")
     workers: Annotated[int, Field(ge=1, le=64)] = 2
+    # > 0: this many worker processes instead of the threads (PostgreSQL).
+    processes: Annotated[int, Field(ge=0, le=64)] = 0
     max_tries: Annotated[int, Field(ge=1, le=100)] = 5
 
 

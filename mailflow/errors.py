@@ -11,6 +11,8 @@
      +-- UsageError (ValueError)   a command-line argument that cannot be used as given
      +-- UnparseableMessage        the bytes are not a message we can read; kept, never answered
      +-- PermanentFailure          an outgoing email can never be delivered as it is (a 5xx)
+     +-- ServiceFailed             `mailflow run` stopped by itself: a part it cannot run
+                                   without ended (the worker processes' supervisor)
 
 Foreign exceptions (tomllib, pydantic, SQLAlchemy, OSError from the disk) are
 converted at the module that talks to the library, with ``raise ... from``.
@@ -57,3 +59,7 @@ class UnparseableMessage(MailflowError):
 
 class PermanentFailure(MailflowError):
     """The message can never be delivered as it is."""
+
+
+class ServiceFailed(MailflowError):
+    """`mailflow run` stopped by itself: a part it cannot run without ended."""

@@ -7,9 +7,13 @@ holds one JSON line with the envelope, then the raw message exactly as
 received, so envelope and message can never be separated by a crash.
 
 A worker claims a file by renaming it into ``cur/`` (atomic, so two workers
-never both get it), and the new name counts the tries. A file is deleted
-only after its processing has committed; a claimed file left behind by a
-crash goes back to ``new/`` at the next start. A message claimed more than
+never both get it), and the new name counts the tries. It holds an
+exclusive ``flock`` on the file from before the rename until it is done
+with it, and the kernel drops that lock when the claiming process dies: so
+a claimed file whose lock is free was left behind by a dead process, and
+goes back to ``new/`` (at the next start, or at once when a worker process
+dies while the host keeps running) without touching a live claim. A file
+is deleted only after its processing has committed. A message claimed more than
 ``max_tries`` times (one that crashes the code, even with kill -9) is moved to
 ``shunt/`` with its bytes intact, for the administrator.
 
@@ -19,6 +23,7 @@ This module never parses a message and never touches the database.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
@@ -62,11 +67,13 @@ class Envelope:
 
 @dataclass(frozen=True)
 class SpoolEntry:
-    """A claimed message: its file in ``cur/`` and how often it was claimed."""
+    """A claimed message: its file in ``cur/``, how often it was claimed, and
+    the open descriptor that holds the file's lock until it is let go."""
 
     path: Path
     stem: str
     tries: int
+    lock: int
 
     def read(self) -> tuple[Envelope, bytes]:
         data = self.path.read_bytes()
@@ -116,11 +123,17 @@ class Spool:
             return None
         tries = int(match["tries"]) + 1
         target = self.cur / f"{match['stem']}.t{tries}"
+        # Locked before the rename, so that no moment exists when the file
+        # is in cur/ and unlocked while its claimer lives.
+        lock = _lock(self.new / name)
+        if lock is None:
+            return None
         try:
             os.rename(self.new / name, target)
         except FileNotFoundError:
+            os.close(lock)
             return None
-        return SpoolEntry(target, match["stem"], tries)
+        return SpoolEntry(target, match["stem"], tries, lock)
 
     def claim_by_id(self, stem: str) -> SpoolEntry | None:
         for name in self.pending():
@@ -131,17 +144,20 @@ class Spool:
     def ack(self, entry: SpoolEntry) -> None:
         """Processing committed: the file is no longer needed."""
         entry.path.unlink(missing_ok=True)
+        os.close(entry.lock)
 
     def release(self, entry: SpoolEntry, *, count_try: bool = True) -> None:
         """Put a claimed message back for a later try. A try that failed for
         an outside reason (database down) does not count towards shunting."""
         tries = entry.tries if count_try else entry.tries - 1
         os.rename(entry.path, self.new / f"{entry.stem}.t{tries}")
+        os.close(entry.lock)
 
     def shunt_entry(self, entry: SpoolEntry) -> Path:
         """Give up on a message, keeping its bytes in ``shunt/``."""
         target = self.shunt / entry.stem
         os.rename(entry.path, target)
+        os.close(entry.lock)
         _fsync_dir(self.shunt)
         return target
 
@@ -174,12 +190,43 @@ class Spool:
         half-written files (never acknowledged to anyone) are removed."""
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
+        return self.recover_claims_of_the_dead()
+
+    def recover_claims_of_the_dead(self) -> int:
+        """Claims whose lock no living process holds go back to ``new/``,
+        with their tries counted; the claims of live workers (or of a
+        `mailflow ingest` at work) stay where they are."""
         recovered = 0
         for claimed in self.cur.iterdir():
-            os.rename(claimed, self.new / claimed.name)
-            recovered += 1
+            lock = _lock(claimed)
+            if lock is None:
+                continue  # held by a live process, or just let go by it
+            try:
+                # By its path: if its claimer let it go meanwhile (acknowledged,
+                # put back, shunted), the path is gone and this does nothing.
+                os.rename(claimed, self.new / claimed.name)
+                recovered += 1
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(lock)
         _fsync_dir(self.new)
         return recovered
+
+
+def _lock(path: Path) -> int | None:
+    """An open descriptor holding the exclusive lock of the file, or None if
+    the file is gone or another open file holds the lock."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
 
 
 def _fsync_dir(folder: Path) -> None:

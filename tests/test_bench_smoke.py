@@ -46,6 +46,7 @@ def test_the_archive_benchmark_runs_and_writes_its_section(tmp_path: Path) -> No
         ("fanout", "| 200 |"),
         ("memory", "peak above idle"),
         ("endtoend", "| SQLite |"),
+        ("processes", "| 2 processes |"),
         ("report", "| 200 |"),
     ],
 )

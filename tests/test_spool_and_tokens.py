@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,8 @@ def test_a_crashed_claim_goes_back_and_counts_its_tries(tmp_path: Path) -> None:
     for expected in (1, 2, 3):
         entry = spool.claim_by_id(stem)
         assert entry is not None and entry.tries == expected
-        assert spool.recover() == 1  # as if the process had died here
+        os.close(entry.lock)  # what the kernel does when the claimer dies
+        assert spool.recover() == 1
     assert list((tmp_path / "tmp").iterdir()) == []
     entry = spool.claim_by_id(stem)
     assert entry is not None and entry.tries == 4 > spool.max_tries
@@ -43,6 +45,20 @@ def test_a_crashed_claim_goes_back_and_counts_its_tries(tmp_path: Path) -> None:
     assert spool.shunted() == [stem] and spool.pending() == []
     spool.requeue(stem)
     assert spool.pending() == [f"{stem}.t0"]
+
+
+def test_recovery_leaves_the_claims_of_a_live_worker_alone(tmp_path: Path) -> None:
+    """While the host runs, the claims of a worker process that died go
+    back to new/, and a live worker's claim stays with it."""
+    spool = Spool(tmp_path, max_tries=3)
+    live = spool.claim_by_id(spool.put(ENVELOPE, b"in hand"))
+    dead = spool.claim_by_id(spool.put(ENVELOPE, b"orphaned"))
+    assert live is not None and dead is not None
+    os.close(dead.lock)
+    assert spool.recover_claims_of_the_dead() == 1
+    assert spool.pending() == [f"{dead.stem}.t1"]
+    spool.ack(live)
+    assert spool.depths() == {"waiting": 1, "processing": 0, "shunted": 0}
 
 
 def test_database_outage_does_not_count_as_a_try(tmp_path: Path) -> None:
