@@ -256,7 +256,7 @@ class Service:
         self._outbox_waiting = threading.Event()
         self._archive_waiting = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._failure = ""  # why the service stopped by itself, if it did
+        self._supervisor_lost = False  # the one way the service stops by itself
         self.metrics = Metrics(app.readings)
         settings = app.settings
         self.worker_processes = (
@@ -356,9 +356,12 @@ class Service:
     def wait(self) -> None:
         """Until stopped; raise if the service stopped by itself."""
         self._stopping.wait()
-        if self._failure:
+        if self._supervisor_lost:
             self.stop()
-            raise ServiceFailed(self._failure)
+            raise ServiceFailed(
+                f"the worker processes' supervisor ({self._supervisor()}) ended unexpectedly;"
+                " mailflow stopped"
+            )
 
     def _spawn(self, name: str, target: object) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
@@ -390,12 +393,15 @@ class Service:
         for processed, shunted in self.worker_processes.tallies():
             self._count(processed, shunted)
         if not self._stopping.is_set():
-            self._failure = (
-                f"the worker processes' supervisor ({self.worker_processes.supervisor}) "
-                "ended unexpectedly; mailflow stopped"
+            self._supervisor_lost = True
+            log.critical(
+                "the worker processes' supervisor (%s) ended unexpectedly; mailflow stops",
+                self._supervisor(),
             )
-            log.critical(self._failure)
             self._stopping.set()
+
+    def _supervisor(self) -> str:
+        return str(self.worker_processes.supervisor) if self.worker_processes else ""
 
     def _accepted(self) -> None:
         """A message is safe in the spool: count it and wake a worker."""
