@@ -332,9 +332,9 @@ class Site:
             progress("writing lists, feed and search index")
             for listing in self._listings():
                 counter = listing.counter
-                for number in range(1, pages.last_run(session, counter, pages.PAGE_SIZE) + 1):
+                for number in range(1, _last_run(session, counter, pages.PAGE_SIZE) + 1):
                     self._render(session, ListPage(listing, number), durable=False)
-            last_shard = pages.last_run(session, "archive", pages.SHARD_SIZE)
+            last_shard = _last_run(session, "archive", pages.SHARD_SIZE)
             for number in range(1, last_shard):  # the newest is inside search.json
                 self._render(session, SearchShard(number), durable=False)
             for page in (Index(), Feed(), SearchIndex(), Guide()):
@@ -402,7 +402,7 @@ class Site:
         elif isinstance(page, Guide):
             self._write_guide(session, durable=durable)
         elif isinstance(page, SearchShard):
-            if page.number == pages.last_run(session, "archive", pages.SHARD_SIZE):
+            if page.number == _last_run(session, "archive", pages.SHARD_SIZE):
                 return  # the newest shard lives inside search.json
             entries = [
                 self._view(p, c).search_entry()
@@ -462,7 +462,7 @@ class Site:
         else:
             economy = self.economies.get(str(listing.key))
             folder, title, intro = f"economies/{economy.code.lower()}/", economy.name, "Economy"
-        last = pages.last_run(session, listing.counter, pages.PAGE_SIZE)
+        last = _last_run(session, listing.counter, pages.PAGE_SIZE)
         cases = [self._view(p, c) for p, c in session.execute(pages.in_run(listing, page.number))]
         context = {
             "title": title,
@@ -471,7 +471,7 @@ class Site:
             "folder": folder,
             "number": page.number,
             "last": last,
-            "total": pages.counts(session, listing.by).get(listing.key, 0),  # front only
+            "total": _counts(session, listing.by).get(listing.key, 0),  # front only
         }
         front = page.number == last
         path = f"{folder}index.html" if front else f"{folder}page/{page.number}/index.html"
@@ -486,8 +486,8 @@ class Site:
             "site/index.html.j2",
             durable=durable,
             newest=newest,
-            area_counts=pages.counts(session, "area"),
-            economy_counts=pages.counts(session, "economy"),
+            area_counts=_counts(session, "area"),
+            economy_counts=_counts(session, "economy"),
         )
 
     def _write_feed(self, session: Session, *, durable: bool) -> None:
@@ -504,7 +504,7 @@ class Site:
     def _write_search_index(self, session: Session, *, durable: bool) -> None:
         """``search.json`` holds the newest shard's cases itself and names
         the older shards, so it stays small however large the archive."""
-        last = pages.last_run(session, "archive", pages.SHARD_SIZE)
+        last = _last_run(session, "archive", pages.SHARD_SIZE)
         entries = [
             self._view(p, c).search_entry() for p, c in session.execute(pages.in_shard(last))
         ]
@@ -628,6 +628,22 @@ class Site:
         with open(self.root / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+# The site writer reads each pass in one session (one snapshot), and many
+# pages show the same figures: each is read once per session, not per page.
+def _last_run(session: Session, counter: str, size: int) -> int:
+    known: dict[tuple[str, int], int] = session.info.setdefault("site_last_run", {})
+    if (counter, size) not in known:
+        known[counter, size] = pages.last_run(session, counter, size)
+    return known[counter, size]
+
+
+def _counts(session: Session, by: str) -> dict[int | str, int]:
+    known: dict[str, dict[int | str, int]] = session.info.setdefault("site_counts", {})
+    if by not in known:
+        known[by] = pages.counts(session, by)
+    return known[by]
 
 
 def _boot_id() -> str | None:

@@ -1,5 +1,5 @@
 """SIGKILL under load (SPEC section 10): the real `mailflow run` is killed
-five times at random moments while 20 SMTP clients send 150 distinct
+five times at random moments while 20 SMTP clients send 100 distinct
 submissions, retrying, as mail servers do, on a 4xx answer or a dropped
 connection. Every message that got 250 has exactly one case and one
 confirmation email; none is lost, none doubled; no temporary file is left.
@@ -33,7 +33,7 @@ from mailflow.store.db import Database
 
 pytestmark = pytest.mark.torture
 
-MESSAGES = int(os.environ.get("MAILFLOW_TORTURE_MESSAGES", "150"))
+MESSAGES = int(os.environ.get("MAILFLOW_TORTURE_MESSAGES", "100"))
 CLIENTS, KILLS = 20, 5
 SUBMIT = address("submit")
 
