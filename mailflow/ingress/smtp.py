@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -235,6 +236,24 @@ class IngressLMTP(IngressSMTP, LMTP):
     """LMTP (LHLO, one reply per recipient) with the same DATA reader."""
 
 
+def _try_binding(host: str, port: int) -> None:
+    """Bind each address of ``host`` as asyncio's server will (with
+    SO_REUSEADDR), then let go; raise as asyncio does if one is taken."""
+    for family, kind, protocol, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"error while attempting to bind on address {address!r}: "
+                    f"{(exc.strerror or str(exc)).lower()}",
+                ) from None
+
+
 class IngressController(Controller):
     """aiosmtpd's threaded controller, speaking LMTP when configured."""
 
@@ -261,6 +280,13 @@ class IngressController(Controller):
         self._limits = ConnectionLimits(
             settings.max_connections, settings.max_connections_per_client
         )
+
+    def start(self) -> None:
+        """aiosmtpd tells of an address it cannot bind (the port taken) only
+        once its whole ready timeout has passed, 5 s: binding it here
+        first says so at once, with the same error."""
+        _try_binding(self.hostname, self.port)
+        super().start()
 
     def factory(self) -> Any:
         protocol = IngressLMTP if self._lmtp else IngressSMTP
