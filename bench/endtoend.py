@@ -91,8 +91,8 @@ class Run:
 SETTLE_SECONDS = 3.0
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, from /proc."""
+def _children_by_parent() -> dict[int, list[int]]:
+    """Each process's children, from /proc."""
     parents: dict[int, list[int]] = collections.defaultdict(list)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -100,7 +100,19 @@ def _tree(pid: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue  # ended meanwhile
+            # "pid (name) state ppid ...": the name may hold spaces.
             parents[int(stat.rpartition(")")[2].split()[1])].append(int(entry.name))
+    return parents
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``."""
+    return set(_children_by_parent()[pid])
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    parents = _children_by_parent()
     found, queue = [], [pid]
     while queue:
         found.append(queue.pop())

@@ -19,6 +19,7 @@ from mails import submission
 from sqlalchemy import func, select
 from test_crash import start, stop
 
+from bench.endtoend import children
 from mailflow.config import Settings, load_settings
 from mailflow.errors import ConfigError
 from mailflow.store.db import Database
@@ -26,21 +27,6 @@ from mailflow.store.models import Case, InboundMessage
 
 pytestmark = pytest.mark.slow
 on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-
-
-def children(pid: int) -> set[int]:
-    """The processes whose parent is ``pid``, from /proc."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue  # ended meanwhile
-            # "pid (name) state ppid ...": the name may hold spaces.
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
 
 
 def workers_of(main: int) -> tuple[int, set[int]]:
