@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -104,7 +105,11 @@ def test(arguments: list[str]) -> int:
     )
     pytest = [str(PYTHON), "-m", "pytest", *workers(arguments), *arguments]
     _show(pytest)
-    code = subprocess.call(pytest, cwd=ROOT, env=scratch_in_memory(os.environ))
+    try:
+        code = subprocess.call(pytest, cwd=ROOT, env=scratch_in_memory(os.environ))
+    except BaseException:
+        checking.kill()  # interrupted (Ctrl-C): the check goes too
+        raise
     checked, _ = checking.communicate()
     _show(mypy)
     print(checked, end="", flush=True)
@@ -120,7 +125,12 @@ def scratch_in_memory(environment: os._Environ[str]) -> dict[str, str]:
     disk-fault tests bring their own faults (an LD_PRELOAD shim, a 2 MB tmpfs)."""
     scratch = dict(environment)
     memory = Path("/dev/shm")
-    if "TMPDIR" not in scratch and memory.is_dir() and os.access(memory, os.W_OK | os.X_OK):
+    if (
+        "TMPDIR" not in scratch
+        and memory.is_dir()
+        and os.access(memory, os.W_OK | os.X_OK)
+        and shutil.disk_usage(memory).free > 2 * 2**30  # not a container's 64 MB
+    ):
         scratch["TMPDIR"] = str(memory)
     return scratch
 

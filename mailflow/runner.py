@@ -77,7 +77,16 @@ class Runner:
         return results
 
     def process(self, entry: SpoolEntry) -> Result:
-        envelope, raw = entry.read()
+        try:
+            envelope, raw = entry.read()
+        except OSError as exc:  # a passing disk fault: tried again later
+            log.error("spool %s: could not be read (%s); will retry", entry.stem, exc)
+            self.spool.release(entry)
+            return Result.RETRY
+        except Exception as exc:  # a file damaged on disk: never processable
+            log.error("spool %s: damaged (%s); moved to shunt/", entry.stem, exc)
+            self.spool.shunt_entry(entry)
+            return Result.SHUNTED
         if entry.tries > self.spool.max_tries:
             return self._shunt(entry, envelope)
         key = delivery_key(envelope, raw)

@@ -133,6 +133,9 @@ class Spool:
         except FileNotFoundError:
             os.close(lock)
             return None
+        except BaseException:
+            os.close(lock)
+            raise
         return SpoolEntry(target, match["stem"], tries, lock)
 
     def claim_by_id(self, stem: str) -> SpoolEntry | None:
@@ -150,14 +153,18 @@ class Spool:
         """Put a claimed message back for a later try. A try that failed for
         an outside reason (database down) does not count towards shunting."""
         tries = entry.tries if count_try else entry.tries - 1
-        os.rename(entry.path, self.new / f"{entry.stem}.t{tries}")
-        os.close(entry.lock)
+        try:
+            os.rename(entry.path, self.new / f"{entry.stem}.t{tries}")
+        finally:
+            os.close(entry.lock)
 
     def shunt_entry(self, entry: SpoolEntry) -> Path:
         """Give up on a message, keeping its bytes in ``shunt/``."""
         target = self.shunt / entry.stem
-        os.rename(entry.path, target)
-        os.close(entry.lock)
+        try:
+            os.rename(entry.path, target)
+        finally:
+            os.close(entry.lock)
         _fsync_dir(self.shunt)
         return target
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mailflow.app import App
 from mailflow.clock import FixedClock
+from mailflow.runner import Result
 from mailflow.spool import Envelope, Spool
 from mailflow.store.models import Participant
 from mailflow.tokens import Refusal, Tokens, load_or_create_key
@@ -68,6 +69,17 @@ def test_database_outage_does_not_count_as_a_try(tmp_path: Path) -> None:
     assert entry is not None
     spool.release(entry, count_try=False)
     assert spool.pending() == [f"{stem}.t0"]
+
+
+def test_a_spool_file_damaged_on_disk_is_shunted_not_stuck(app: App) -> None:
+    """A file that no longer reads as envelope and message is kept in
+    shunt/ for the administrator, and its claim lets go of the file."""
+    stem = app.spool.put(ENVELOPE, b"fine")
+    (app.spool.new / f"{stem}.t0").write_bytes(b"{not json\nbytes")
+    assert app.runner.run_pending() == [Result.SHUNTED]
+    assert app.spool.shunted() == [stem]
+    assert app.spool.depths() == {"waiting": 0, "processing": 0, "shunted": 1}
+    assert app.spool.recover_claims_of_the_dead() == 0
 
 
 def test_token_key_is_created_private(tmp_path: Path) -> None:

@@ -261,7 +261,9 @@ class Site:
         """Rewrite the pages of every case changed since the last pass;
         returns how many changes were applied."""
         with self._locked():
-            if not (self.root / "index.html").exists():
+            if not (self.root / "index.html").exists() or not self._written_in_this_boot():
+                # `tick` or `act` may be the first to write after the machine
+                # stopped, with no `mailflow run` to build at its start.
                 self._build_locked(database, lambda _: None)
                 return 0
             with database.reading() as session:

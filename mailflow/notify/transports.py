@@ -134,10 +134,8 @@ class SmtpTransport:
         if connection is None:
             return
         self._local.connection = None
-        client = connection.client
-        if client is not None and client.is_connected:
-            with suppress(aiosmtplib.SMTPException, OSError):
-                connection.runner.run(client.quit())
+        if connection.client is not None:
+            connection.runner.run(_end(connection.client))
         connection.runner.close()
 
     def _connection(self) -> _Connection:
@@ -168,11 +166,10 @@ class SmtpTransport:
         """The thread's session, opened anew when there is none, the relay
         closed it, or it carried its share of messages."""
         client = connection.client
-        if client is not None and client.is_connected:
-            if connection.sent < MESSAGES_PER_CONNECTION:
+        if client is not None:
+            if connection.sent < MESSAGES_PER_CONNECTION and await _still_open(client):
                 return client
-            with suppress(aiosmtplib.SMTPException, OSError):
-                await client.quit()
+            await _end(client)
         client = connection.client = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
@@ -196,6 +193,27 @@ class SmtpTransport:
                 f"the relay {self._host}:{self._port} does not offer SMTPUTF8,"
                 f" which this email to {recipient} needs (RFC 6531)"
             )
+
+
+async def _still_open(client: aiosmtplib.SMTP) -> bool:
+    """A relay may end a session between two emails (idle too long, or its
+    own limit of messages), which nothing noticed while no email was being
+    sent: one NOOP tells, before the next email is put on it."""
+    if not client.is_connected:
+        return False
+    try:
+        await client.noop()
+    except (aiosmtplib.SMTPException, OSError):
+        return False
+    return True
+
+
+async def _end(client: aiosmtplib.SMTP) -> None:
+    """QUIT if the relay still listens; the socket is closed either way."""
+    with suppress(aiosmtplib.SMTPException, OSError):
+        if client.is_connected:
+            await client.quit()
+    client.close()
 
 
 def _failure(exc: aiosmtplib.SMTPResponseException) -> Exception:
