@@ -169,7 +169,10 @@ def test_the_supervisor_killed_stops_the_service_with_an_error(
     service = start(settings, log)
     running.append(service)
     supervisor, workers = workers_of(service.pid)
+    stuck = next(iter(workers))
+    os.kill(stuck, signal.SIGSTOP)  # as if deep in a long pass: it never looks up
     os.kill(supervisor, signal.SIGKILL)
     assert service.wait(30) == 1
     assert "supervisor" in log.read_text() and "ended unexpectedly" in log.read_text()
-    assert not [pid for pid in (supervisor, *workers) if alive(pid)]
+    # The kernel ends every worker with its supervisor, the stuck one too.
+    wait_until(lambda: not [pid for pid in (supervisor, *workers) if alive(pid)], 10)
