@@ -134,13 +134,22 @@ class Readers:
         return self.site
 
     def of(self, session: Session, address: str) -> str:
-        """The language of one recipient: their participant row if any; a
-        focal point or deputy who never wrote reads the language of the
-        economy they serve on the roster."""
-        address = address.strip().lower()
-        person = queries.participant(session, address)
-        chosen, economy = (person.language, person.economy) if person else (None, None)
-        return self.choose(address, chosen, economy or roster.economy_served(session, address))
+        """The language of one recipient."""
+        return self.of_all(session, [address])[address]
+
+    def of_all(self, session: Session, addresses: Iterable[str]) -> dict[str, str]:
+        """The language of each recipient (keyed as given), in two queries
+        however many: their participant row if any; a focal point or deputy
+        who never wrote reads the language of the economy they serve on the
+        roster."""
+        folded = {address: address.strip().lower() for address in addresses}
+        people = queries.languages_and_economies(session, folded.values())
+        served = roster.economies_served(session, folded.values())
+        languages = {}
+        for address, email in folded.items():
+            chosen, economy = people.get(email, (None, None))
+            languages[address] = self.choose(email, chosen, economy or served.get(email))
+        return languages
 
 
 ENGLISH_ONLY = Readers.build(site=ENGLISH, admin=ENGLISH, staff=(), economies=())

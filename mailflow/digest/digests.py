@@ -164,8 +164,8 @@ class Digests:
         with self.database.transaction() as session:
             batch = recipients.due(session, period.end, self._batch_size)
             claimed = recipients.claim(session, batch, period.end)
-            language_of = recipients.languages(
-                session, self.workflow.outbox.readers, (recipient.email for recipient in claimed)
+            language_of = self.workflow.outbox.readers.of_all(
+                session, (recipient.email for recipient in claimed)
             )
             now = self.workflow.clock.now()
             rows: list[dict[str, Any]] = []

@@ -1,6 +1,7 @@
 """Who gets a digest in a fan-out batch, asked of the database once per
 batch rather than once per subscriber: the subscribers whose digest for a
-period is not written yet, the claim on them, and the language each reads.
+period is not written yet, and the claim on them (the language each reads
+is ``Readers.of_all``'s, also one question per batch).
 
 The claim is a compare-and-set on ``digest_from``: of two fan-outs of one
 period (a killed one resumed by the next tick, or two hosts at once), only
@@ -11,16 +12,13 @@ digest, in the same transaction.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mailflow.languages import Readers
-from mailflow.store.models import FocalPoint, Participant, Subscriber
-from mailflow.store.roster import REMOVED
+from mailflow.store.models import Subscriber
 
 
 @dataclass(frozen=True)
@@ -79,33 +77,3 @@ def claim(session: Session, recipients: list[Recipient], period_end: datetime) -
             )
         )
     return [recipient for recipient in recipients if recipient.id in claimed]
-
-
-def languages(session: Session, readers: Readers, addresses: Iterable[str]) -> dict[str, str]:
-    """The language of each address, as ``Readers.of`` says for one, with
-    two queries for them all: their participant row if any, else the
-    economy they serve on the roster."""
-    folded = {address: address.strip().lower() for address in addresses}
-    if not folded:
-        return {}
-    wanted = set(folded.values())
-    chosen = {
-        email: (language, economy)
-        for email, language, economy in session.execute(
-            select(Participant.email, Participant.language, Participant.economy).where(
-                Participant.email.in_(wanted)
-            )
-        )
-    }
-    served: dict[str, str] = {}
-    for email, economy in session.execute(
-        select(FocalPoint.email, FocalPoint.economy)
-        .where(FocalPoint.email.in_(wanted), FocalPoint.state != REMOVED)
-        .order_by(FocalPoint.id)
-    ):
-        served.setdefault(email, economy)  # the first, as roster.economy_served
-    result = {}
-    for address, email in folded.items():
-        language, economy = chosen.get(email, ("", ""))  # "": no choice, no economy
-        result[address] = readers.choose(email, language, economy or served.get(email))
-    return result

@@ -8,7 +8,7 @@ tables they alone use.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,18 @@ def authors_messages(session: Session, case: Case) -> list[InboundMessage]:
             .order_by(InboundMessage.id.desc())
         )
     )
+
+
+def languages_and_economies(
+    session: Session, emails: Iterable[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """(Language: line, economy) of each of ``emails`` (lower case) known as a participant."""
+    rows = session.execute(
+        select(Participant.email, Participant.language, Participant.economy).where(
+            Participant.email.in_(set(emails))
+        )
+    )
+    return {email: (language, economy) for email, language, economy in rows}
 
 
 def participant(session: Session, address: str) -> Participant | None:

@@ -8,7 +8,7 @@ reads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -74,15 +74,17 @@ def serving(
     return list(session.scalars(query.order_by(FocalPoint.economy, FocalPoint.id)))
 
 
-def economy_served(session: Session, email: str) -> str | None:
-    """The economy a person serves as focal point or deputy (the first, if
-    several), whether or not they have confirmed yet."""
-    return session.scalar(
-        select(FocalPoint.economy)
-        .where(FocalPoint.email == email.lower(), FocalPoint.state != REMOVED)
+def economies_served(session: Session, emails: Iterable[str]) -> dict[str, str]:
+    """The economy each of ``emails`` (lower case) serves as focal point or
+    deputy (the first, if several), whether or not they have confirmed yet."""
+    served: dict[str, str] = {}
+    for email, economy in session.execute(
+        select(FocalPoint.email, FocalPoint.economy)
+        .where(FocalPoint.email.in_(set(emails)), FocalPoint.state != REMOVED)
         .order_by(FocalPoint.id)
-        .limit(1)
-    )
+    ):
+        served.setdefault(email, economy)
+    return served
 
 
 def current(session: Session, now: datetime) -> list[Entry]:
