@@ -10,7 +10,10 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from mailflow.app import App
+from mailflow.store.files import files_of
 from mailflow.store.models import Case, Document, InboundMessage, Participant, Subscriber
 from mailflow.vocab import AREAS, Kind
 from mailflow.workflow import publishing
@@ -69,7 +72,7 @@ def seed_published(
                 delivery_key=hashlib.sha256(f"seed-{seed}-{start}".encode()).hexdigest(),
                 received_at=workflow.clock.now(),
                 outcome="seeded",
-                raw=b"",
+                raw_sha256=files_of(session).put(b""),
             )
             session.add_all([author, source])
             session.flush()
@@ -90,7 +93,7 @@ def seed_published(
                 numbered = f"Organization {rng.randint(1, 300)}"
                 case.organization = organization(number) if organization else numbered
                 case.summary = summary(number) if summary else words
-                session.add(_document(case, source))
+                session.add(_document(session, case, source))
                 publishing.publish(session, case, workflow)
                 ids.append(case.public_id)
     return ids
@@ -113,14 +116,13 @@ def seed_subscribers(app: App, count: int, batch: int = 10_000) -> None:
             )
 
 
-def _document(case: Case, source: InboundMessage) -> Document:
+def _document(session: Session, case: Case, source: InboundMessage) -> Document:
     return Document(
         case_id=case.id,
         message_id=source.id,
         filename=f"{case.public_id}.pdf",
         content_type="application/pdf",
         size=len(PDF),
-        sha256=hashlib.sha256(PDF).hexdigest(),
-        content=PDF,
+        sha256=files_of(session).put(PDF),
         created_at=case.created_at,
     )

@@ -125,7 +125,7 @@ class App:
 def build(settings: Settings, clock: Clock | None = None) -> App:
     clock = clock or SystemClock()
     prepare_paths(settings)
-    database = Database(settings.database.url)
+    database = Database(settings.database.url, settings.files.dir)
     try:
         database.ensure_schema(settings.source)
     except Exception:
@@ -242,7 +242,9 @@ def _imap_ingress(app: App, on_spooled: Callable[[], None]) -> ImapIngress | Non
 def _own_runner(app: App) -> Runner:
     """For a worker process: the app's runner on a database engine of its
     own, as connections must not cross a fork."""
-    return Runner(app.spool, Database(app.settings.database.url), app.workflow)
+    return Runner(
+        app.spool, Database(app.settings.database.url, app.settings.files.dir), app.workflow
+    )
 
 
 class Service:
@@ -375,10 +377,10 @@ class Service:
                 results = self.app.runner.run_pending()
             except Exception:  # keep the worker alive whatever happens
                 log.exception("worker pass failed")
-                results = [Result.DATABASE_DOWN]
+                results = [Result.STORE_DOWN]
             if results:
                 self._count(*tally(results))
-            if Result.RETRY in results and Result.DATABASE_DOWN not in results:
+            if Result.RETRY in results and Result.STORE_DOWN not in results:
                 # A failed message is not retried in the same instant: its
                 # tries are meant to outlast a passing fault.
                 self._stopping.wait(POLL_SECONDS)

@@ -143,6 +143,12 @@ class SpoolSettings(Section):
     max_tries: Annotated[int, Field(ge=1, le=100)] = 5
 
 
+class FilesSettings(Section):
+    # Raw messages and documents, named by their SHA-256 (store/files.py);
+    # several hosts mount one folder here.
+    dir: ConfigPath = Path("var/files")
+
+
 class OutboundSettings(Section):
     transport: Literal["maildir", "smtp"] = "maildir"
     maildir: ConfigPath = Path("var/outbox")
@@ -281,6 +287,7 @@ class Settings(Section):
     smtp: SmtpSettings = SmtpSettings()
     imap: ImapSettings | None = None
     spool: SpoolSettings = SpoolSettings()
+    files: FilesSettings = FilesSettings()
     outbound: OutboundSettings = OutboundSettings()
     archive: ArchiveSettings = ArchiveSettings()
     admin: AdminSettings = AdminSettings()
@@ -309,6 +316,7 @@ class Settings(Section):
 
 _PATH_KEYS = (
     ("spool", "dir"),
+    ("files", "dir"),
     ("outbound", "maildir"),
     ("outbound", "dkim_key_file"),
     ("archive", "output_dir"),
@@ -501,6 +509,7 @@ def _writable_folders(settings: Settings) -> list[tuple[str, Path]]:
     if url.startswith("sqlite") and ":///" in url and not url.endswith(":memory:"):
         folders.append(("[database] url", Path(url.partition(":///")[2]).parent))
     folders.append(("[spool] dir", settings.spool.dir))
+    folders.append(("[files] dir", settings.files.dir))
     if settings.outbound.transport == "maildir":
         folders.append(("[outbound] maildir", settings.outbound.maildir))
     folders.append(("[archive] output_dir", settings.archive.output_dir))

@@ -39,6 +39,7 @@ from mailflow.runner import delivery_key
 from mailflow.spool import Envelope
 from mailflow.store import queries
 from mailflow.store.db import Database
+from mailflow.store.files import files_of
 from mailflow.store.models import InboundMessage
 from mailflow.triage import Incoming
 from mailflow.workflow import fields
@@ -136,7 +137,7 @@ class Importer:
             sender=parsed.sender,
             subject=parsed.subject[:2000],
             outcome="processing",
-            raw=raw,
+            raw_sha256=files_of(session).put(raw),
         )
         session.add(record)
         session.flush()

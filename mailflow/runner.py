@@ -46,7 +46,7 @@ class Result(StrEnum):
     DONE = "done"
     DUPLICATE = "duplicate"
     RETRY = "retry"  # a bug or a race: counts as a try
-    DATABASE_DOWN = "database_down"  # not the message's fault: does not count
+    STORE_DOWN = "store_down"  # the database or the files' disk: not the message's fault
     SHUNTED = "shunted"
 
 
@@ -72,7 +72,7 @@ class Runner:
             entry = self.spool.claim(name)
             if entry is not None:
                 results.append(self.process(entry))
-                if results[-1] is Result.DATABASE_DOWN:
+                if results[-1] is Result.STORE_DOWN:
                     break
         return results
 
@@ -91,18 +91,27 @@ class Runner:
             return self._shunt(entry, envelope)
         key = delivery_key(envelope, raw)
         try:
+            # On disk before the transaction that names it commits
+            # (store/files.py): after a crash between the two, the next try
+            # finds the same file.
+            raw_name = self.database.files.put(raw)
+        except OSError as exc:
+            log.warning("spool %s: [files] dir unavailable (%s); will retry", entry.stem, exc)
+            self.spool.release(entry, count_try=False)
+            return Result.STORE_DOWN
+        try:
             # Parsed before the transaction begins: on SQLite that takes the
             # one write lock, which the other workers would wait on meanwhile.
             parsed = _parse(raw)
             with self.database.transaction() as session:
-                result = self._handle(session, key, envelope, raw, parsed)
+                result = self._handle(session, key, envelope, raw_name, parsed)
                 processed = _processed(session, entry.stem, key, result)
         except IntegrityError:
             return self._after_integrity_error(entry, key)
         except (OperationalError, InterfaceError) as exc:
             log.warning("spool %s: database unavailable (%s); will retry", entry.stem, exc.orig)
             self.spool.release(entry, count_try=False)
-            return Result.DATABASE_DOWN
+            return Result.STORE_DOWN
         except Exception:
             log.exception("spool %s: processing failed (try %d)", entry.stem, entry.tries)
             self.spool.release(entry)
@@ -122,7 +131,7 @@ class Runner:
         session: Session,
         key: str,
         envelope: Envelope,
-        raw: bytes,
+        raw_name: str,
         parsed: ParsedMessage | UnparseableMessage,
     ) -> Result:
         if session.scalar(select(InboundMessage.id).where(InboundMessage.delivery_key == key)):
@@ -133,7 +142,7 @@ class Runner:
             envelope_sender=envelope.sender[:320],
             envelope_recipients=", ".join(envelope.recipients),
             outcome="processing",
-            raw=raw,
+            raw_sha256=raw_name,
         )
         session.add(record)
         session.flush()

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mailflow.durable import fsync_dir, write_file
 from mailflow.errors import SpoolError
 
 _NAME = re.compile(r"^(?P<stem>\d+-[0-9a-f]{32})\.t(?P<tries>\d+)$")
@@ -95,17 +96,9 @@ class Spool:
         """Store a message durably and return its spool id. Raise SpoolError
         (disk full, I/O error) when it is not certainly on disk."""
         stem = f"{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex}"
-        temporary = self.tmp / stem
         try:
-            with open(temporary, "wb") as file:
-                file.write(envelope.to_json() + b"\n")
-                file.write(raw)
-                file.flush()
-                os.fsync(file.fileno())
-            os.rename(temporary, self.new / f"{stem}.t0")
-            _fsync_dir(self.new)
+            write_file(self.tmp / stem, self.new / f"{stem}.t0", (envelope.to_json(), b"\n", raw))
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             raise SpoolError(
                 exc.errno, "spool disk full" if full else f"spool write: {exc}"
@@ -165,13 +158,13 @@ class Spool:
             os.rename(entry.path, target)
         finally:
             os.close(entry.lock)
-        _fsync_dir(self.shunt)
+        fsync_dir(self.shunt)
         return target
 
     def requeue(self, stem: str) -> None:
         """Send a shunted message through processing again (after a fix)."""
         os.rename(self.shunt / stem, self.new / f"{stem}.t0")
-        _fsync_dir(self.new)
+        fsync_dir(self.new)
 
     def shunted(self) -> list[str]:
         return sorted(os.listdir(self.shunt))
@@ -217,7 +210,7 @@ class Spool:
                 pass
             finally:
                 os.close(lock)
-        _fsync_dir(self.new)
+        fsync_dir(self.new)
         return recovered
 
 
@@ -234,11 +227,3 @@ def _lock(path: Path) -> int | None:
         os.close(descriptor)
         return None
     return descriptor
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -65,7 +65,7 @@ def tally(results: list[Result]) -> tuple[int, int]:
 
 def pause_after(results: list[Result]) -> float:
     """How long a worker waits for a wake-up before its next pass."""
-    if Result.DATABASE_DOWN in results:
+    if Result.STORE_DOWN in results:
         return DATABASE_BACKOFF_SECONDS
     if Result.RETRY in results or not results:
         return POLL_SECONDS
@@ -219,10 +219,10 @@ def _work(runner: Runner, wake: int, results: int, supervisor: int) -> None:
                 passed = runner.run_pending()
             except Exception:  # keep the worker alive whatever happens
                 log.exception("worker pass failed")
-                passed = [Result.DATABASE_DOWN]
+                passed = [Result.STORE_DOWN]
             if passed:
                 os.write(results, _TALLY.pack(*tally(passed)))
-            if Result.RETRY in passed and Result.DATABASE_DOWN not in passed:
+            if Result.RETRY in passed and Result.STORE_DOWN not in passed:
                 # A failed message is not retried in the same instant, even
                 # when new mail comes: its tries are meant to outlast a fault.
                 time.sleep(POLL_SECONDS)

@@ -94,7 +94,7 @@ def test_a_backup_of_a_running_mailflow_restores_into_a_fresh_place_and_the_arch
     url = make_url(str(app.settings.database.url))
     sqlite = url.get_backend_name() == "sqlite"
     # deploy/README.md 6b, "Back up": the spool first, then the database,
-    # then the keys and the config.
+    # then the files, the keys and the config.
     sh(
         "install -d -m 0700 {backups}\n"
         "tar -C {state} -cf {backups}/spool.tar spool\n"
@@ -117,6 +117,8 @@ def test_a_backup_of_a_running_mailflow_restores_into_a_fresh_place_and_the_arch
             name=url.database or "",
             backups=backups,
         )
+
+    sh("tar -C {state} -cf {backups}/files.tar files", state=state, backups=backups)
 
     # "Restore", on a fresh machine: the state folder is new.
     sh("install -d -m 0751 {fresh}/var", fresh=fresh)
@@ -143,6 +145,7 @@ def test_a_backup_of_a_running_mailflow_restores_into_a_fresh_place_and_the_arch
         database = restored_url
     sh(
         "tar -C {fresh}/var -xf {backups}/spool.tar\n"
+        "tar -C {fresh}/var -xf {backups}/files.tar\n"
         "install -m 0600 {backups}/token.key {backups}/dkim.key {fresh}/var/",
         backups=backups,
         fresh=fresh,

@@ -61,9 +61,10 @@ SUBMIT = address("submit")
 @pytest.fixture
 def hosts(database_url: str, tmp_path: Path) -> list[Settings]:
     """Three hosts' configs: one database, one outbox, one token key (the
-    links one host writes, another must read); each its own folder (spool,
-    archive) and SMTP port."""
-    outbox, key = tmp_path / "outbox", tmp_path / "token.key"
+    links one host writes, another must read), one files folder (as
+    deploy/README.md section 8 mounts it: the document one host received,
+    another publishes); each its own folder (spool, archive) and SMTP port."""
+    outbox, key, files = tmp_path / "outbox", tmp_path / "token.key", tmp_path / "files"
     load_or_create_key(key)  # made once, not raced for by three hosts
     configs = []
     for number in range(HOSTS):
@@ -74,6 +75,7 @@ def hosts(database_url: str, tmp_path: Path) -> list[Settings]:
             f'[database]\nurl = "{database_url}"\n\n'
             f'[smtp]\nhost = "127.0.0.1"\nport = {free_port()}\n\n'
             f"[spool]\nworkers = 2\n\n"
+            f'[files]\ndir = "{files}"\n\n'
             f'[outbound]\nmaildir = "{outbox}"\n\n'
             f'[security]\ntoken_key_file = "{key}"\n\n'
             f"[archive]\nhttp_port = 0\n\n[monitor]\nhttp_port = 0\n\n"

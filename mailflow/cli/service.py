@@ -159,7 +159,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    database = Database(settings.database.url)
+    database = Database(settings.database.url, settings.files.dir)
     try:
         before, after = database.upgrade()
     finally:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import socket
 import threading
 from contextlib import suppress
@@ -30,6 +29,7 @@ from typing import Protocol
 
 import aiosmtplib
 
+from mailflow.durable import write_file
 from mailflow.errors import PermanentFailure
 from mailflow.notify.addresses import needs_smtputf8, outgoing_address
 
@@ -61,17 +61,7 @@ class MaildirTransport:
         name = f"{row_id:010d}.{digest}.{socket.gethostname()}"
         delivered_to = outgoing_address(recipient)  # as the SMTP envelope has it
         headers = f"Return-Path: <{envelope_sender}>\r\nDelivered-To: {delivered_to}\r\n".encode()
-        temporary = self.root / "tmp" / name
-        with open(temporary, "wb") as file:
-            file.write(headers + raw)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.root / "new" / name)
-        descriptor = os.open(self.root / "new", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        write_file(self.root / "tmp" / name, self.root / "new" / name, (headers, raw))
         return f"written to {self.root / 'new' / name}"
 
     def close(self) -> None:

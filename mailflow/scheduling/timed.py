@@ -37,6 +37,9 @@ from mailflow.workflow.states import Event, State
 
 log = logging.getLogger(__name__)
 
+# Files no transaction ever named (store/files.py) go at night, when little else runs.
+ORPHAN_SWEEP = "40 3 * * *"
+
 # An author whose case waits this many reminder periods hears where it stands.
 AUTHOR_UPDATE_AFTER_REMINDER_PERIODS = 2
 
@@ -82,6 +85,7 @@ class Timed:
             "daily_summary": (self.settings.daily_summary, self._daily_summary),
             "digest": (workflow.settings.digest.schedule, self._digest_period),
             "monthly_report": (workflow.settings.report.schedule, self._monthly_report),
+            "orphan_files": (ORPHAN_SWEEP, self._sweep_orphan_files),
         }
 
     def tick(self) -> TickReport:
@@ -472,6 +476,14 @@ class Timed:
                     attachments=attachments,
                 ),
             )
+        return True
+
+    def _sweep_orphan_files(self, session: Session, _since: datetime | None) -> bool:
+        removed = self.database.files.sweep(
+            lambda names: queries.stored_file_names(session, names), self.workflow.clock.now()
+        )
+        if removed:
+            log.info("removed %d stored file(s) that nothing refers to", removed)
         return True
 
     def _daily_summary(self, session: Session, since: datetime | None) -> bool:

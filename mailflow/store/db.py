@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from mailflow.errors import SchemaError
+from mailflow.store.files import FileStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_MS = 30_000
@@ -73,10 +74,22 @@ def server_now(session: Session) -> datetime:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    """The database at ``url``, and the folder of the files it names (raw
+    messages and documents, store/files.py): without it, only the records
+    can be read."""
+
+    def __init__(self, url: str, files: Path | None = None) -> None:
         self.url = url
         self.engine = create_db_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._files = FileStore(files) if files is not None else None
+        self._info = {"files": self._files}
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, info=self._info)
+
+    @property
+    def files(self) -> FileStore:
+        if self._files is None:
+            raise RuntimeError("this Database was opened without its [files] dir")
+        return self._files
 
     @property
     def dialect(self) -> str:
@@ -98,7 +111,7 @@ class Database:
             options["isolation_level"] = "REPEATABLE READ"
         with (
             self.engine.connect().execution_options(**options) as connection,
-            Session(bind=connection) as session,  # closing it rolls back
+            Session(bind=connection, info=self._info) as session,  # closing it rolls back
         ):
             yield session
 
@@ -145,6 +158,7 @@ class Database:
         config = self._alembic_config()
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
+            config.attributes["files"] = self._files  # 0013 moves the bytes into them
             command.upgrade(config, "head")
         return before, self.head_revision()
 

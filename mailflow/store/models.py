@@ -1,8 +1,9 @@
 """The tables, as typed SQLAlchemy 2 models.
 
-Raw messages and documents are kept in the database, so that every host
-sharing it sees the same source of truth and a case's history can always
-name the message that changed it. Derived values (what a case still lacks,
+Raw messages and documents are files named by their SHA-256 (store/files.py),
+written before the transaction that names them commits: the database holds
+every record of what happened, the files the bytes, and a case's history
+can always name the message that changed it. Derived values (what a case still lacks,
 what is due) are computed, never stored.
 """
 
@@ -22,10 +23,19 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    object_session,
+    relationship,
+)
 
+from mailflow.store.files import FileStore, files_of
 from mailflow.workflow.states import State
 
 
@@ -54,7 +64,29 @@ class Base(DeclarativeBase):
     pass
 
 
-class InboundMessage(Base):
+class StoredBytes:
+    """A row whose bytes are a file (store/files.py). It remembers the file
+    store of the session that loaded or added it, so its bytes can still be
+    read once that session has closed, as the other columns can."""
+
+    def _read_file(self, name: str) -> bytes:
+        session = object_session(self)
+        if session is not None:
+            return files_of(session).read(name)
+        store = self.__dict__.get("_files")
+        if not isinstance(store, FileStore):
+            raise RuntimeError(f"{type(self).__name__} was never in a session: its file is unknown")
+        return store.read(name)
+
+
+@event.listens_for(Session, "loaded_as_persistent")
+@event.listens_for(Session, "transient_to_pending")
+def _remember_file_store(session: Session, row: object) -> None:
+    if isinstance(row, StoredBytes):
+        row.__dict__["_files"] = session.info.get("files")
+
+
+class InboundMessage(StoredBytes, Base):
     """One accepted message, exactly as received. ``delivery_key`` is a
     SHA-256 of the raw bytes and the envelope recipients: a byte-identical
     resend to the same address is the same delivery; a different message
@@ -72,7 +104,12 @@ class InboundMessage(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     outcome: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(Text, default="")
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+
+    @property
+    def raw(self) -> bytes:
+        """The message exactly as received, read from its file."""
+        return self._read_file(self.raw_sha256)
 
 
 class Participant(Base):
@@ -134,7 +171,7 @@ class Case(Base):
         return self.documents[-1] if self.documents else None
 
 
-class Document(Base):
+class Document(StoredBytes, Base):
     __tablename__ = "documents"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -143,9 +180,12 @@ class Document(Base):
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(64))
-    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # large: on demand
+    sha256: Mapped[str] = mapped_column(String(64))  # also the name of its file
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    @property
+    def content(self) -> bytes:
+        return self._read_file(self.sha256)
 
 
 class CaseEvent(Base):

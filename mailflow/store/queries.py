@@ -20,6 +20,7 @@ from mailflow.store.models import (
     Case,
     CaseEvent,
     Counter,
+    Document,
     InboundMessage,
     OutboxMessage,
     Participant,
@@ -32,6 +33,17 @@ from mailflow.vocab import Kind
 from mailflow.workflow.states import State
 
 # -- cases and people ----------------------------------------------------------------
+
+
+def stored_file_names(session: Session, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` (store/files.py) a message or a document refers to."""
+    return set(
+        session.scalars(
+            select(InboundMessage.raw_sha256)
+            .where(InboundMessage.raw_sha256.in_(names))
+            .union(select(Document.sha256).where(Document.sha256.in_(names)))
+        )
+    )
 
 
 def case_named(session: Session, public_id: str) -> Case | None:

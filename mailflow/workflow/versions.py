@@ -5,14 +5,13 @@ each a new version whose earlier one stays in the history.
 
 from __future__ import annotations
 
-import hashlib
-
 from sqlalchemy.orm import Session
 
 from mailflow.documents import Document as PickedDocument
 from mailflow.documents import pick_document
 from mailflow.forms import parse_form, strip_reply
 from mailflow.notify.outbox import Outgoing
+from mailflow.store.files import files_of
 from mailflow.store.models import Case, Document
 from mailflow.triage import Incoming
 from mailflow.workflow import fields, reviewing
@@ -50,8 +49,7 @@ def keep(
             filename=document.filename,
             content_type=document.content_type,
             size=len(document.content),
-            sha256=hashlib.sha256(document.content).hexdigest(),
-            content=document.content,
+            sha256=files_of(session).put(document.content),  # on disk before the commit
             created_at=workflow.clock.now(),
         )
     )

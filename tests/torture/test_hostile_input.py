@@ -179,10 +179,11 @@ def test_hostile_messages_stay_within_budget_and_the_queue_flows(
     status, _, _ = ingest(settings, submission(subject="After the storm").as_bytes(), tmp_path)
     assert status == 0
 
-    database = Database(settings.database.url)
+    database = Database(settings.database.url, settings.files.dir)
     try:
         with database.transaction() as session:
-            kept = session.execute(select(InboundMessage.outcome, InboundMessage.raw)).all()
+            records = session.scalars(select(InboundMessage)).all()
+            kept = [(record.outcome, record.raw) for record in records]
     finally:
         database.dispose()
     assert len(kept) == len(HOSTILE) + 2  # every one kept, with its bytes

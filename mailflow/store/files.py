@@ -1,0 +1,137 @@
+"""Raw messages and documents as files named by their SHA-256.
+
+A submission's raw message and its document are most of the bytes a case
+is made of. Kept as database values they were written twice (the WAL, then
+the table) inside every transaction, by the one writer SQLite allows; as
+files they are written once, outside the database's lock, and the database
+keeps only their names (``inbound_messages.raw_sha256``,
+``documents.sha256``).
+
+The order makes a crash harmless: a file is written, fsynced and renamed
+into place *before* the transaction that refers to it commits. A kill in
+between leaves a file nothing refers to; the message is handled again and,
+its bytes being the same, finds that very file. A file whose transaction
+never commits (a message shunted for good) is an orphan: `sweep` removes
+files nothing refers to once they are a day old, so it never races a
+transaction still under way. Storing bytes that are already there touches
+the file, so an old orphan about to be referred to again is young again.
+
+Several hosts share one folder (``[files].dir`` on storage they all mount):
+any of them may publish a document another received. The folder belongs in
+every backup with the database.
+
+This module never opens the database; `sweep` is told what is referred to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from mailflow.durable import fsync_dir, write_file
+
+# A day: far longer than any transaction, and a crash's orphans go the next night.
+ORPHAN_AGE = timedelta(days=1)
+SWEEP_BATCH = 500
+
+_NAME = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably and return its name (the SHA-256 in hex).
+        Raise OSError when it is not certainly on disk."""
+        name = hashlib.sha256(data).hexdigest()
+        target = self.path(name)
+        try:
+            os.utime(target)  # already here: young again, so no sweep takes it now
+            return name
+        except FileNotFoundError:
+            pass
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.root)  # the new folder's name, as durable as the file in it
+        self.tmp.mkdir(exist_ok=True)
+        write_file(self.tmp / uuid.uuid4().hex, target, (data,))
+        return name
+
+    def read(self, name: str) -> bytes:
+        return self.path(name).read_bytes()
+
+    def path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise ValueError(f"not the name of a stored file: {name!r}")
+        return self.root / name[:2] / name
+
+    def sweep(self, referred: Callable[[list[str]], set[str]], now: datetime) -> int:
+        """Remove the files older than a day that nothing refers to;
+        ``referred`` answers which of some names the database still holds.
+        Returns how many files went."""
+        cutoff = (now - ORPHAN_AGE).timestamp()
+        removed = 0
+        for batch in _batches(self._older_than(cutoff), SWEEP_BATCH):
+            kept = referred(batch)
+            for name in batch:
+                if name not in kept and self._remove_if_older(name, cutoff):
+                    removed += 1
+        self._clear_tmp(cutoff)
+        return removed
+
+    def _older_than(self, cutoff: float) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for folder in sorted(self.root.iterdir()):
+            if len(folder.name) != 2 or not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                if _NAME.match(entry.name) and entry.stat().st_mtime < cutoff:
+                    yield entry.name
+
+    def _remove_if_older(self, name: str, cutoff: float) -> bool:
+        # Looked at again just before: a put since the listing made it young.
+        path = self.path(name)
+        try:
+            if path.stat().st_mtime >= cutoff:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _clear_tmp(self, cutoff: float) -> None:
+        """Half-written files of a process killed while writing."""
+        if not self.tmp.is_dir():
+            return
+        for entry in os.scandir(self.tmp):
+            if entry.stat().st_mtime < cutoff:
+                Path(entry.path).unlink(missing_ok=True)
+
+
+def files_of(session: Session) -> FileStore:
+    """The file store of the database ``session`` belongs to."""
+    store = session.info.get("files")
+    if not isinstance(store, FileStore):
+        raise RuntimeError("this Database was opened without its [files] dir")
+    return store
+
+
+def _batches(names: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for name in names:
+        batch.append(name)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

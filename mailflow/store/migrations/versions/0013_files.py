@@ -1,0 +1,99 @@
+"""raw messages and documents as files named by their SHA-256
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-05 11:00:00
+
+The bytes move out of the database into the ``[files] dir`` folder
+(store/files.py); ``mailflow db upgrade`` hands that folder to this step.
+Each file is on disk before the column that held it is dropped, in the
+same transaction on PostgreSQL: a failed upgrade leaves the database as
+it was, and at most files nothing refers to yet (swept after a day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from mailflow.store.files import FileStore
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+BATCH = 100
+
+
+def upgrade() -> None:
+    # Columns are added and dropped in place (SQLite 3.35 and later): a
+    # rebuilt table would be dropped under the rows that refer to it.
+    op.add_column(
+        "inbound_messages",
+        sa.Column("raw_sha256", sa.String(length=64), nullable=False, server_default=""),
+    )
+    files = _files()
+    connection = op.get_bind()
+    for table, column, name_column in _BYTES:
+        for row_id, data in _rows(connection, table, column):
+            connection.execute(
+                sa.text(f"UPDATE {table} SET {name_column} = :name WHERE id = :id"),
+                {"name": files().put(bytes(data)), "id": row_id},
+            )
+    if connection.dialect.name != "sqlite":  # SQLite keeps it: no rebuild
+        op.alter_column("inbound_messages", "raw_sha256", server_default=None)
+    op.drop_column("inbound_messages", "raw")
+    op.drop_column("documents", "content")
+
+
+def downgrade() -> None:
+    """The bytes back into the database; the files stay (swept by no one)."""
+    op.add_column("inbound_messages", sa.Column("raw", sa.LargeBinary(), nullable=True))
+    op.add_column("documents", sa.Column("content", sa.LargeBinary(), nullable=True))
+    files = _files()
+    connection = op.get_bind()
+    for table, column, name_column in _BYTES:
+        for row_id, name in _rows(connection, table, name_column):
+            connection.execute(
+                sa.text(f"UPDATE {table} SET {column} = :data WHERE id = :id"),
+                {"data": files().read(str(name)), "id": row_id},
+            )
+    op.drop_column("inbound_messages", "raw_sha256")
+
+
+# (table, column that held the bytes, column that names their file)
+_BYTES = (("inbound_messages", "raw", "raw_sha256"), ("documents", "content", "sha256"))
+
+
+def _files() -> Callable[[], FileStore]:
+    """The ``[files] dir`` store, asked for only when a row has bytes to move."""
+
+    def store() -> FileStore:
+        files = context.config.attributes.get("files")
+        if not isinstance(files, FileStore):
+            raise RuntimeError(
+                "the database holds messages and documents to move, and no [files] dir was"
+                " given; run: mailflow db upgrade --config CONFIG"
+            )
+        return files
+
+    return store
+
+
+def _rows(connection: sa.Connection, table: str, column: str) -> Iterator[tuple[int, Any]]:
+    """(id, value of ``column``) of every row, a batch at a time: a large archive is
+    never in memory at once."""
+    last = 0
+    while True:
+        batch = connection.execute(
+            sa.text(f"SELECT id, {column} FROM {table} WHERE id > :last ORDER BY id LIMIT {BATCH}"),
+            {"last": last},
+        ).all()
+        if not batch:
+            return
+        yield from ((row[0], row[1]) for row in batch)
+        last = batch[-1][0]

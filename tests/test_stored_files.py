@@ -1,0 +1,159 @@
+"""Raw messages and documents as files named by their SHA-256 (store/files.py):
+written before the transaction that names them commits, found again after
+a kill between the two, swept when nothing names them, and moved out of
+the database (and back) by the schema migration."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from conftest import Mailbox, wait_until
+from mails import PDF, address, submission
+from sqlalchemy import select
+from test_crash import start, stop
+
+from mailflow.cli import main as mailflow
+from mailflow.config import Settings
+from mailflow.store.db import Database
+from mailflow.store.models import Case, Document, InboundMessage
+
+# `mailflow ingest` killed with SIGKILL the moment its Nth file is on disk:
+# after the raw message (1) or the document (2), before the transaction
+# that names them commits.
+KILL_AFTER_PUT = """
+import os, signal, sys
+from mailflow.cli import main
+from mailflow.store.files import FileStore
+
+put, puts = FileStore.put, []
+
+def put_then_die(self, data):
+    name = put(self, data)
+    puts.append(name)
+    if len(puts) == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return name
+
+FileStore.put = put_then_die
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def stored(settings: Settings) -> set[str]:
+    return {p.name for p in settings.files.dir.glob("??/*")}
+
+
+def named(database: Database) -> set[str]:
+    with database.transaction() as session:
+        raws = session.scalars(select(InboundMessage.raw_sha256))
+        documents = session.scalars(select(Document.sha256))
+        return {*raws, *documents}
+
+
+@pytest.fixture
+def database(settings: Settings) -> Database:
+    opened = Database(settings.database.url, settings.files.dir)
+    yield opened
+    opened.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("puts", [1, 2], ids=["after-raw", "after-document"])
+def test_a_kill_between_writing_and_commit_neither_loses_nor_leaks_a_file(
+    settings: Settings, database: Database, tmp_path: Path, puts: int
+) -> None:
+    message = tmp_path / "submission.eml"
+    message.write_bytes(submission(sender="ana@example.org").as_bytes())
+    command = [sys.executable, "-c", KILL_AFTER_PUT, str(puts), "ingest", str(message)]
+    killed = subprocess.run(
+        [*command, "--recipient", address("submit"), "--config", str(settings.source)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert len(stored(settings)) == puts  # on disk ...
+    assert named(database) == set()  # ... and named by nothing: the commit never came
+    assert [p.name for p in (settings.spool.dir / "cur").iterdir()]  # its claim, left behind
+
+    log = tmp_path / "run.log"
+    process = start(settings, log)
+    try:
+        outbox = Mailbox(settings.outbound.maildir)
+        wait_until(lambda: outbox.to("ana@example.org"), 30, "the acknowledgement")
+    finally:
+        stop(process)
+    with database.transaction() as session:
+        [record] = session.scalars(select(InboundMessage)).all()
+        [case] = session.scalars(select(Case)).all()
+        assert record.raw == message.read_bytes()
+        assert case.document is not None and case.document.content == PDF
+    # The second try found the files of the first: one of each, all named.
+    assert stored(settings) == named(database) and len(stored(settings)) == 2
+    assert len(outbox.to("ana@example.org")) == 1
+
+
+def test_files_nothing_names_go_after_a_day_and_no_other(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    message = tmp_path / "submission.eml"
+    message.write_bytes(submission(sender="ana@example.org").as_bytes())
+    config = ["--config", str(settings.source)]
+    assert mailflow(["ingest", str(message), "--recipient", address("submit"), *config]) == 0
+    kept = named(database)
+    assert stored(settings) == kept and len(kept) == 2
+    now = datetime.now(UTC)
+    tonight = now + timedelta(days=1)
+    # Left by a process killed before its commit, one long ago, one an hour
+    # before tonight's sweep (its transaction may still be under way).
+    old, young = "a" * 64, "b" * 64
+    for name, age in ((old, timedelta(days=3)), (young, now - tonight + timedelta(hours=1))):
+        path = settings.files.dir / name[:2] / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(name.encode())
+        os.utime(path, (time.time() - age.total_seconds(),) * 2)
+    half_written = settings.files.dir / "tmp" / "0f0f"
+    half_written.write_bytes(b"half")
+    os.utime(half_written, (time.time() - 3 * 86400,) * 2)
+    for name in kept:  # named files are never taken, however old
+        os.utime(settings.files.dir / name[:2] / name, (time.time() - 30 * 86400,) * 2)
+
+    assert mailflow(["tick", "--now", now.isoformat(), *config]) == 0  # the sweep's first sight
+    assert mailflow(["tick", "--now", tonight.isoformat(), *config]) == 0
+    assert stored(settings) == kept | {young}
+    assert not half_written.exists()
+    with database.transaction() as session:
+        [case] = session.scalars(select(Case)).all()
+        assert case.document is not None and case.document.content == PDF
+
+
+def test_db_upgrade_moves_the_bytes_out_of_the_database_and_back(
+    settings: Settings, database: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = tmp_path / "submission.eml"
+    message.write_bytes(submission(sender="ana@example.org").as_bytes())
+    config = ["--config", str(settings.source)]
+    assert mailflow(["ingest", str(message), "--recipient", address("submit"), *config]) == 0
+    alembic = database._alembic_config()
+    with database.engine.begin() as connection:
+        alembic.attributes["connection"] = connection
+        alembic.attributes["files"] = database.files
+        command.downgrade(alembic, "0012")  # as a database of mailflow before the files
+    for path in settings.files.dir.glob("??/*"):
+        path.unlink()  # the database alone holds them now
+
+    assert mailflow(["db", "upgrade", *config]) == 0
+    assert "0012 -> 0013" in capsys.readouterr().out
+    with database.transaction() as session:
+        [record] = session.scalars(select(InboundMessage)).all()
+        [case] = session.scalars(select(Case)).all()
+        assert record.raw == message.read_bytes()
+        assert case.document is not None and case.document.content == PDF
+    assert stored(settings) == named(database)
