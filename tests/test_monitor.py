@@ -103,7 +103,8 @@ def database_down(settings: Settings) -> Iterator[None]:
 def test_healthz_names_the_database_while_it_does_not_answer(
     service: Service, settings: Settings
 ) -> None:
-    assert health(settings) == (200, {"status": "ok", "database": "ok", "spool": "ok"})
+    healthy = {"status": "ok", "database": "ok", "spool": "ok", "files": "ok"}
+    assert health(settings) == (200, healthy)
 
     with database_down(settings):
         status, body = health(settings)
@@ -111,7 +112,21 @@ def test_healthz_names_the_database_while_it_does_not_answer(
         assert body["status"] == "failing"
         assert body["database"] != "ok" and body["spool"] == "ok"
 
-    assert health(settings) == (200, {"status": "ok", "database": "ok", "spool": "ok"})
+    assert health(settings) == (200, healthy)
+
+
+def test_healthz_names_the_files_folder_while_it_is_gone(
+    service: Service, settings: Settings
+) -> None:
+    unmounted = settings.files.dir.with_name("files-elsewhere")
+    settings.files.dir.rename(unmounted)  # as a shared mount that went away
+    try:
+        status, body = health(settings)
+        assert status == 503
+        assert str(settings.files.dir) in body["files"] and body["spool"] == "ok"
+    finally:
+        unmounted.rename(settings.files.dir)
+    assert health(settings)[0] == 200
 
 
 def test_metrics_count_a_submission_through_the_queues(

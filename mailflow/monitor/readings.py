@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from mailflow.spool import Spool
 from mailflow.store import queries
@@ -40,13 +41,17 @@ def read(spool: Spool, database: Database) -> Readings:
 
 def health(spool: Spool, database: Database) -> dict[str, str]:
     """ "ok", or what is wrong, for each part mailflow cannot work without."""
-    return {"database": database.answers() or "ok", "spool": _spool_writable(spool) or "ok"}
+    return {
+        "database": database.answers() or "ok",
+        "spool": _writable(spool.tmp) or "ok",
+        "files": _writable(database.files.root) or "ok",  # a shared mount gone, a full disk
+    }
 
 
-def _spool_writable(spool: Spool) -> str | None:
+def _writable(folder: Path) -> str | None:
     try:
-        with tempfile.NamedTemporaryFile(dir=spool.tmp, prefix=".health-"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".health-"):
             pass
     except OSError as exc:
-        return f"cannot write in {spool.tmp}: {exc.strerror}"
+        return f"cannot write in {folder}: {exc.strerror}"
     return None

@@ -67,7 +67,14 @@ class FileStore:
         return name
 
     def read(self, name: str) -> bytes:
-        return self.path(name).read_bytes()
+        path = self.path(name)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            # A host without the shared folder mounted, or a restore without it.
+            raise FileNotFoundError(
+                exc.errno, f"{path} is not in [files] dir: mount it or restore it from the backup"
+            ) from exc
 
     def path(self, name: str) -> Path:
         if not _NAME.match(name):
