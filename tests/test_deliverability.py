@@ -9,6 +9,7 @@ as long as the reviewer's tokens do."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import shutil
 import urllib.error
@@ -18,6 +19,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import dkim
 import pytest
 from conftest import Client, Mailbox, body_html, body_text
 from cryptography.hazmat.primitives import serialization
@@ -30,7 +32,7 @@ from bench.seed import seed_published
 from mailflow.app import App
 from mailflow.cli import main
 from mailflow.config import Settings, load_settings
-from mailflow.notify.dkim import create_key
+from mailflow.notify.dkim import Signer, create_key, load_key
 
 SELECTOR = "mail2026"
 DOMAIN = "mailflow.localhost"
@@ -119,6 +121,20 @@ def test_every_email_verifies_with_two_independent_dkim_verifiers(
     assert not dkimpy_verifies(tampered.read_bytes(), record)
     assert mail_dkim_results([tampered], record) == ["fail"]
     tampered.unlink()
+
+
+def test_openssl_signs_the_very_bytes_dkimpy_would(dkim_key: Path) -> None:
+    """mailflow.notify.dkim hands dkimpy's RSA step to OpenSSL: the
+    signature must be the one dkimpy's own Python arithmetic makes."""
+    pem = load_key(dkim_key)
+    Signer(SELECTOR, "mailflow.localhost", pem)  # its key goes to OpenSSL
+    private = dkim.crypto.parse_pem_private_key(pem)
+    assert dkim.RSASSA_PKCS1_v1_5_sign is not dkim.crypto.RSASSA_PKCS1_v1_5_sign
+    for text in (b"", b"From: ana@example.org\r\n", b"x" * 100_000):
+        digest = dkim.HashThrough(hashlib.sha256(text))
+        assert dkim.RSASSA_PKCS1_v1_5_sign(digest, private) == (
+            dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, private)
+        )
 
 
 def test_mailflow_dkim_makes_the_key_once_and_prints_its_record(
