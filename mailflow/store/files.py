@@ -3,9 +3,9 @@
 A submission's raw message and its document are most of the bytes a case
 is made of. Kept as database values they were written twice (the WAL, then
 the table) inside every transaction, by the one writer SQLite allows; as
-files they are written once, outside the database's lock, and the database
-keeps only their names (``inbound_messages.raw_sha256``,
-``documents.sha256``).
+files they are written once (the raw message before its transaction
+begins, the document within it), and the database keeps only their names
+(``inbound_messages.raw_sha256``, ``documents.sha256``).
 
 The order makes a crash harmless: a file is written, fsynced and renamed
 into place *before* the transaction that refers to it commits. A kill in
