@@ -373,7 +373,11 @@ class Site:
     def _render_all(self, session: Session, todo: set[Page]) -> list[Path]:
         """Case pages first, then the lists, then the index, feed and search:
         a link never leads to a page not yet written. The folders of cases
-        taken off are returned, to remove once no list links to them."""
+        taken off are returned, to remove once no list links to them.
+        Flushed one by one only where there is no boot ID: elsewhere a
+        machine that stopped before writing them back starts in a new boot,
+        and the site is built again (``catch_up`` checks it first)."""
+        durable = _boot_id() is None
         removed = []
         for page in sorted(todo, key=_writing_order):
             if isinstance(page, CasePage):
@@ -387,9 +391,9 @@ class Site:
                     removed.append(self.root / "cases" / str(public_id))
                 else:
                     publication, case = row
-                    self._write_case(session, self._view(publication, case), case, durable=True)
+                    self._write_case(session, self._view(publication, case), case, durable=durable)
             else:
-                self._render(session, page, durable=True)
+                self._render(session, page, durable=durable)
         return removed
 
     def _render(self, session: Session, page: Page, *, durable: bool) -> None:
