@@ -76,6 +76,12 @@ class Ports:
 def write_config(folder: Path, ports: Ports) -> Path:
     """Mailman's own defaults (SQLite, one instance of each runner) but
     for the paths and the ports; ``NullMTA``: no alias files to write."""
+    # Mailman's own gunicorn settings, without the control socket gunicorn
+    # 25.1+ would otherwise make in ~/.gunicorn/ (one for all the sites).
+    gunicorn = folder / "gunicorn.cfg"
+    gunicorn.write_text(
+        "[gunicorn]\ngraceful_timeout = 30\ntimeout = 360\ncontrol_socket_disable = true\n"
+    )
     config = folder / "mailman.cfg"
     config.write_text(
         "[mailman]\n"
@@ -92,6 +98,7 @@ def write_config(folder: Path, ports: Ports) -> Path:
         "[webservice]\n"
         "hostname: 127.0.0.1\n"
         f"port: {ports.rest}\n"
+        f"configuration: {gunicorn}\n"
     )
     return config
 
