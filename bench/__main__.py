@@ -6,7 +6,8 @@ accept: durable accept of mailflow's SMTP ingress against the bare
 aiosmtpd + fsync limit; servers run as subprocesses on 127.0.0.1 and stop
 by themselves. archive: full build and one incremental publish. fanout:
 one digest period for up to 100,000 subscribers. memory: peak RSS while a
-25 MB message arrives."""
+25 MB message arrives. mailman: side by side with GNU Mailman 3, installed
+once into a virtual environment of its own."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from bench.corpus import submission
 from bench.endtoend import run_endtoend, run_processes
 from bench.fanout import run_fanout
 from bench.load import LoadResult, send_all
+from bench.mailman import run_mailman
 from bench.memory import run_memory
 from bench.report import run_report
 from bench.servers import ROOT, start_mailflow, start_sink
@@ -129,6 +131,7 @@ SECTIONS: dict[str, Callable[[bool], list[str]]] = {
     "fanout": run_fanout,
     "memory": run_memory,
     "report": run_report,
+    "mailman": run_mailman,
 }
 
 

@@ -66,7 +66,7 @@ def register_senders(folder: Path, database_url: str, count: int) -> None:
         app.database.dispose()
 
 
-def _count_files(folder: Path) -> int:
+def count_files(folder: Path) -> int:
     try:
         return sum(1 for _ in os.scandir(folder))
     except FileNotFoundError:
@@ -86,6 +86,7 @@ class Run:
     rate: float  # messages per second, first send to the last review email written
     at_start: Memory  # at rest, settled after start
     after: Memory  # at rest, settled after the run
+    accepted: float = 0.0  # messages per second, the load generator's: first send to last 250
 
 
 SETTLE_SECONDS = 3.0
@@ -174,12 +175,12 @@ def end_to_end(
         outbox = root / "var" / "outbox" / "new"
         try:
             started = time.perf_counter()
-            send_all(port, messages, CONNECTIONS)
+            load = send_all(port, messages, CONNECTIONS)
             expected = 2 * len(messages)  # an acknowledgement and a review each
             deadline = time.monotonic() + 900
-            while _count_files(outbox) < expected:
+            while count_files(outbox) < expected:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"only {_count_files(outbox)} of {expected} emails written")
+                    raise RuntimeError(f"only {count_files(outbox)} of {expected} emails written")
                 time.sleep(0.05)
             seconds = time.perf_counter() - started
             time.sleep(settle)
@@ -190,7 +191,7 @@ def end_to_end(
                 sampler.wait(60)
             process.terminate()
             process.wait(30)
-    return Run(len(messages) / seconds, at_start, after)
+    return Run(len(messages) / seconds, at_start, after, load.per_second)
 
 
 def _py_spy() -> str:

@@ -1,6 +1,6 @@
-"""The load generator: N SMTP connections on 127.0.0.1, each reused for its
-share of the messages; the time of each DATA phase (sending the content
-until the server's 250) is recorded."""
+"""The load generator: N SMTP (or LMTP) connections on 127.0.0.1, each
+reused for its share of the messages; the time of each DATA phase (sending
+the content until the server's 250) is recorded."""
 
 from __future__ import annotations
 
@@ -31,19 +31,26 @@ class LoadResult:
 
 
 def send_all(
-    port: int, messages: list[bytes], connections: int, timeout: float = 120
+    port: int,
+    messages: list[bytes],
+    connections: int,
+    timeout: float = 120,
+    recipient: str = "submit@mailflow.localhost",
+    client: type[smtplib.SMTP] = smtplib.SMTP,
 ) -> LoadResult:
+    """``client=smtplib.LMTP`` for a server that takes mail over LMTP (its
+    LHLO instead of EHLO; one recipient, so one reply after DATA)."""
     latencies: list[float] = []
     lock = threading.Lock()
     failures: list[BaseException] = []
 
     def worker(share: list[bytes]) -> None:
         try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as smtp:
+            with client("127.0.0.1", port, timeout=timeout) as smtp:
                 smtp.ehlo()
                 for raw in share:
                     smtp.mail("bench@example.org")
-                    smtp.rcpt("submit@mailflow.localhost")
+                    smtp.rcpt(recipient)
                     started = time.perf_counter()
                     code, reply = smtp.data(raw)
                     elapsed = time.perf_counter() - started

@@ -31,10 +31,10 @@ def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the server under test did not start")
 
 
-def start_sink(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_sink(folder: Path, seconds: float = 900) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.sink", str(port), str(folder), "900"],
+        [sys.executable, "-m", "bench.sink", str(port), str(folder), str(seconds)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.mailman_site import VENV, installed
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -55,3 +57,14 @@ def test_each_benchmark_runs_and_writes_its_section(
 ) -> None:
     text = run_quick(benchmark, tmp_path / "benchmarks.md")
     assert shown in text and f"<!-- /bench:{benchmark} -->" in text
+
+
+@pytest.mark.slow
+def test_the_mailman_benchmark_runs_where_mailman_is_installed(tmp_path: Path) -> None:
+    """Side by side with GNU Mailman: run only where `python -m bench mailman`
+    has installed Mailman's virtual environment (it takes the network and
+    minutes, which the suite must not)."""
+    if not installed():
+        pytest.skip(f"no Mailman at {VENV}: python -m bench mailman installs it")
+    text = run_quick("mailman", tmp_path / "benchmarks.md")
+    assert "| GNU Mailman, SQLite |" in text and "| mailflow, SQLite |" in text
