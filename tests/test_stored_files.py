@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -157,3 +158,15 @@ def test_db_upgrade_moves_the_bytes_out_of_the_database_and_back(
         assert record.raw == message.read_bytes()
         assert case.document is not None and case.document.content == PDF
     assert stored(settings) == named(database)
+
+
+def test_db_upgrade_names_a_files_folder_it_cannot_create(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upgrade from before [files] with the key left out of a config in
+    /etc would aim at /etc/.../var/files: the command says so, no traceback."""
+    (tmp_path / "blocker").write_text("a file where the folder would go")
+    config = write_config('[files]\ndir = "blocker/files"\n')
+    assert mailflow(["db", "upgrade", "--config", str(config)]) == 78
+    error = capsys.readouterr().err
+    assert "[files] dir" in error and "blocker/files" in error

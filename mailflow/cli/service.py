@@ -24,6 +24,7 @@ from mailflow.cli.common import (
     settings_from,
 )
 from mailflow.clock import FixedClock, SystemClock
+from mailflow.config import prepare_paths
 from mailflow.monitor import status as status_report
 from mailflow.spool import Envelope, Spool
 from mailflow.store.db import Database
@@ -159,6 +160,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    prepare_paths(settings)  # a migration may write into [files] dir
     database = Database(settings.database.url, settings.files.dir)
     try:
         before, after = database.upgrade()
