@@ -32,6 +32,7 @@ from bench.seed import seed_published
 from mailflow.app import App
 from mailflow.cli import main
 from mailflow.config import Settings, load_settings
+from mailflow.notify import dkim as notify_dkim
 from mailflow.notify.dkim import Signer, create_key, load_key
 
 SELECTOR = "mail2026"
@@ -123,18 +124,23 @@ def test_every_email_verifies_with_two_independent_dkim_verifiers(
     tampered.unlink()
 
 
-def test_openssl_signs_the_very_bytes_dkimpy_would(dkim_key: Path) -> None:
+def test_openssl_signs_the_very_bytes_dkimpy_would(
+    dkim_key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """mailflow.notify.dkim hands dkimpy's RSA step to OpenSSL: the
     signature must be the one dkimpy's own Python arithmetic makes."""
     pem = load_key(dkim_key)
     Signer(SELECTOR, "mailflow.localhost", pem)  # its key goes to OpenSSL
     private = dkim.crypto.parse_pem_private_key(pem)
-    assert dkim.RSASSA_PKCS1_v1_5_sign is not dkim.crypto.RSASSA_PKCS1_v1_5_sign
+    python_arithmetic = dkim.crypto.RSASSA_PKCS1_v1_5_sign
+
+    def refused(*_: object) -> bytes:
+        raise AssertionError("signed in Python, not by OpenSSL")
+
+    monkeypatch.setattr(notify_dkim, "_PURE_PYTHON_SIGN", refused)
     for text in (b"", b"From: ana@example.org\r\n", b"x" * 100_000):
         digest = dkim.HashThrough(hashlib.sha256(text))
-        assert dkim.RSASSA_PKCS1_v1_5_sign(digest, private) == (
-            dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, private)
-        )
+        assert dkim.RSASSA_PKCS1_v1_5_sign(digest, private) == python_arithmetic(digest, private)
 
 
 def test_mailflow_dkim_makes_the_key_once_and_prints_its_record(

@@ -5,6 +5,7 @@ the database (and back) by the schema migration."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -110,29 +111,40 @@ def test_files_nothing_names_go_after_a_day_and_no_other(
     assert mailflow(["ingest", str(message), "--recipient", address("submit"), *config]) == 0
     kept = named(database)
     assert stored(settings) == kept and len(kept) == 2
-    now = datetime.now(UTC)
-    tonight = now + timedelta(days=1)
-    # Left by a process killed before its commit, one long ago, one an hour
-    # before tonight's sweep (its transaction may still be under way).
+    # Left by a process killed before its commit, one three days ago, one
+    # an hour ago (its transaction may still be under way).
     old, young = "a" * 64, "b" * 64
-    for name, age in ((old, timedelta(days=3)), (young, now - tonight + timedelta(hours=1))):
+    for name, age in ((old, 3 * 86400), (young, 3600)):
         path = settings.files.dir / name[:2] / name
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(name.encode())
-        os.utime(path, (time.time() - age.total_seconds(),) * 2)
+        os.utime(path, (time.time() - age,) * 2)
     half_written = settings.files.dir / "tmp" / "0f0f"
     half_written.write_bytes(b"half")
     os.utime(half_written, (time.time() - 3 * 86400,) * 2)
     for name in kept:  # named files are never taken, however old
         os.utime(settings.files.dir / name[:2] / name, (time.time() - 30 * 86400,) * 2)
 
-    assert mailflow(["tick", "--now", now.isoformat(), *config]) == 0  # the sweep's first sight
-    assert mailflow(["tick", "--now", tonight.isoformat(), *config]) == 0
-    assert stored(settings) == kept | {young}
+    # The sweep's schedule is seen at the first tick and falls due by the
+    # next night's; its "a day old" is the machine's clock, not --now's.
+    nights = [datetime.now(UTC) + timedelta(days=days) for days in range(3)]
+    assert mailflow(["tick", "--now", nights[0].isoformat(), *config]) == 0
+    assert mailflow(["tick", "--now", nights[1].isoformat(), *config]) == 0
+    assert stored(settings) == kept | {young}  # the old orphan set aside ...
     assert not half_written.exists()
+    trash = settings.files.dir / "trash"
+    assert [p.name for p in trash.iterdir()] == [old]
+    # ... and a named file that a sweep set aside in the instant a put made
+    # it young again (the race the two steps are for) is still read, and
+    # goes back at the next sweep, while the orphan goes for good.
+    document = hashlib.sha256(PDF).hexdigest()
+    os.replace(settings.files.dir / document[:2] / document, trash / document)
     with database.transaction() as session:
         [case] = session.scalars(select(Case)).all()
         assert case.document is not None and case.document.content == PDF
+    assert mailflow(["tick", "--now", nights[2].isoformat(), *config]) == 0
+    assert stored(settings) == kept | {young}
+    assert list(trash.iterdir()) == []
 
 
 def test_db_upgrade_moves_the_bytes_out_of_the_database_and_back(

@@ -255,26 +255,42 @@ class Outbox:
     ) -> int:
         sent = attempted = 0
         while attempted < limit:
-            batch = self._lease_batch(database, transport.lease, min(BATCH, limit - attempted))
+            # The batch is leased for two deliveries' time from before it is
+            # asked for; a delivery starts only while it can end within that,
+            # so no lease runs out under a delivery under way (another
+            # drainer would send it too).
+            start_by = time.monotonic() + transport.lease.total_seconds()
+            until, batch = self._lease_batch(
+                database, transport.lease, min(BATCH, limit - attempted)
+            )
             if not batch:
                 break
-            # The batch is leased for two deliveries' time; a delivery starts
-            # only while it can end within that, so no lease ever runs out
-            # under a delivery under way (another drainer would send it too).
-            start_by = time.monotonic() + transport.lease.total_seconds()
             for number, leased in enumerate(batch):
                 if time.monotonic() > start_by:  # a slow relay: the rest to anyone
-                    self._release(database, [row.id for row in batch[number:]])
+                    self._release(database, batch[number:], until)
                     break
-                sent += self._deliver(database, transport, leased, on_failed)
+                try:
+                    sent += self._deliver(database, transport, leased, on_failed)
+                except BaseException:
+                    # The rest must not wait out the lease behind this one.
+                    self._release(database, batch[number + 1 :], until)
+                    raise
                 attempted += 1
         return sent
 
-    def _release(self, database: Database, row_ids: list[int]) -> None:
+    def _release(self, database: Database, rows: list[Leased], until: datetime) -> None:
+        """Hand back rows not yet sent, where the lease is still this
+        drainer's (``until`` is the one it set)."""
+        if not rows:
+            return
         with database.transaction() as session:
             session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id.in_(row_ids), OutboxMessage.sent_at.is_(None))
+                .where(
+                    OutboxMessage.id.in_([row.id for row in rows]),
+                    OutboxMessage.sent_at.is_(None),
+                    OutboxMessage.lease_until == until,
+                )
                 .values(lease_until=None)
                 .execution_options(synchronize_session=False)
             )
@@ -324,7 +340,9 @@ class Outbox:
         row.failed_at, row.lease_until = None, None
         row.attempts, row.next_attempt_at = 0, self._clock.now()
 
-    def _lease_batch(self, database: Database, lease: timedelta, size: int) -> list[Leased]:
+    def _lease_batch(
+        self, database: Database, lease: timedelta, size: int
+    ) -> tuple[datetime, list[Leased]]:
         """Lease up to ``size`` due rows to this drainer, with their bytes,
         in one transaction (one, not three, for each email sent).
 
@@ -354,14 +372,15 @@ class Outbox:
                 .limit(size)
                 .with_for_update(skip_locked=True)
             ).all()
+            until = now + 2 * lease
             if not candidates:
-                return []
+                return until, []
             # Compare-and-set: of two drainers, one gets each row (what
             # keeps SQLite, and a row not locked above, to one sender).
             taken = session.scalars(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(candidates), OutboxMessage.sent_at.is_(None), free)
-                .values(lease_until=now + 2 * lease)
+                .values(lease_until=until)
                 .returning(OutboxMessage.id)
                 .execution_options(synchronize_session=False)
             ).all()
@@ -375,7 +394,7 @@ class Outbox:
                 .where(OutboxMessage.id.in_(taken))
                 .order_by(OutboxMessage.id)
             ).all()
-        return [Leased(*row) for row in rows]
+        return until, [Leased(*row) for row in rows]
 
     def _retry_later(self, row: OutboxMessage, error: str) -> None:
         row.last_error = error[:2000]

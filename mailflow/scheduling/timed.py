@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -74,6 +74,11 @@ class TickReport:
         )
 
 
+def _claimed(_session: Session, _since: datetime | None) -> bool:
+    """A job whose work runs after its claim (``Timed.after_claim``)."""
+    return True
+
+
 class Timed:
     def __init__(self, database: Database, workflow: Workflow) -> None:
         self.database = database
@@ -85,7 +90,13 @@ class Timed:
             "daily_summary": (self.settings.daily_summary, self._daily_summary),
             "digest": (workflow.settings.digest.schedule, self._digest_period),
             "monthly_report": (workflow.settings.report.schedule, self._monthly_report),
-            "orphan_files": (ORPHAN_SWEEP, self._sweep_orphan_files),
+            "orphan_files": (ORPHAN_SWEEP, _claimed),
+        }
+        # Work too long for the claim's transaction (on SQLite it would hold
+        # the one write lock): done once the claim has committed. A crash in
+        # between skips one night.
+        self.after_claim: dict[str, Callable[[], None]] = {
+            "orphan_files": self._sweep_orphan_files,
         }
 
     def tick(self) -> TickReport:
@@ -112,6 +123,8 @@ class Timed:
                 continue
             if ran:
                 report.jobs.append(name)
+                if name in self.after_claim:
+                    self.after_claim[name]()
         report.digests = self.digests.fan_out().sent  # also finishes one cut short
         self._record_tick(now)
         if report.anything:
@@ -478,13 +491,17 @@ class Timed:
             )
         return True
 
-    def _sweep_orphan_files(self, session: Session, _since: datetime | None) -> bool:
-        removed = self.database.files.sweep(
-            lambda names: queries.stored_file_names(session, names), self.workflow.clock.now()
-        )
+    def _sweep_orphan_files(self) -> None:
+        """By the machine's own clock, never ``tick --now``'s: a day is real
+        time for a transaction still under way."""
+
+        def named(names: list[str]) -> set[str]:
+            with self.database.reading() as session:
+                return queries.stored_file_names(session, names)
+
+        removed = self.database.files.sweep(named, datetime.now(UTC))
         if removed:
             log.info("removed %d stored file(s) that nothing refers to", removed)
-        return True
 
     def _daily_summary(self, session: Session, since: datetime | None) -> bool:
         return summary.send_daily_summary(session, self.workflow, since)

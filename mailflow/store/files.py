@@ -11,9 +11,10 @@ The order makes a crash harmless: a file is written, fsynced and renamed
 into place *before* the transaction that refers to it commits. A kill in
 between leaves a file nothing refers to; the message is handled again and,
 its bytes being the same, finds that very file. A file whose transaction
-never commits (a message shunted for good) is an orphan: `sweep` removes
+never commits (a message shunted for good) is an orphan: `sweep` sets aside
 files nothing refers to once they are a day old, so it never races a
-transaction still under way. Storing bytes that are already there touches
+transaction still under way, and removes them a day later if still
+nothing refers to them. Storing bytes that are already there touches
 the file, so an old orphan about to be referred to again is young again.
 
 Several hosts share one folder (``[files].dir`` on storage they all mount):
@@ -48,6 +49,7 @@ class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp = root / "tmp"
+        self.trash = root / "trash"  # a sweep's catch, kept one more day (``sweep``)
 
     def put(self, data: bytes) -> str:
         """Store ``data`` durably and return its name (the SHA-256 in hex).
@@ -56,6 +58,7 @@ class FileStore:
         target = self.path(name)
         try:
             os.utime(target)  # already here: young again, so no sweep takes it now
+            fsync_dir(target.parent)  # its name too, if another process just wrote it
             return name
         except FileNotFoundError:
             pass
@@ -70,6 +73,10 @@ class FileStore:
         path = self.path(name)
         try:
             return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        try:  # set aside by a sweep in the instant a transaction named it
+            return (self.trash / name).read_bytes()
         except FileNotFoundError as exc:
             # A host without the shared folder mounted, or a restore without it.
             raise FileNotFoundError(
@@ -82,18 +89,44 @@ class FileStore:
         return self.root / name[:2] / name
 
     def sweep(self, referred: Callable[[list[str]], set[str]], now: datetime) -> int:
-        """Remove the files older than a day that nothing refers to;
-        ``referred`` answers which of some names the database still holds.
-        Returns how many files went."""
+        """Set aside the files older than a day that nothing refers to, and
+        remove those set aside by the sweep before if still nothing refers
+        to them; ``referred`` answers which of some names the database
+        holds. In two steps because a put of the same bytes may make a file
+        young again between the sweep's look and its move: a transaction
+        that names it then commits within the day, and the next sweep puts
+        the file back. Returns how many files were removed."""
         cutoff = (now - ORPHAN_AGE).timestamp()
-        removed = 0
+        removed = self._empty_trash(referred)
+        self.trash.mkdir(exist_ok=True)
         for batch in _batches(self._older_than(cutoff), SWEEP_BATCH):
             kept = referred(batch)
             for name in batch:
-                if name not in kept and self._remove_if_older(name, cutoff):
-                    removed += 1
+                if name not in kept:
+                    self._set_aside_if_older(name, cutoff)
         self._clear_tmp(cutoff)
         return removed
+
+    def _empty_trash(self, referred: Callable[[list[str]], set[str]]) -> int:
+        if not self.trash.is_dir():
+            return 0
+        removed = 0
+        names = [entry.name for entry in os.scandir(self.trash) if _NAME.match(entry.name)]
+        for batch in _batches(names, SWEEP_BATCH):
+            kept = referred(batch)
+            for name in batch:
+                if name in kept:
+                    self._restore(name)
+                else:
+                    (self.trash / name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    def _restore(self, name: str) -> None:
+        target = self.path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.trash / name, target)
+        fsync_dir(target.parent)
 
     def _older_than(self, cutoff: float) -> Iterator[str]:
         if not self.root.is_dir():
@@ -105,16 +138,14 @@ class FileStore:
                 if _NAME.match(entry.name) and entry.stat().st_mtime < cutoff:
                     yield entry.name
 
-    def _remove_if_older(self, name: str, cutoff: float) -> bool:
+    def _set_aside_if_older(self, name: str, cutoff: float) -> None:
         # Looked at again just before: a put since the listing made it young.
         path = self.path(name)
         try:
-            if path.stat().st_mtime >= cutoff:
-                return False
-            path.unlink()
+            if path.stat().st_mtime < cutoff:
+                os.replace(path, self.trash / name)
         except FileNotFoundError:
-            return False
-        return True
+            pass
 
     def _clear_tmp(self, cutoff: float) -> None:
         """Half-written files of a process killed while writing."""

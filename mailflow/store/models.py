@@ -104,7 +104,7 @@ class InboundMessage(StoredBytes, Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     outcome: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(Text, default="")
-    raw_sha256: Mapped[str] = mapped_column(String(64))
+    raw_sha256: Mapped[str] = mapped_column(String(64), index=True)  # the sweep asks by it
 
     @property
     def raw(self) -> bytes:
@@ -180,7 +180,7 @@ class Document(StoredBytes, Base):
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(64))  # also the name of its file
+    sha256: Mapped[str] = mapped_column(String(64), index=True)  # also the name of its file
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
     @property
