@@ -69,7 +69,7 @@ def drain_together(app: App, transport: SlowMaildir, drainers: int) -> list[int]
     return sent
 
 
-@pytest.mark.parametrize(("lease", "takes"), [(5.0, 0.002), (1.0, 0.4)], ids=["fast", "slow"])
+@pytest.mark.parametrize(("lease", "takes"), [(5.0, 0.002), (0.6, 0.25)], ids=["fast", "slow"])
 def test_two_drainers_send_each_email_once(
     app: App, tmp_path: Path, lease: float, takes: float
 ) -> None:
