@@ -123,8 +123,7 @@ class Timed:
                 continue
             if ran:
                 report.jobs.append(name)
-                if name in self.after_claim:
-                    self.after_claim[name]()
+                self._after_claim(name)
         report.digests = self.digests.fan_out().sent  # also finishes one cut short
         self._record_tick(now)
         if report.anything:
@@ -490,6 +489,17 @@ class Timed:
                 ),
             )
         return True
+
+    def _after_claim(self, name: str) -> None:
+        """A failure here (the files' disk) costs that night's work, never
+        the rest of the tick: the digests and the record of the tick."""
+        work = self.after_claim.get(name)
+        if work is None:
+            return
+        try:
+            work()
+        except Exception:
+            log.exception("scheduled job %s failed after its claim; it runs again next time", name)
 
     def _sweep_orphan_files(self) -> None:
         """By the machine's own clock, never ``tick --now``'s: a day is real
