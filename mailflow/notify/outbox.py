@@ -28,9 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
@@ -40,7 +38,14 @@ from sqlalchemy.orm import Session
 from mailflow.clock import Clock
 from mailflow.errors import PermanentFailure
 from mailflow.languages import ENGLISH_ONLY, Readers
-from mailflow.notify.addresses import needs_smtputf8, outgoing_address
+from mailflow.notify.compose import (
+    address_header,
+    charset_params,
+    flatten,
+    header_text,
+    new_message,
+    thread,
+)
 from mailflow.notify.dkim import Signer
 from mailflow.notify.headers import RAW, raw_header
 from mailflow.notify.render import Renderer
@@ -68,10 +73,6 @@ OnFailed = Callable[[Session, OutboxMessage], None]
 ANSWER_WINDOW = timedelta(hours=1)
 SAME_ANSWERS_PER_WINDOW = 2
 ANSWERS_PER_WINDOW = 10
-
-# Message-IDs in the References of one email: enough to thread, bounded
-# against a sender that sends a thousand.
-MAX_REFERENCES = 10
 
 
 @dataclass(frozen=True)
@@ -189,9 +190,9 @@ class Outbox:
             outgoing.template, language=language, case=case, **outgoing.context
         )
         subject = rendered.subject if case is None else case_subject(case, rendered.subject)
-        message = EmailMessage()
+        message = new_message()
         message["From"] = self._sender
-        message["To"] = _address(outgoing.to)
+        message["To"] = address_header(outgoing.to)
         message["Subject"] = header_text(subject)
         message["Date"] = format_datetime(self._clock.now())
         message["Message-ID"] = make_msgid(domain=self._router.domain)
@@ -205,10 +206,10 @@ class Outbox:
         # Postmaster Tools group by it) and for anyone sorting our mail.
         message["Feedback-ID"] = f"{outgoing.template}:mailflow"
         if outgoing.reply_to:
-            message["Reply-To"] = _address(outgoing.reply_to)
+            message["Reply-To"] = address_header(outgoing.reply_to)
         for name, value in outgoing.headers:
             message[name] = raw_header(name, value) if name.lower() in RAW else value
-        _thread(message, case, outgoing.answering)
+        thread(message, case, outgoing.answering)
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
         for attachment in outgoing.attachments:
@@ -218,7 +219,7 @@ class Outbox:
                 maintype=maintype,
                 subtype=subtype,
                 filename=attachment.filename,
-                params=_charset_of(maintype, attachment.content),
+                params=charset_params(maintype, attachment.content),
             )
         if outgoing.attachments:
             # A boundary of 128 random bits cannot occur in the parts, and
@@ -455,80 +456,3 @@ def case_subject(case: Case, purpose: str) -> str:
     if not case.subject and case.title:
         case.subject = f"[{case.public_id}] {' '.join(case.title.split())}"
     return case.subject or f"[{case.public_id}] {purpose}"
-
-
-def header_text(text: str) -> str:
-    """Text (a case title, most often) that stays the text of one header: no
-    control characters, and no ``=?`` a mail library could take for an
-    encoded word on its way out; a CR LF encoded inside one would otherwise
-    become a header of its own (CVE-2024-6923). The word joiner keeps the
-    title looking the same."""
-    printable = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
-    return printable.replace("=?", "=\u2060?")
-
-
-def _address(text: str) -> str:
-    """A plain address as a header value; refuses header injection. The
-    parts are given apart: the email package refuses to parse a local part
-    beyond ASCII, which SMTPUTF8 allows (RFC 6531)."""
-    if any(c in text for c in "\r\n"):
-        raise ValueError(f"line break in an address: {text!r}")
-    username, _, domain = outgoing_address(text).rpartition("@")
-    if not username:
-        return text
-    if not username.isascii():
-        return str(Address(username=username, domain=domain))
-    return str(Address(addr_spec=f"{username}@{domain}"))
-
-
-def _charset_of(maintype: str, content: bytes) -> dict[str, str]:
-    """Text with no charset is read as ASCII, every other byte shown as
-    U+FFFD (a report's CSV naming "Hợp tác xã"): text that is UTF-8 says so.
-    Other bytes (a document as its author sent it) are left undeclared."""
-    if maintype != "text":
-        return {}
-    try:
-        content.decode("utf-8")
-    except UnicodeDecodeError:
-        return {}
-    return {"charset": "utf-8"}
-
-
-def flatten(message: EmailMessage) -> bytes:
-    """The bytes of a composed email, as stored (before any signature)."""
-    return message.as_bytes(policy=SMTPUTF8 if _is_smtputf8(message) else SMTP)
-
-
-def _is_smtputf8(message: EmailMessage) -> bool:
-    """An email to or naming an address with no ASCII form is written as an
-    SMTPUTF8 message, its header in raw UTF-8 (RFC 6532); any other keeps
-    RFC 2047 words, which every mail client reads."""
-    return any(
-        needs_smtputf8(address.addr_spec)
-        for name in ("From", "To", "Reply-To")
-        for address in getattr(message[name], "addresses", ())
-    )
-
-
-def _thread(message: EmailMessage, case: Case | None, answering: Incoming | None) -> None:
-    """In-Reply-To and References, so that every email about a case, and
-    every answer, sits in the reader's thread.
-
-    An answer's In-Reply-To is the message it answers, and its References
-    end with it (RFC 5322 section 3.6.4), even when that message is itself
-    a reply or opened the case. The list keeps its first entry (the case's
-    thread, else the root of the incoming thread) and the latest ones."""
-    answered = answering.parsed.message_id if answering is not None else ""
-    earlier: list[str] = []
-    if case is not None and case.thread_id:
-        earlier.append(case.thread_id)
-    if answering is not None:
-        earlier.extend(answering.parsed.references)
-    references = [r for r in dict.fromkeys(earlier) if r and r != answered]
-    if answered:
-        references.append(answered)
-    if len(references) > MAX_REFERENCES:
-        references = references[:1] + references[1 - MAX_REFERENCES :]
-    if references:
-        message["In-Reply-To"] = references[-1]
-        message["References"] = " ".join(references)
