@@ -9,9 +9,10 @@ the functions holding most samples are listed.
 
 ``run_processes``: the same on PostgreSQL with the spool workers as
 threads and as 1, 2 and 4 worker processes (``[spool].processes``), and
-the memory of the whole process tree at rest, after start and after the
-run: resident (RSS, which counts a page shared by a parent and its forked
-children once in each) and proportional (PSS, each shared page divided
+the memory of the whole process tree after start, after the run, and at
+rest once the idle worker processes were replaced by fresh ones: resident
+(RSS, which counts a page shared by a parent and its forked children once
+in each) and proportional (PSS, each shared page divided
 among the processes sharing it: what the tree costs the machine)."""
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sqlalchemy import create_engine, text
 
 from bench.corpus import submission
 from bench.load import send_all
-from bench.servers import mailflow_config, start_mailflow, start_sink
+from bench.servers import PROCESS_IDLE_SECONDS, mailflow_config, start_mailflow, start_sink
 from mailflow.app import build
 from mailflow.clock import SystemClock
 from mailflow.config import load_settings
@@ -85,7 +86,8 @@ class Memory:
 class Run:
     rate: float  # messages per second, first send to the last review email written
     at_start: Memory  # at rest, settled after start
-    after: Memory  # at rest, settled after the run
+    after: Memory  # settled after the run
+    at_rest: Memory  # after the run, once idle workers were replaced (processes)
     accepted: float = 0.0  # messages per second, the load generator's: first send to last 250
 
 
@@ -144,8 +146,9 @@ def end_to_end(
     settle: float = 0.0,
 ) -> Run:
     """The rate, first send to the last review email written, and the
-    memory ``settle`` seconds after start and after the last email (at rest
-    only when given the time to settle)."""
+    memory ``settle`` seconds after start and after the last email, and
+    again once the idle worker processes were replaced (at rest only when
+    given the time to settle)."""
     with tempfile.TemporaryDirectory(prefix="mailflow-bench-e2e-") as folder:
         root = Path(folder)
         register_senders(root, database_url, len(messages))
@@ -185,13 +188,15 @@ def end_to_end(
             seconds = time.perf_counter() - started
             time.sleep(settle)
             after = tree_memory(process.pid)
+            time.sleep(PROCESS_IDLE_SECONDS + settle if settle else 0)
+            at_rest = tree_memory(process.pid)
         finally:
             if sampler is not None:
                 sampler.send_signal(2)
                 sampler.wait(60)
             process.terminate()
             process.wait(30)
-    return Run(len(messages) / seconds, at_start, after, load.per_second)
+    return Run(len(messages) / seconds, at_start, after, at_rest, load.per_second)
 
 
 def _py_spy() -> str:
@@ -382,26 +387,27 @@ def _processes_section(
         "workers as the default 2 threads and as `[spool].processes` = 1, 2 and 4; the "
         f"limit measured in the same run, taking turns; median of {repetitions} "
         "(spread: slowest-fastest). Memory is of `mailflow run` and all its child "
-        f"processes, {settle:g} s after start and again {settle:g} s "
-        "after the last email: RSS counts a page shared after a fork once in every "
-        "process, PSS divides it among them.",
+        f"processes, {settle:g} s after start, {settle:g} s after the last email, and "
+        f"at rest: {PROCESS_IDLE_SECONDS + settle:g} s later, once each worker process idle "
+        f"for `[spool].process_idle_seconds` (here {PROCESS_IDLE_SECONDS} s) has made way "
+        "for a fresh one and the worker threads have handed their free heap back. RSS "
+        "counts a page shared after a fork once in every process, PSS divides it among them.",
         "",
-        "| workers | msg/s (spread) | ratio to limit | PSS MB at start / after "
-        "| PSS vs threads at start / after | RSS MB at start / after |",
+        "| workers | msg/s (spread) | ratio to limit | PSS MB at start / after / at rest "
+        "| PSS vs threads at start / after / at rest | RSS MB at start / after / at rest |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    moments = ("at_start", "after", "at_rest")
     for way, found in runs.items():
         rates = [r.rate for r in found]
-        pss = [median_mb(found, moment, "pss") for moment in ("at_start", "after")]
-        rss = [median_mb(found, moment, "rss") for moment in ("at_start", "after")]
-        versus = [
-            pss[n] / median_mb(threads, moment, "pss")
-            for n, moment in enumerate(("at_start", "after"))
-        ]
+        pss = [median_mb(found, moment, "pss") for moment in moments]
+        rss = [median_mb(found, moment, "rss") for moment in moments]
+        versus = [pss[n] / median_mb(threads, moment, "pss") for n, moment in enumerate(moments)]
         lines.append(
             f"| {way} | {_spread(rates)} | {statistics.median(rates) / the_limit:.2f}x "
-            f"| {pss[0]:.0f} / {pss[1]:.0f} | {versus[0]:.2f}x / {versus[1]:.2f}x "
-            f"| {rss[0]:.0f} / {rss[1]:.0f} |"
+            f"| {' / '.join(f'{mb:.0f}' for mb in pss)} "
+            f"| {' / '.join(f'{ratio:.2f}x' for ratio in versus)} "
+            f"| {' / '.join(f'{mb:.0f}' for mb in rss)} |"
         )
     lines += [
         "",

@@ -60,7 +60,13 @@ from mailflow.store.db import Database
 from mailflow.store.models import OutboxMessage
 from mailflow.tokens import Tokens, load_or_create_key
 from mailflow.vocab import AREAS
-from mailflow.workers import POLL_SECONDS, WorkerProcesses, pause_after, tally
+from mailflow.workers import (
+    POLL_SECONDS,
+    WorkerProcesses,
+    give_back_freed_memory,
+    pause_after,
+    tally,
+)
 from mailflow.workflow import delivery, document_links, roster
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
@@ -262,7 +268,12 @@ class Service:
         self.metrics = Metrics(app.readings)
         settings = app.settings
         self.worker_processes = (
-            WorkerProcesses(settings.spool.processes, app.spool, partial(_own_runner, app))
+            WorkerProcesses(
+                settings.spool.processes,
+                app.spool,
+                partial(_own_runner, app),
+                settings.spool.process_idle_seconds,
+            )
             if settings.spool.processes
             else None
         )
@@ -371,6 +382,7 @@ class Service:
         self._threads.append(thread)
 
     def _work(self) -> None:
+        worked = False
         while not self._stopping.is_set():
             self._mail_waiting.clear()
             try:
@@ -380,6 +392,9 @@ class Service:
                 results = [Result.STORE_DOWN]
             if results:
                 self._count(*tally(results))
+            elif worked:
+                give_back_freed_memory()
+            worked = bool(results)
             if Result.RETRY in results and Result.STORE_DOWN not in results:
                 # A failed message is not retried in the same instant: its
                 # tries are meant to outlast a passing fault.

@@ -140,6 +140,9 @@ class SpoolSettings(Section):
     workers: Annotated[int, Field(ge=1, le=64)] = 2
     # > 0: this many worker processes instead of the threads (PostgreSQL).
     processes: Annotated[int, Field(ge=0, le=64)] = 0
+    # A worker process idle this long after work makes way for a fresh one,
+    # giving back the memory its work left behind (Postfix's max_idle).
+    process_idle_seconds: Annotated[float, Field(ge=1, le=86_400)] = 30
     max_tries: Annotated[int, Field(ge=1, le=100)] = 5
 
 

@@ -22,6 +22,12 @@ Three pipes join them; an end closing is how each learns the other is gone:
 - life: read by the supervisor only. At its end of file it waits for the
   workers, then exits.
 
+A worker idle for ``[spool].process_idle_seconds`` after some work exits
+with ``IDLE_EXIT`` and the supervisor forks a fresh one, as Postfix's
+daemons do after ``max_idle``: whatever a 25 MB message left in its heap
+(Python keeps freed memory for reuse) and the pages it copied are given
+back, so at rest a worker costs only the few pages it touched since.
+
 A worker holds the lock of each spool file it claims (``spool.py``), so
 when one dies the supervisor puts its claims, and only its claims, back: a
 message is not lost, and one processed up to the commit but not yet
@@ -54,6 +60,9 @@ POLL_SECONDS = 1.0  # an idle worker looks at the spool this often anyway
 DATABASE_BACKOFF_SECONDS = 5.0
 # (processed, shunted) of one pass: 8 bytes, written to a pipe in one piece.
 _TALLY = struct.Struct("!II")
+# A worker's exit status when it leaves idle, to be replaced by a fresh one
+# (any other is a death, logged as an error).
+IDLE_EXIT = 3
 
 
 def tally(results: list[Result]) -> tuple[int, int]:
@@ -76,10 +85,17 @@ class WorkerProcesses:
     """The main process's side: forks the supervisor, wakes the workers,
     reads their tallies, and ends them."""
 
-    def __init__(self, count: int, spool: Spool, make_runner: Callable[[], Runner]) -> None:
+    def __init__(
+        self,
+        count: int,
+        spool: Spool,
+        make_runner: Callable[[], Runner],
+        idle_seconds: float,
+    ) -> None:
         self.count = count
         self.spool = spool
         self.make_runner = make_runner  # called in each worker, after the fork
+        self.idle_seconds = idle_seconds
         self.supervisor = 0
         self._wake = -1
         self._results = -1
@@ -158,20 +174,26 @@ class WorkerProcesses:
                 pid, started = workers.pop(pidfd)
                 _, status = os.waitpid(pid, 0)
                 os.close(pidfd)
-                recovered = self.spool.recover_claims_of_the_dead()
-                log.error(
-                    "worker process %d ended (%s); %d claimed message(s) back in the spool; "
-                    "starting another",
-                    pid,
-                    _describe(status),
-                    recovered,
-                )
-                if time.monotonic() - started < POLL_SECONDS:
-                    time.sleep(POLL_SECONDS)  # one that dies at once must not spin
+                if os.WIFEXITED(status) and os.WEXITSTATUS(status) == IDLE_EXIT:
+                    log.debug("worker process %d left idle; starting a fresh one", pid)
+                else:
+                    self._after_death(pid, status, started)
                 self._add_worker(workers, life, wake, results)
         for pidfd, (pid, _) in workers.items():
             os.waitpid(pid, 0)
             os.close(pidfd)
+
+    def _after_death(self, pid: int, status: int, started: float) -> None:
+        recovered = self.spool.recover_claims_of_the_dead()
+        log.error(
+            "worker process %d ended (%s); %d claimed message(s) back in the spool; "
+            "starting another",
+            pid,
+            _describe(status),
+            recovered,
+        )
+        if time.monotonic() - started < POLL_SECONDS:
+            time.sleep(POLL_SECONDS)  # one that dies at once must not spin
 
     def _add_worker(
         self, workers: dict[int, tuple[int, float]], life: int, wake: int, results: int
@@ -185,7 +207,9 @@ class WorkerProcesses:
         if pid == 0:
             os.close(life)
             _die_with(supervisor)
-            _run_child(lambda: _work(self.make_runner(), wake, results, supervisor))
+            _run_child(
+                lambda: _work(self.make_runner(), wake, results, supervisor, self.idle_seconds)
+            )
         return pid
 
 
@@ -200,6 +224,15 @@ def _die_with(supervisor: int) -> None:
         os._exit(0)
 
 
+def give_back_freed_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's
+    ``malloc_trim``; elsewhere nothing): the worker threads do it when they
+    go idle after work, as the worker processes are replaced then."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 def _share_what_is_built() -> None:
     """Keep the pages of everything built so far shared with the children.
     A collection of the oldest generation writes to every object it
@@ -210,11 +243,17 @@ def _share_what_is_built() -> None:
     gc.freeze()
 
 
-def _work(runner: Runner, wake: int, results: int, supervisor: int) -> None:
+def _work(runner: Runner, wake: int, results: int, supervisor: int, idle_seconds: float) -> int:
     """A worker's life: a pass over the spool, then a wait for a wake-up,
-    until the main process closes the wake pipe or the supervisor is gone."""
+    until the main process closes the wake pipe or the supervisor is gone
+    (exit status 0), or until it has been idle ``idle_seconds`` since it
+    last worked (``IDLE_EXIT``). A worker that never worked stays: it is
+    as fresh as its replacement would be."""
+    last_work: float | None = None
     try:
         while os.getppid() == supervisor:
+            if last_work is not None and time.monotonic() - last_work >= idle_seconds:
+                return IDLE_EXIT
             try:
                 passed = runner.run_pending()
             except Exception:  # keep the worker alive whatever happens
@@ -222,12 +261,14 @@ def _work(runner: Runner, wake: int, results: int, supervisor: int) -> None:
                 passed = [Result.STORE_DOWN]
             if passed:
                 os.write(results, _TALLY.pack(*tally(passed)))
+                last_work = time.monotonic()
             if Result.RETRY in passed and Result.STORE_DOWN not in passed:
                 # A failed message is not retried in the same instant, even
                 # when new mail comes: its tries are meant to outlast a fault.
                 time.sleep(POLL_SECONDS)
             elif not _woken(wake, pause_after(passed)):
-                return
+                return 0
+        return 0
     finally:
         runner.database.dispose()
 
@@ -243,16 +284,16 @@ def _woken(wake: int, timeout: float) -> bool:
         return True  # another worker read it first; a pass costs a listing
 
 
-def _run_child(body: Callable[[], None]) -> None:
-    """Run a forked child to its end and exit without returning into the
-    parent's code (nor running its atexit handlers, nor closing its
-    database connections, which the parent still uses)."""
-    status = 0
+def _run_child(body: Callable[[], int | None]) -> None:
+    """Run a forked child to its end and exit with the status ``body``
+    returns, without returning into the parent's code (nor running its
+    atexit handlers, nor closing its database connections, which the
+    parent still uses)."""
+    status = 1
     try:
-        body()
+        status = body() or 0
     except BaseException:
         log.exception("worker process %d failed", os.getpid())
-        status = 1
     finally:
         logging.shutdown()
         os._exit(status)

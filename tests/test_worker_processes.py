@@ -8,6 +8,7 @@ import os
 import signal
 import smtplib
 import subprocess
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -176,3 +177,44 @@ def test_the_supervisor_killed_stops_the_service_with_an_error(
     assert "supervisor" in log.read_text() and "ended unexpectedly" in log.read_text()
     # The kernel ends every worker with its supervisor, the stuck one too.
     wait_until(lambda: not [pid for pid in (supervisor, *workers) if alive(pid)], 10)
+
+
+@on_postgresql
+def test_a_worker_idle_after_work_makes_way_for_a_fresh_one(  # type: ignore[no-untyped-def]
+    write_config, database_url: str, running: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """`[spool].process_idle_seconds` after its last message a worker exits
+    and the supervisor forks a fresh one, quietly (no death logged); the
+    fresh ones take the next mail. A worker that never worked stays."""
+    config = with_processes(write_config("", database_url), "2")
+    config.write_text(
+        config.read_text().replace("[spool]\n", "[spool]\nprocess_idle_seconds = 1\n")
+    )
+    settings = load_settings(config, environ={})
+    log = tmp_path / "run.log"
+    outbox = Mailbox(settings.outbound.maildir)
+    service = start(settings, log)
+    running.append(service)
+    supervisor, first = workers_of(service.pid)
+
+    time.sleep(2.5)  # idle without having worked: no reason to be replaced
+    assert children(supervisor) == first
+    send(settings, [f"early{n}@example.org" for n in range(4)])
+    wait_until(lambda: len(outbox.messages()) == 4, 60, "4 confirmation requests")
+    wait_until(lambda: len(children(supervisor) - first) == 2, 30, "two fresh workers")
+    fresh = children(supervisor)
+
+    send(settings, ["later@example.org"])
+    wait_until(lambda: len(outbox.messages()) == 5, 60, "the fresh workers took the mail")
+    assert children(supervisor) & fresh  # one of them did, and stayed till idle
+    stop(service)
+    assert service.returncode == 0, log.read_text()
+    assert "ended (" not in log.read_text()
+
+
+def test_process_idle_seconds_below_one_is_a_config_error(write_config) -> None:  # type: ignore[no-untyped-def]
+    path = write_config()
+    path.write_text(path.read_text().replace("[spool]\n", "[spool]\nprocess_idle_seconds = 0\n"))
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, environ={})
+    assert "[spool] process_idle_seconds" in str(error.value)
