@@ -27,6 +27,7 @@ from dkim_verifiers import dkimpy_verifies, dns_record, mail_dkim_results
 from flows import ADMIN, ANA, FOCAL, click, state
 from mails import PDF, reply, submission
 from readers import digest_send, subscribed
+from sqlalchemy import select
 
 from bench.seed import seed_published
 from mailflow.app import App
@@ -34,6 +35,7 @@ from mailflow.cli import main
 from mailflow.config import Settings, load_settings
 from mailflow.notify import dkim as notify_dkim
 from mailflow.notify.dkim import Signer, create_key, load_key
+from mailflow.store.models import OutboxMessage
 
 SELECTOR = "mail2026"
 DOMAIN = "mailflow.localhost"
@@ -141,6 +143,32 @@ def test_openssl_signs_the_very_bytes_dkimpy_would(
     for text in (b"", b"From: ana@example.org\r\n", b"x" * 100_000):
         digest = dkim.HashThrough(hashlib.sha256(text))
         assert dkim.RSASSA_PKCS1_v1_5_sign(digest, private) == python_arithmetic(digest, private)
+
+
+def test_an_email_dkim_cannot_sign_fails_for_good_when_sent(app: App) -> None:
+    """Emails are signed as they are sent: bytes dkimpy refuses (here, with
+    no From to sign) fail for good at once, naming DKIM, instead of being
+    tried again and again."""
+    now = app.workflow.clock.now()
+    with app.database.transaction() as session:
+        row = OutboxMessage(
+            created_at=now,
+            recipient="ana@example.org",
+            envelope_sender=f"bounces@{DOMAIN}",
+            message_id="<x@mailflow.localhost>",
+            subject="no sender",
+            template="test",
+            raw=b"To: ana@example.org\r\nSubject: no sender\r\n\r\nText.\r\n",
+            next_attempt_at=now,
+        )
+        session.add(row)
+    assert app.drain_outbox() == 0
+    with app.database.transaction() as session:
+        failed = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.template == "test")
+        ).one()
+        assert failed.failed_at is not None and failed.sent_at is None
+        assert "DKIM could not sign this email" in (failed.last_error or "")
 
 
 def test_mailflow_dkim_makes_the_key_once_and_prints_its_record(

@@ -229,7 +229,7 @@ class Digests:
             "message_id": written.message_id,
             "subject": shared.subject,
             "template": "digest",
-            "raw": self.workflow.outbox.sign(written.raw),
+            "raw": written.raw,
             "next_attempt_at": now,
         }
 

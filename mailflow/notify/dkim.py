@@ -3,9 +3,9 @@
 record that lets receivers check it. The only importer of dkimpy and of
 cryptography.
 
-The outbox signs the exact bytes it stores and sends; nothing may change
-a signed header or the body afterwards (the transports only add
-``Return-Path`` and ``Delivered-To``, which are not signed).
+The outbox signs the bytes it stored as it hands them to the transport;
+nothing may change a signed header or the body afterwards (the transports
+only add ``Return-Path`` and ``Delivered-To``, which are not signed).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from mailflow.errors import ConfigError
+from mailflow.errors import ConfigError, PermanentFailure
 
 KEY_BITS = 2048
 
@@ -63,16 +63,20 @@ class Signer:
 
     def sign(self, raw: bytes) -> bytes:
         """``raw`` with its DKIM-Signature header in front (rsa-sha256,
-        relaxed/relaxed: a relay that refolds a header keeps it valid)."""
-        signature = dkim.sign(
-            raw,
-            self._selector,
-            self._domain,
-            self._private_key,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=[name.encode() for name in _present(raw, SIGNED_HEADERS)],
-            linesep=b"\r\n",
-        )
+        relaxed/relaxed: a relay that refolds a header keeps it valid).
+        Bytes dkimpy cannot sign never will be: a permanent failure."""
+        try:
+            signature = dkim.sign(
+                raw,
+                self._selector,
+                self._domain,
+                self._private_key,
+                canonicalize=(b"relaxed", b"relaxed"),
+                include_headers=[name.encode() for name in _present(raw, SIGNED_HEADERS)],
+                linesep=b"\r\n",
+            )
+        except dkim.DKIMException as exc:
+            raise PermanentFailure(f"DKIM could not sign this email: {exc}") from exc
         return bytes(signature) + raw
 
 
