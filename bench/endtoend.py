@@ -188,7 +188,8 @@ def end_to_end(
             seconds = time.perf_counter() - started
             time.sleep(settle)
             after = tree_memory(process.pid)
-            time.sleep(PROCESS_IDLE_SECONDS + settle if settle else 0)
+            if settle >= SETTLE_SECONDS:  # the quick smoke run does not wait for it
+                time.sleep(PROCESS_IDLE_SECONDS + settle)
             at_rest = tree_memory(process.pid)
         finally:
             if sampler is not None:

@@ -104,8 +104,9 @@ class Runner:
             # one write lock, which the other workers would wait on meanwhile.
             parsed = _parse(raw)
             with self.database.transaction() as session:
-                result = self._handle(session, key, envelope, raw_name, parsed)
-                processed = _processed(session, entry.stem, key, result)
+                record = self._handle(session, key, envelope, raw_name, parsed)
+                processed = _processed(session, entry.stem, record)
+                result = Result.DUPLICATE if record is None else Result.DONE
         except IntegrityError:
             return self._after_integrity_error(entry, key)
         except (OperationalError, InterfaceError) as exc:
@@ -133,9 +134,10 @@ class Runner:
         envelope: Envelope,
         raw_name: str,
         parsed: ParsedMessage | UnparseableMessage,
-    ) -> Result:
+    ) -> InboundMessage | None:
+        """The record of the message handled; None for a duplicate."""
         if session.scalar(select(InboundMessage.id).where(InboundMessage.delivery_key == key)):
-            return Result.DUPLICATE
+            return None
         record = InboundMessage(
             delivery_key=key,
             received_at=envelope.received_at,
@@ -144,6 +146,8 @@ class Runner:
             outcome="processing",
             raw_sha256=raw_name,
         )
+        if isinstance(parsed, ParsedMessage):
+            _describe(record, parsed)
         session.add(record)
         session.flush()
         if isinstance(parsed, UnparseableMessage):
@@ -153,10 +157,9 @@ class Runner:
                 "admin_bad_message",
                 {"record": record, "reason": parsed.reason, "envelope": envelope},
             )
-            return Result.DONE
-        _describe(record, parsed)
+            return record
         record.outcome, record.detail = self._dispatch(session, parsed, envelope, record)
-        return Result.DONE
+        return record
 
     def _dispatch(
         self, session: Session, parsed: ParsedMessage, envelope: Envelope, record: InboundMessage
@@ -250,14 +253,11 @@ def _parse(raw: bytes) -> ParsedMessage | UnparseableMessage:
         return unparseable
 
 
-def _processed(session: Session, stem: str, key: str, result: Result) -> dict[str, str]:
+def _processed(session: Session, stem: str, record: InboundMessage | None) -> dict[str, str]:
     """What the log line of a processed message says: which cases it
     changed and what became of it."""
-    record = session.scalars(
-        select(InboundMessage).where(InboundMessage.delivery_key == key)
-    ).first()
-    if record is None or result is Result.DUPLICATE:
-        return {"spool": stem, "outcome": str(result), "case": ""}
+    if record is None:
+        return {"spool": stem, "outcome": str(Result.DUPLICATE), "case": ""}
     cases = queries.case_ids_of_message(session, record.id)
     return {"spool": stem, "outcome": record.outcome, "case": ", ".join(cases)}
 

@@ -47,13 +47,20 @@ def has_left(app: App, address: str) -> bool:
 
 
 def digest_bytes(settings: Settings, address: str) -> bytes:
-    """The one digest delivered to ``address``, as the maildir holds it."""
-    found = []
-    for path in sorted((settings.outbound.maildir / "new").iterdir()):
-        raw = path.read_bytes()
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        if parsed["Delivered-To"] == address and parsed["Feedback-ID"] == "digest:mailflow":
-            found.append(raw)
+    """The one digest delivered to ``address``, as the maildir holds it.
+    Waited for: the running service's outbox thread may have leased it
+    before `digest send` drained, and be writing it still."""
+
+    def delivered() -> list[bytes]:
+        found = []
+        for path in sorted((settings.outbound.maildir / "new").iterdir()):
+            raw = path.read_bytes()
+            parsed = email.message_from_bytes(raw, policy=email.policy.default)
+            if parsed["Delivered-To"] == address and parsed["Feedback-ID"] == "digest:mailflow":
+                found.append(raw)
+        return found
+
+    found = wait_until(delivered, 15, f"the digest to {address}")
     assert len(found) == 1, f"{len(found)} digests to {address}"
     return found[0]
 
