@@ -6,6 +6,8 @@
      +-- SchemaError               the database is not at the schema this code needs;
      |                             the message names the command that fixes it
      +-- SpoolError (OSError)      a message could not be made durable; the sender must retry
+ +-- FilesUnavailable (OSError) the [files] dir cannot be written or is not there (a full
+ |                             disk, a mount gone); the work waits, no try is counted
      +-- NotFound (LookupError)    a case, token or message named by a person does not exist
      +-- ActionRefused             a command or action is not allowed in the case's state
      +-- UsageError (ValueError)   a command-line argument that cannot be used as given
@@ -35,6 +37,14 @@ class SchemaError(MailflowError):
 
 class SpoolError(MailflowError, OSError):
     """A message could not be stored durably; nothing was accepted."""
+
+
+class FilesUnavailable(MailflowError, OSError):
+    """The folder of stored files cannot be used now; nothing is wrong with
+    the message or the case."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # names the folder and what failed
 
 
 class NotFound(MailflowError, LookupError):

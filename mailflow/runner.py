@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from mailflow.errors import UnparseableMessage
+from mailflow.errors import FilesUnavailable, UnparseableMessage
 from mailflow.notify.outbox import Outgoing
 from mailflow.parse import ParsedMessage, parse_message
 from mailflow.routing import Destination, Route
@@ -95,8 +95,8 @@ class Runner:
             # (store/files.py): after a crash between the two, the next try
             # finds the same file.
             raw_name = self.database.files.put(raw)
-        except OSError as exc:
-            log.warning("spool %s: [files] dir unavailable (%s); will retry", entry.stem, exc)
+        except FilesUnavailable as exc:
+            log.warning("spool %s: %s; will retry", entry.stem, exc.strerror)
             self.spool.release(entry, count_try=False)
             return Result.STORE_DOWN
         try:
@@ -111,6 +111,10 @@ class Runner:
             return self._after_integrity_error(entry, key)
         except (OperationalError, InterfaceError) as exc:
             log.warning("spool %s: database unavailable (%s); will retry", entry.stem, exc.orig)
+            self.spool.release(entry, count_try=False)
+            return Result.STORE_DOWN
+        except FilesUnavailable as exc:  # the document's put, or a file read
+            log.warning("spool %s: %s; will retry", entry.stem, exc.strerror)
             self.spool.release(entry, count_try=False)
             return Result.STORE_DOWN
         except Exception:

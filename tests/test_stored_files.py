@@ -22,8 +22,11 @@ from mails import PDF, address, submission
 from sqlalchemy import select
 from test_crash import start, stop
 
+from mailflow.app import build
 from mailflow.cli import main as mailflow
 from mailflow.config import Settings
+from mailflow.runner import Result
+from mailflow.spool import Envelope
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Document, InboundMessage
 
@@ -100,6 +103,37 @@ def test_a_kill_between_writing_and_commit_neither_loses_nor_leaks_a_file(
     # The second try found the files of the first: one of each, all named.
     assert stored(settings) == named(database) and len(stored(settings)) == 2
     assert len(outbox.to("ana@example.org")) == 1
+
+
+def test_a_files_folder_failing_inside_the_transaction_costs_the_message_no_try(
+    settings: Settings, database: Database
+) -> None:
+    """The document is stored inside the transaction: when the folder fails
+    there (here its subfolder is blocked by a file; a full disk alike) the
+    message waits for the folder, as for a database outage, however many
+    passes that takes: no try is counted, so it is never shunted for it."""
+    app = build(settings)
+    try:
+        raw = submission(sender="ana@example.org").as_bytes()
+        document = hashlib.sha256(PDF).hexdigest()
+        assert hashlib.sha256(raw).hexdigest()[:2] != document[:2]  # the raw one goes in
+        blocker = settings.files.dir / document[:2]
+        blocker.parent.mkdir(parents=True, exist_ok=True)
+        blocker.write_bytes(b"not a folder")
+        envelope = Envelope("ana@example.org", (address("submit"),), datetime.now(UTC), "test")
+        app.spool.put(envelope, raw)
+        for _ in range(settings.spool.max_tries + 2):
+            assert app.runner.run_pending() == [Result.STORE_DOWN]
+        assert [p.name.endswith(".t0") for p in (settings.spool.dir / "new").iterdir()] == [True]
+        assert named(database) == set()
+
+        blocker.unlink()
+        assert app.runner.run_pending() == [Result.DONE]
+        with database.transaction() as session:
+            [case] = session.scalars(select(Case)).all()
+            assert case.document is not None and case.document.content == PDF
+    finally:
+        app.database.dispose()
 
 
 def test_files_nothing_names_go_after_a_day_and_no_other(

@@ -37,6 +37,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from mailflow.durable import fsync_dir, write_file
+from mailflow.errors import FilesUnavailable
 
 # A day: far longer than any transaction, and a crash's orphans go the next night.
 ORPHAN_AGE = timedelta(days=1)
@@ -53,23 +54,31 @@ class FileStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` durably and return its name (the SHA-256 in hex).
-        Raise OSError when it is not certainly on disk."""
+        Raise FilesUnavailable when it is not certainly on disk."""
         name = hashlib.sha256(data).hexdigest()
         target = self.path(name)
         try:
-            os.utime(target)  # already here: young again, so no sweep takes it now
-            fsync_dir(target.parent)  # its name too, if another process just wrote it
-            return name
-        except FileNotFoundError:
-            pass
-        if not target.parent.is_dir():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fsync_dir(self.root)  # the new folder's name, as durable as the file in it
-        self.tmp.mkdir(exist_ok=True)
-        write_file(self.tmp / uuid.uuid4().hex, target, (data,))
+            try:
+                os.utime(target)  # already here: young again, so no sweep takes it now
+                fsync_dir(target.parent)  # its name too, if another process just wrote it
+                return name
+            except FileNotFoundError:
+                pass
+            if not target.parent.is_dir():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fsync_dir(self.root)  # the new folder's name, as durable as the file in it
+            self.tmp.mkdir(exist_ok=True)
+            write_file(self.tmp / uuid.uuid4().hex, target, (data,))
+        except OSError as exc:
+            raise FilesUnavailable(
+                exc.errno, f"[files] dir {self.root}: cannot store {name}: {exc.strerror or exc}"
+            ) from exc
         return name
 
     def read(self, name: str) -> bytes:
+        """The bytes of a stored file. Raise FilesUnavailable when the folder
+        itself is not there (a mount gone), FileNotFoundError when only this
+        file is missing (a restore without it)."""
         path = self.path(name)
         try:
             return path.read_bytes()
@@ -78,10 +87,10 @@ class FileStore:
         try:  # set aside by a sweep in the instant a transaction named it
             return (self.trash / name).read_bytes()
         except FileNotFoundError as exc:
-            # A host without the shared folder mounted, or a restore without it.
-            raise FileNotFoundError(
-                exc.errno, f"{path} is not in [files] dir: mount it or restore it from the backup"
-            ) from exc
+            where = f"{path} is not in [files] dir: mount it or restore it from the backup"
+            if not self.root.is_dir():
+                raise FilesUnavailable(exc.errno, where) from exc
+            raise FileNotFoundError(exc.errno, where) from exc
 
     def path(self, name: str) -> Path:
         if not _NAME.match(name):
