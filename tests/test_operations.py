@@ -12,6 +12,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from alembic import command
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from conftest import Client, Mailbox, body_text, free_port, purpose, wait_until
 from mails import address, message, reply, submission
 from sqlalchemy import select
@@ -83,6 +85,23 @@ def test_a_database_behind_the_code_stops_with_the_fix(
     assert f"0001 -> {database.head_revision()}" in capsys.readouterr().out
     assert cli(settings, "cases") == 0
     assert "No cases." in capsys.readouterr().out
+
+
+def test_the_schema_check_reads_the_revisions_as_alembic_does(app: App) -> None:
+    """Every command checks the schema without loading alembic: the newest
+    migration read from the files, and the revision read from alembic's
+    table, are alembic's own answers, before and after a downgrade."""
+    database: Database = app.database
+    config = database._alembic_config()
+    assert database.head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    for target in ("0001", "head"):
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            (command.downgrade if target == "0001" else command.upgrade)(config, target)
+        with database.engine.connect() as connection:
+            alembic_says = MigrationContext.configure(connection).get_current_revision()
+        assert database.current_revision() == alembic_says
+    assert database.current_revision() == database.head_revision()
 
 
 def test_a_poison_message_is_shunted_and_replayed(
