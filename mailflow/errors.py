@@ -6,8 +6,8 @@
      +-- SchemaError               the database is not at the schema this code needs;
      |                             the message names the command that fixes it
      +-- SpoolError (OSError)      a message could not be made durable; the sender must retry
- +-- FilesUnavailable (OSError) the [files] dir cannot be written or is not there (a full
- |                             disk, a mount gone); the work waits, no try is counted
+     +-- FilesUnavailable (OSError) the [files] dir takes no file or is not there (a
+     |                             full disk, a mount gone); the work waits, no try counted
      +-- NotFound (LookupError)    a case, token or message named by a person does not exist
      +-- ActionRefused             a command or action is not allowed in the case's state
      +-- UsageError (ValueError)   a command-line argument that cannot be used as given

@@ -99,6 +99,10 @@ class Runner:
             log.warning("spool %s: %s; will retry", entry.stem, exc.strerror)
             self.spool.release(entry, count_try=False)
             return Result.STORE_DOWN
+        except OSError as exc:  # this message's file only: a try
+            log.error("spool %s: its file could not be stored (%s); will retry", entry.stem, exc)
+            self.spool.release(entry)
+            return Result.RETRY
         try:
             # Parsed before the transaction begins: on SQLite that takes the
             # one write lock, which the other workers would wait on meanwhile.

@@ -176,6 +176,7 @@ class WorkerProcesses:
                 os.close(pidfd)
                 if os.WIFEXITED(status) and os.WEXITSTATUS(status) == IDLE_EXIT:
                     log.debug("worker process %d left idle; starting a fresh one", pid)
+                    self.spool.recover_claims_of_the_dead()  # one a failed pass let go of
                 else:
                     self._after_death(pid, status, started)
                 self._add_worker(workers, life, wake, results)
@@ -252,8 +253,6 @@ def _work(runner: Runner, wake: int, results: int, supervisor: int, idle_seconds
     last_work: float | None = None
     try:
         while os.getppid() == supervisor:
-            if last_work is not None and time.monotonic() - last_work >= idle_seconds:
-                return IDLE_EXIT
             try:
                 passed = runner.run_pending()
             except Exception:  # keep the worker alive whatever happens
@@ -266,20 +265,27 @@ def _work(runner: Runner, wake: int, results: int, supervisor: int, idle_seconds
                 # A failed message is not retried in the same instant, even
                 # when new mail comes: its tries are meant to outlast a fault.
                 time.sleep(POLL_SECONDS)
-            elif not _woken(wake, pause_after(passed)):
+                continue
+            woken = _woken(wake, pause_after(passed))
+            if woken is None:
                 return 0
+            # Only when the wait ran out: a wake-up means a message waits.
+            idle = last_work is not None and time.monotonic() - last_work >= idle_seconds
+            if woken is False and idle:
+                return IDLE_EXIT
         return 0
     finally:
         runner.database.dispose()
 
 
-def _woken(wake: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` for a wake-up; False at the pipe's end."""
+def _woken(wake: int, timeout: float) -> bool | None:
+    """Wait up to ``timeout`` for a wake-up: True when woken, False when
+    the time ran out, None at the pipe's end."""
     ready, _, _ = select.select([wake], [], [], timeout)
     if not ready:
-        return True
+        return False
     try:
-        return os.read(wake, 4096) != b""  # all pending: this pass takes them all
+        return True if os.read(wake, 4096) else None  # all pending: this pass takes them all
     except BlockingIOError:
         return True  # another worker read it first; a pass costs a listing
 

@@ -62,3 +62,16 @@ def test_an_attachment_reads_back_as_given() -> None:
     document = next(message.iter_attachments())
     assert document.get_content() == attachment
     assert document.get_filename() == "práctica.pdf"
+
+
+def test_a_body_with_bare_carriage_returns_is_written_as_the_email_package_does() -> None:
+    """A part kept in 8bit as given, its line ends mixed: the one-write path
+    steps aside for the email package's own."""
+    body = b"line one\rline two\r\nline three\n\xe2\x82\xac\n"
+
+    def compose(message: EmailMessage) -> EmailMessage:
+        message["From"] = "help@mailflow.localhost"
+        message.set_content(body, maintype="text", subtype="plain", cte="8bit")
+        return message
+
+    assert flatten(compose(new_message())) == compose(EmailMessage()).as_bytes(policy=SMTP)

@@ -25,7 +25,7 @@ from bench.seed import seed_published
 from mailflow.app import App
 from mailflow.config import Settings
 from mailflow.digest.shared import SharedDigest
-from mailflow.notify.outbox import flatten
+from mailflow.notify.compose import flatten
 from mailflow.store.models import FocalPoint, Participant, Subscriber
 
 OTHER = "other@example.org"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,33 +106,41 @@ def test_a_kill_between_writing_and_commit_neither_loses_nor_leaks_a_file(
     assert len(outbox.to("ana@example.org")) == 1
 
 
-def test_a_files_folder_failing_inside_the_transaction_costs_the_message_no_try(
+def test_a_files_folder_gone_costs_no_try_and_a_blocked_subfolder_one_message_its_tries(
     settings: Settings, database: Database
 ) -> None:
-    """The document is stored inside the transaction: when the folder fails
-    there (here its subfolder is blocked by a file; a full disk alike) the
-    message waits for the folder, as for a database outage, however many
-    passes that takes: no try is counted, so it is never shunted for it."""
+    """The folder itself gone (a mount lost; a full disk alike): the
+    message waits for it, as for a database outage, however many passes
+    that takes, and the folder is not made again on the local disk. One
+    subfolder blocked (here by a file) is that message's problem: its
+    tries count, and it is set aside in the end, the queue flowing."""
     app = build(settings)
     try:
-        raw = submission(sender="ana@example.org").as_bytes()
-        document = hashlib.sha256(PDF).hexdigest()
-        assert hashlib.sha256(raw).hexdigest()[:2] != document[:2]  # the raw one goes in
-        blocker = settings.files.dir / document[:2]
-        blocker.parent.mkdir(parents=True, exist_ok=True)
-        blocker.write_bytes(b"not a folder")
         envelope = Envelope("ana@example.org", (address("submit"),), datetime.now(UTC), "test")
-        app.spool.put(envelope, raw)
+        shutil.rmtree(settings.files.dir)
+        app.spool.put(envelope, submission(sender="ana@example.org").as_bytes())
         for _ in range(settings.spool.max_tries + 2):
             assert app.runner.run_pending() == [Result.STORE_DOWN]
+        assert not settings.files.dir.exists()
         assert [p.name.endswith(".t0") for p in (settings.spool.dir / "new").iterdir()] == [True]
-        assert named(database) == set()
-
-        blocker.unlink()
+        settings.files.dir.mkdir()  # mounted again
         assert app.runner.run_pending() == [Result.DONE]
         with database.transaction() as session:
             [case] = session.scalars(select(Case)).all()
             assert case.document is not None and case.document.content == PDF
+
+        other = b"%PDF-1.4 another document\n%%EOF\n"
+        blocked = settings.files.dir / hashlib.sha256(other).hexdigest()[:2]
+        blocked.write_bytes(b"not a folder")
+        raw = submission(
+            sender="ana@example.org",
+            subject="Another",
+            attachment=("b.pdf", other, "application/pdf"),
+        ).as_bytes()
+        assert hashlib.sha256(raw).hexdigest()[:2] != blocked.name  # the raw message goes in
+        app.spool.put(envelope, raw)
+        passes = [app.runner.run_pending() for _ in range(settings.spool.max_tries + 1)]
+        assert passes == [[Result.RETRY]] * settings.spool.max_tries + [[Result.SHUNTED]]
     finally:
         app.database.dispose()
 

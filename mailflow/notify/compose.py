@@ -73,7 +73,9 @@ class _Contents(ContentManager):
         return raw_data_manager.get_content(msg, *args, **kw)
 
     def set_content(self, msg: Message, obj: Any, *args: Any, **kw: Any) -> None:
-        if isinstance(obj, bytes | bytearray | memoryview) and kw.get("cte", "base64") == "base64":
+        # (maintype, subtype, cte, ...) as set_bytes_content takes them
+        cte = args[2] if len(args) > 2 else kw.get("cte", "base64")
+        if isinstance(obj, bytes | bytearray | memoryview) and cte == "base64":
             raw_data_manager.set_content(msg, b"", *args, **kw)
             msg.set_payload(_base64_lines(bytes(obj)))
         else:

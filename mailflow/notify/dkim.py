@@ -64,7 +64,8 @@ class Signer:
     def sign(self, raw: bytes) -> bytes:
         """``raw`` with its DKIM-Signature header in front (rsa-sha256,
         relaxed/relaxed: a relay that refolds a header keeps it valid).
-        Bytes dkimpy cannot sign never will be: a permanent failure."""
+        Bytes dkimpy cannot sign never will be: a permanent failure (any
+        other error of dkimpy's is mailflow's, and is raised as it is)."""
         try:
             signature = dkim.sign(
                 raw,
@@ -75,7 +76,7 @@ class Signer:
                 include_headers=[name.encode() for name in _present(raw, SIGNED_HEADERS)],
                 linesep=b"\r\n",
             )
-        except dkim.DKIMException as exc:
+        except (dkim.MessageFormatError, dkim.ParameterError) as exc:
             raise PermanentFailure(f"DKIM could not sign this email: {exc}") from exc
         return bytes(signature) + raw
 

@@ -156,8 +156,12 @@ class Outbox:
         minutes, and their signatures (about a millisecond of RSA each, and
         dkimpy's canonicalization) would be most of that time; the drain
         signs at the pace the relay takes them. Nothing rewrites the stored
-        bytes, so a retry signs the same bytes again."""
-        return self._signer.sign(raw) if self._signer else raw
+        bytes, so a retry signs the same bytes again (with its own time,
+        ``t=``). An email stored signed, before mailflow signed as it sends,
+        keeps its one signature."""
+        if self._signer is None or raw.startswith(b"DKIM-Signature:"):
+            return raw
+        return self._signer.sign(raw)
 
     def _answered_enough(self, session: Session, outgoing: Outgoing, now: datetime) -> bool:
         answers = (

@@ -189,7 +189,11 @@ class Database:
         return make_url(self.url).render_as_string(hide_password=True)
 
 
-_REVISION = re.compile(r'^(down_revision|revision) = "([^"]*)"', re.MULTILINE)
+# `revision = "0013"`, as the template writes it; quotes of either kind and
+# a type annotation (newer templates) are read too.
+_REVISION = re.compile(
+    r"""^(down_revision|revision)(?:\s*:[^=\n]*)?\s*=\s*["']([^"'\n]*)["']""", re.MULTILINE
+)
 
 
 @functools.cache
@@ -202,8 +206,10 @@ def head_revision() -> str:
     for path in (MIGRATIONS / "versions").glob("*.py"):
         for key, revision in _REVISION.findall(path.read_text()):
             (revisions if key == "revision" else followed).add(revision)
-    (head,) = revisions - followed
-    return str(head)
+    heads = revisions - followed
+    if len(heads) != 1:
+        raise SchemaError(f"the migrations in {MIGRATIONS} have {len(heads)} heads: {heads}")
+    return heads.pop()
 
 
 def _recorded_revision(connection: Connection) -> str | None:

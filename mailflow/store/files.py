@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -54,7 +55,8 @@ class FileStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` durably and return its name (the SHA-256 in hex).
-        Raise FilesUnavailable when it is not certainly on disk."""
+        Raise FilesUnavailable when the folder takes no file now, OSError
+        when only this file could not be stored."""
         name = hashlib.sha256(data).hexdigest()
         target = self.path(name)
         try:
@@ -65,15 +67,31 @@ class FileStore:
             except FileNotFoundError:
                 pass
             if not target.parent.is_dir():
-                target.parent.mkdir(parents=True, exist_ok=True)
+                # The subfolder only: a root that is gone (a mount lost) is
+                # not made again on the local disk, where no other host sees it.
+                target.parent.mkdir(exist_ok=True)
                 fsync_dir(self.root)  # the new folder's name, as durable as the file in it
             self.tmp.mkdir(exist_ok=True)
             write_file(self.tmp / uuid.uuid4().hex, target, (data,))
         except OSError as exc:
+            if self._takes_files():
+                raise  # this file or subfolder only: the message's try counts
             raise FilesUnavailable(
                 exc.errno, f"[files] dir {self.root}: cannot store {name}: {exc.strerror or exc}"
             ) from exc
         return name
+
+    def _takes_files(self) -> bool:
+        """Whether the folder itself takes a file now: a full disk, a mount
+        gone or a read-only one does not, and everyone waits for it; a fault
+        of one subfolder is one message's problem."""
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-") as probe:
+                probe.write(b"\0")
+                probe.flush()
+        except OSError:
+            return False
+        return True
 
     def read(self, name: str) -> bytes:
         """The bytes of a stored file. Raise FilesUnavailable when the folder
