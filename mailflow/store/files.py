@@ -105,10 +105,9 @@ class FileStore:
         try:  # set aside by a sweep in the instant a transaction named it
             return (self.trash / name).read_bytes()
         except FileNotFoundError as exc:
-            where = f"{path} is not in [files] dir: mount it or restore it from the backup"
             if not self.root.is_dir():
-                raise FilesUnavailable(exc.errno, where) from exc
-            raise FileNotFoundError(exc.errno, where) from exc
+                raise FilesUnavailable(exc.errno, _not_there(path)) from exc
+            raise FileNotFoundError(exc.errno, _not_there(path)) from exc
 
     def path(self, name: str) -> Path:
         if not _NAME.match(name):
@@ -200,3 +199,8 @@ def _batches(names: Iterable[str], size: int) -> Iterator[list[str]]:
             batch = []
     if batch:
         yield batch
+
+
+def _not_there(path: Path) -> str:
+    # A host without the shared folder mounted, or a restore without it.
+    return f"{path} is not in [files] dir: mount it or restore it from the backup"
