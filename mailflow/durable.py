@@ -10,6 +10,7 @@ never sees half a file, and a crash leaves at most a temporary one.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,3 +38,16 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def cannot_write(folder: Path) -> str | None:
+    """None when ``folder`` takes a new file now, else why not: a full
+    disk, a mount gone or read-only (a byte is written, as a full disk
+    still gives out empty files)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-") as probe:
+            probe.write(b"\0")
+            probe.flush()
+    except OSError as exc:
+        return f"cannot write in {folder}: {exc.strerror}"
+    return None

@@ -96,9 +96,7 @@ class Runner:
             # finds the same file.
             raw_name = self.database.files.put(raw)
         except FilesUnavailable as exc:
-            log.warning("spool %s: %s; will retry", entry.stem, exc.strerror)
-            self.spool.release(entry, count_try=False)
-            return Result.STORE_DOWN
+            return self._wait_for_store(entry, exc.strerror)
         except OSError as exc:  # this message's file only: a try
             log.error("spool %s: its file could not be stored (%s); will retry", entry.stem, exc)
             self.spool.release(entry)
@@ -114,13 +112,9 @@ class Runner:
         except IntegrityError:
             return self._after_integrity_error(entry, key)
         except (OperationalError, InterfaceError) as exc:
-            log.warning("spool %s: database unavailable (%s); will retry", entry.stem, exc.orig)
-            self.spool.release(entry, count_try=False)
-            return Result.STORE_DOWN
+            return self._wait_for_store(entry, f"database unavailable ({exc.orig})")
         except FilesUnavailable as exc:  # the document's put, or a file read
-            log.warning("spool %s: %s; will retry", entry.stem, exc.strerror)
-            self.spool.release(entry, count_try=False)
-            return Result.STORE_DOWN
+            return self._wait_for_store(entry, exc.strerror)
         except Exception:
             log.exception("spool %s: processing failed (try %d)", entry.stem, entry.tries)
             self.spool.release(entry)
@@ -134,6 +128,13 @@ class Runner:
             extra=processed,
         )
         return result
+
+    def _wait_for_store(self, entry: SpoolEntry, why: object) -> Result:
+        """The database or the files' folder is down: not the message's
+        fault, so no try is counted; it waits in the spool."""
+        log.warning("spool %s: %s; will retry", entry.stem, why)
+        self.spool.release(entry, count_try=False)
+        return Result.STORE_DOWN
 
     def _handle(
         self,

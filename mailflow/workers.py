@@ -57,7 +57,7 @@ from mailflow.spool import Spool
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # an idle worker looks at the spool this often anyway
-DATABASE_BACKOFF_SECONDS = 5.0
+STORE_BACKOFF_SECONDS = 5.0  # the database or the files' folder down: look again then
 # (processed, shunted) of one pass: 8 bytes, written to a pipe in one piece.
 _TALLY = struct.Struct("!II")
 # A worker's exit status when it leaves idle, to be replaced by a fresh one
@@ -75,7 +75,7 @@ def tally(results: list[Result]) -> tuple[int, int]:
 def pause_after(results: list[Result]) -> float:
     """How long a worker waits for a wake-up before its next pass."""
     if Result.STORE_DOWN in results:
-        return DATABASE_BACKOFF_SECONDS
+        return STORE_BACKOFF_SECONDS
     if Result.RETRY in results or not results:
         return POLL_SECONDS
     return 0.0  # there was work: there may be more

@@ -7,11 +7,10 @@ numbers. This module only reads: it never claims a message or changes a row.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
+from mailflow.durable import cannot_write
 from mailflow.spool import Spool
 from mailflow.store import queries
 from mailflow.store.db import Database
@@ -43,15 +42,6 @@ def health(spool: Spool, database: Database) -> dict[str, str]:
     """ "ok", or what is wrong, for each part mailflow cannot work without."""
     return {
         "database": database.answers() or "ok",
-        "spool": _writable(spool.tmp) or "ok",
-        "files": _writable(database.files.root) or "ok",  # a shared mount gone, a full disk
+        "spool": cannot_write(spool.tmp) or "ok",
+        "files": cannot_write(database.files.root) or "ok",  # a shared mount gone, a full disk
     }
-
-
-def _writable(folder: Path) -> str | None:
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".health-"):
-            pass
-    except OSError as exc:
-        return f"cannot write in {folder}: {exc.strerror}"
-    return None

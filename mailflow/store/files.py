@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from mailflow.durable import fsync_dir, write_file
+from mailflow.durable import cannot_write, fsync_dir, write_file
 from mailflow.errors import FilesUnavailable
 
 # A day: far longer than any transaction, and a crash's orphans go the next night.
@@ -74,24 +73,14 @@ class FileStore:
             self.tmp.mkdir(exist_ok=True)
             write_file(self.tmp / uuid.uuid4().hex, target, (data,))
         except OSError as exc:
-            if self._takes_files():
-                raise  # this file or subfolder only: the message's try counts
+            # The folder itself taking no file, everyone waits for it; a
+            # fault of one subfolder is one message's problem (its try).
+            if cannot_write(self.root) is None:
+                raise
             raise FilesUnavailable(
                 exc.errno, f"[files] dir {self.root}: cannot store {name}: {exc.strerror or exc}"
             ) from exc
         return name
-
-    def _takes_files(self) -> bool:
-        """Whether the folder itself takes a file now: a full disk, a mount
-        gone or a read-only one does not, and everyone waits for it; a fault
-        of one subfolder is one message's problem."""
-        try:
-            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-") as probe:
-                probe.write(b"\0")
-                probe.flush()
-        except OSError:
-            return False
-        return True
 
     def read(self, name: str) -> bytes:
         """The bytes of a stored file. Raise FilesUnavailable when the folder
