@@ -39,11 +39,7 @@ def upgrade() -> None:
     files = _files()
     connection = op.get_bind()
     for table, column, name_column in _BYTES:
-        for row_id, data in _rows(connection, table, column):
-            connection.execute(
-                sa.text(f"UPDATE {table} SET {name_column} = :name WHERE id = :id"),
-                {"name": files().put(bytes(data)), "id": row_id},
-            )
+        _convert(connection, table, column, name_column, lambda data: files().put(bytes(data)))
     if connection.dialect.name != "sqlite":  # SQLite keeps it: no rebuild
         op.alter_column("inbound_messages", "raw_sha256", server_default=None)
     op.drop_column("inbound_messages", "raw")
@@ -62,11 +58,7 @@ def downgrade() -> None:
     files = _files()
     connection = op.get_bind()
     for table, column, name_column in _BYTES:
-        for row_id, name in _rows(connection, table, name_column):
-            connection.execute(
-                sa.text(f"UPDATE {table} SET {column} = :data WHERE id = :id"),
-                {"data": files().read(str(name)), "id": row_id},
-            )
+        _convert(connection, table, name_column, column, lambda name: files().read(str(name)))
     op.drop_column("inbound_messages", "raw_sha256")
 
 
@@ -87,6 +79,22 @@ def _files() -> Callable[[], FileStore]:
         return files
 
     return store
+
+
+def _convert(
+    connection: sa.Connection,
+    table: str,
+    source: str,
+    target: str,
+    convert: Callable[[Any], Any],
+) -> None:
+    """Each row's ``target`` set to its ``source`` converted: bytes to the
+    name of their file, or back."""
+    for row_id, value in _rows(connection, table, source):
+        connection.execute(
+            sa.text(f"UPDATE {table} SET {target} = :value WHERE id = :id"),
+            {"value": convert(value), "id": row_id},
+        )
 
 
 def _rows(connection: sa.Connection, table: str, column: str) -> Iterator[tuple[int, Any]]:
