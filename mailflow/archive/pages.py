@@ -83,7 +83,17 @@ def run_of(ordinal: int, size: int) -> int:
 def last_run(session: Session, counter: str, size: int) -> int:
     """The newest run of a list: 1 for a list that is still empty."""
     value = session.scalar(select(Counter.value).where(Counter.name == counter)) or 0
-    return max(1, run_of(value, size))
+    return newest_run(value, size)
+
+
+def newest_run(last_ordinal: int, size: int) -> int:
+    return max(1, run_of(last_ordinal, size))
+
+
+def counter_values(session: Session) -> dict[str, int]:
+    """Every counter's value: the last ordinal given in each list (a few
+    dozen rows, one per list and year)."""
+    return {name: value for name, value in session.execute(select(Counter.name, Counter.value))}
 
 
 def pages_changed_by(session: Session, case: Case, publication: Publication | None) -> set[Page]:

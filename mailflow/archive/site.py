@@ -46,7 +46,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup, escape
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -68,7 +68,7 @@ from mailflow.clock import Clock
 from mailflow.config import Settings
 from mailflow.documents import ACCEPTED, FORMATS
 from mailflow.economies import Economies, Economy
-from mailflow.notify.render import TEMPLATES, CompiledTemplates, mailto, word
+from mailflow.notify.render import TEMPLATES, CompiledTemplates, mailto, templates_loader, word
 from mailflow.store.db import Database
 from mailflow.store.models import Case, Document, Publication, SiteChange
 from mailflow.store.queries import funded_places_taken
@@ -225,7 +225,7 @@ class Site:
         if env is not None:
             return env
         env = Environment(
-            loader=FileSystemLoader(self._templates),
+            loader=templates_loader(self._templates),
             autoescape=True,
             undefined=StrictUndefined,
             trim_blocks=True,
@@ -469,7 +469,10 @@ class Site:
             economy = self.economies.get(str(listing.key))
             folder, title, intro = f"economies/{economy.code.lower()}/", economy.name, "Economy"
         last = _last_run(session, listing.counter, pages.PAGE_SIZE)
-        cases = [self._view(p, c) for p, c in session.execute(pages.in_run(listing, page.number))]
+        # Most lists of a young archive have never had a case: no query.
+        ever = _last_ordinal(session, listing.counter) > 0
+        found = session.execute(pages.in_run(listing, page.number)) if ever else ()
+        cases = [self._view(p, c) for p, c in found]
         context = {
             "title": title,
             "intro": intro,
@@ -638,11 +641,17 @@ class Site:
 
 # The site writer reads each pass in one session (one snapshot), and many
 # pages show the same figures: each is read once per session, not per page.
+def _last_ordinal(session: Session, counter: str) -> int:
+    """0 for a list nothing was ever published in. All counters are read
+    at once: a build asks for each list's."""
+    known: dict[str, int] | None = session.info.get("site_counters")
+    if known is None:
+        known = session.info["site_counters"] = pages.counter_values(session)
+    return known.get(counter, 0)
+
+
 def _last_run(session: Session, counter: str, size: int) -> int:
-    known: dict[tuple[str, int], int] = session.info.setdefault("site_last_run", {})
-    if (counter, size) not in known:
-        known[counter, size] = pages.last_run(session, counter, size)
-    return known[counter, size]
+    return pages.newest_run(_last_ordinal(session, counter), size)
 
 
 def _counts(session: Session, by: str) -> dict[int | str, int]:

@@ -22,8 +22,9 @@ The global ``language`` holds the BCP 47 tag; the filters ``day``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,36 @@ class CompiledTemplates(BytecodeCache):
 _COMPILED = CompiledTemplates()
 
 
+class _TemplatesRead(FileSystemLoader):
+    """A templates folder whose files are read once per process: they
+    change only with mailflow, and every Environment (one per language, in
+    every build of the app) would otherwise read each file again and check
+    its time on each use. Editing a template takes a restart."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self._read: dict[str, tuple[str, str]] = {}
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        if template not in self._read:
+            source, filename, _ = super().get_source(environment, template)
+            self._read[template] = (source, filename)
+        source, filename = self._read[template]
+        return source, filename, _unchanged
+
+
+def _unchanged() -> bool:
+    return True
+
+
+@cache
+def templates_loader(folder: Path = TEMPLATES) -> FileSystemLoader:
+    """The one loader of a templates folder, shared by every Environment."""
+    return _TemplatesRead(folder)
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str
@@ -119,7 +150,7 @@ class Renderer:
 
     def _build(self, language: str) -> Environment:
         env = Environment(
-            loader=FileSystemLoader(self._templates),
+            loader=templates_loader(self._templates),
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             undefined=StrictUndefined,
             trim_blocks=True,
