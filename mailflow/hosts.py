@@ -33,14 +33,12 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mailflow.store.db import Database, server_now
+from mailflow.store.db import Database, server_now, upsert
 from mailflow.store.models import Host, Lease
 
 log = logging.getLogger(__name__)
@@ -143,7 +141,7 @@ class Roles:
     def _heartbeat(self, session: Session, now: datetime) -> None:
         self._started_at = self._started_at or now
         values = {"started_at": self._started_at, "seen_at": now, "stopped_at": None}
-        insert = _insert(session, Host).values(name=self.name, **values)
+        insert = upsert(session, Host).values(name=self.name, **values)
         session.execute(insert.on_conflict_do_update(index_elements=[Host.name], set_=values))
         session.execute(delete(Host).where(Host.seen_at < now - FORGET_AFTER))
 
@@ -151,7 +149,7 @@ class Roles:
         """Keep or take the role; returns who held it before (``""`` for
         nobody), or None when another host holds it still."""
         session.execute(
-            _insert(session, Lease)
+            upsert(session, Lease)
             .values(role=role, holder="", since=now, expires_at=now)
             .on_conflict_do_nothing(index_elements=[Lease.role])
         )
@@ -164,14 +162,6 @@ class Roles:
             row.holder, row.since = self.name, now
         row.expires_at = now + self.lease
         return previous
-
-
-def _insert(session: Session, model: type[Lease] | type[Host]) -> Any:
-    """INSERT with ON CONFLICT, in the database's own dialect (both
-    spell it alike)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model)
-    return sqlite.insert(model)
 
 
 def held_elsewhere(session: Session, role: str) -> bool:

@@ -144,12 +144,20 @@ class Readers:
         roster."""
         folded = {address: address.strip().lower() for address in addresses}
         people = queries.languages_and_economies(session, folded.values())
-        served = roster.economies_served(session, folded.values())
+        # The roster only for those whom nothing else places (most
+        # recipients are participants or staff): one query fewer an email.
+        unplaced = [email for email in folded.values() if self._unplaced(email, people.get(email))]
+        served = roster.economies_served(session, unplaced) if unplaced else {}
         languages = {}
         for address, email in folded.items():
             chosen, economy = people.get(email, (None, None))
             languages[address] = self.choose(email, chosen, economy or served.get(email))
         return languages
+
+    def _unplaced(self, email: str, known: tuple[str | None, str | None] | None) -> bool:
+        """Whether ``choose`` would need the economy the roster gives them."""
+        chosen, economy = known or (None, None)
+        return chosen not in SHIPPED and email not in self.staff and not economy
 
 
 ENGLISH_ONLY = Readers.build(site=ENGLISH, admin=ENGLISH, staff=(), economies=())

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, func, inspect, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -72,6 +73,14 @@ def server_now(session: Session) -> datetime:
         assert isinstance(now, datetime)
         return now.astimezone(UTC)
     return datetime.now(UTC)
+
+
+def upsert(session: Session, model: type[Any]) -> Any:
+    """An INSERT that can say ON CONFLICT, in the database's own dialect
+    (both spell it alike)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
 
 
 class Database:

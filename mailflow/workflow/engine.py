@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
 from mailflow.errors import ActionRefused
+from mailflow.store.db import upsert
 from mailflow.store.models import Case, CaseEvent, Counter, InboundMessage, Participant
 from mailflow.vocab import Kind
 from mailflow.workflow.flow import Flows
@@ -127,15 +127,13 @@ class Engine:
 
 
 def next_number(session: Session, name: str) -> int:
-    """Atomically take the next number of a yearly sequence."""
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    session.execute(module.insert(Counter).values(name=name, value=0).on_conflict_do_nothing())
+    """Atomically take the next number of a yearly sequence: one upsert,
+    which on PostgreSQL holds the row's lock to the commit."""
+    first = upsert(session, Counter).values(name=name, value=1)
     return session.execute(
-        update(Counter)
-        .where(Counter.name == name)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
+        first.on_conflict_do_update(
+            index_elements=[Counter.name], set_={"value": Counter.value + 1}
+        ).returning(Counter.value)
     ).scalar_one()
 
 
@@ -145,9 +143,7 @@ def take_number_below(session: Session, name: str, limit: int) -> int | None:
     transaction waits on the row and re-checks the condition after the
     first commits, on SQLite writers run one at a time, so the limit holds
     under any concurrency."""
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    session.execute(module.insert(Counter).values(name=name, value=0).on_conflict_do_nothing())
+    session.execute(upsert(session, Counter).values(name=name, value=0).on_conflict_do_nothing())
     return session.execute(
         update(Counter)
         .where(Counter.name == name, Counter.value < limit)
