@@ -49,6 +49,24 @@ def test_the_same_bytes_as_the_email_package(size: int, text: str) -> None:
     assert flatten(ours) == theirs.as_bytes(policy=SMTP)
 
 
+def test_a_header_parsed_once_serves_every_email_and_changes_with_none() -> None:
+    """Emails share the header objects of values they have in common; one
+    email changed afterwards leaves the others as they were."""
+    attachment = os.urandom(100)
+    first, second = (
+        _compose(new_message(), attachment, "Text.\n", "focal@example.org") for _ in range(2)
+    )
+    assert first["From"] is second["From"]
+    theirs = _compose(EmailMessage(), attachment, "Text.\n", "focal@example.org")
+    assert flatten(first) == flatten(second) == theirs.as_bytes(policy=SMTP)
+    text = second.get_body(("plain",))
+    assert text is not None
+    text.set_param("format", "flowed")
+    second.replace_header("From", "Someone Else <else@example.org>")
+    assert b'format="flowed"' in flatten(second)
+    assert flatten(first) == theirs.as_bytes(policy=SMTP)
+
+
 def test_an_address_beyond_ascii_is_written_as_smtputf8_the_same() -> None:
     attachment = os.urandom(1000)
     ours = _compose(new_message(), attachment, "Texto.\n", "josé@ejemplo.cl")
