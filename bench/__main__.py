@@ -30,7 +30,7 @@ from bench.load import LoadResult, send_all
 from bench.mailman import run_mailman
 from bench.memory import run_memory
 from bench.report import run_report
-from bench.servers import ROOT, start_mailflow, start_sink
+from bench.servers import ROOT, start_mailflow, start_sink, stop
 
 
 def measure(server: str, messages: list[bytes], connections: int) -> LoadResult:
@@ -40,8 +40,7 @@ def measure(server: str, messages: list[bytes], connections: int) -> LoadResult:
         try:
             return send_all(port, messages, connections)
         finally:
-            process.terminate()
-            process.wait(30)
+            stop(process)
 
 
 def run_accept(count: int, sizes: list[int], repetitions: int) -> list[dict[str, object]]:

@@ -33,7 +33,13 @@ from sqlalchemy import create_engine, text
 
 from bench.corpus import submission
 from bench.load import send_all
-from bench.servers import PROCESS_IDLE_SECONDS, mailflow_config, start_mailflow, start_sink
+from bench.servers import (
+    PROCESS_IDLE_SECONDS,
+    mailflow_config,
+    start_mailflow,
+    start_sink,
+    stop,
+)
 from mailflow.app import build
 from mailflow.clock import SystemClock
 from mailflow.config import load_settings
@@ -195,8 +201,7 @@ def end_to_end(
             if sampler is not None:
                 sampler.send_signal(2)
                 sampler.wait(60)
-            process.terminate()
-            process.wait(30)
+            stop(process)
     return Run(len(messages) / seconds, at_start, after, at_rest, load.per_second)
 
 
@@ -213,8 +218,7 @@ def limit(messages: list[bytes]) -> float:
         try:
             return send_all(port, messages, CONNECTIONS).per_second
         finally:
-            process.terminate()
-            process.wait(30)
+            stop(process)
 
 
 def fresh_postgres() -> tuple[str, str] | None:

@@ -32,7 +32,7 @@ from bench.endtoend import (
 )
 from bench.load import send_all
 from bench.mailman_site import LIST, MailmanSite, install, versions
-from bench.servers import start_sink
+from bench.servers import start_sink, stop
 
 WAIT_SECONDS = 1_800  # for every post to be held, then notified; then the run failed
 SETTLE_SECONDS = 3.0  # after start: Mailman's twelve runners import and settle
@@ -72,8 +72,7 @@ def mailman_run(messages: list[bytes]) -> MailmanRun:
         finally:
             if site is not None:
                 site.stop()
-            sink.terminate()
-            sink.wait(30)
+            stop(sink)
     return MailmanRun(load.per_second, count / held, count / notified)
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bench.corpus import submission
-from bench.servers import start_mailflow
+from bench.servers import start_mailflow, stop
 
 MB = 1_000_000
 
@@ -43,8 +43,7 @@ def measure(attachment_bytes: int) -> dict[str, float]:
                 time.sleep(0.2)
             peak = _status(process.pid, "VmHWM")
         finally:
-            process.terminate()
-            process.wait(30)
+            stop(process)
     print(
         f"{len(raw) / MB:.1f} MB message: idle {idle / MB:.0f} MB, at 250 "
         f"{accepted / MB:.0f} MB, processed {peak / MB:.0f} MB"

@@ -73,3 +73,16 @@ def start_mailflow(
     )
     wait_listening(port, process)
     return process, port
+
+
+def stop(process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    """End a server the benchmark started. One that does not stop within
+    ``seconds`` of SIGTERM is killed, never left running, and the
+    benchmark fails saying so."""
+    process.terminate()
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"{process.args!r} did not stop within {seconds} s; killed") from None
