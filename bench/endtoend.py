@@ -198,10 +198,12 @@ def end_to_end(
                 time.sleep(PROCESS_IDLE_SECONDS + settle)
             at_rest = tree_memory(process.pid)
         finally:
-            if sampler is not None:
-                sampler.send_signal(2)
-                sampler.wait(60)
-            stop(process)
+            try:
+                if sampler is not None:
+                    sampler.send_signal(2)
+                    sampler.wait(60)
+            finally:
+                stop(process)  # also when the profiler hangs
     return Run(len(messages) / seconds, at_start, after, at_rest, load.per_second)
 
 

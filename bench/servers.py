@@ -82,7 +82,9 @@ def stop(process: subprocess.Popen[bytes], seconds: float = 30) -> None:
     process.terminate()
     try:
         process.wait(seconds)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as timeout:
         process.kill()
         process.wait()
-        raise RuntimeError(f"{process.args!r} did not stop within {seconds} s; killed") from None
+        # Caused by the timeout, whose own context keeps the error the run
+        # may already be failing with in the traceback.
+        raise RuntimeError(f"{process.args!r} did not stop within {seconds} s; killed") from timeout

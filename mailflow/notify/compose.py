@@ -17,6 +17,8 @@ addresses and text that stays one header.
 from __future__ import annotations
 
 import binascii
+from collections import OrderedDict
+from contextlib import suppress
 from email.contentmanager import ContentManager, raw_data_manager
 from email.generator import BytesGenerator
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
@@ -37,9 +39,10 @@ MAX_REFERENCES = 10
 _BASE64_LINE = 76
 
 
-# Header values parsed and kept for the next email: the same From, the
-# text parts' Content-Type and such repeat in every email; values that never
-# repeat (a multipart boundary, a Message-ID) are let go in bulk.
+# Header values parsed and kept for the next emails: the same From, the
+# text parts' Content-Type and such repeat in every email. The least
+# recently used go first, so the values that never repeat (a Message-ID, a
+# multipart boundary) make way for them, not the other way round.
 _PARSED_KEPT = 1024
 
 
@@ -48,24 +51,28 @@ class _HeaderClasses(HeaderRegistry):
     parses; a class depends only on the name, so each is made once. And
     each value is parsed once: most of an email's headers are the same in
     every email, and parsing them was a tenth of processing a submission.
-    A header object is shared by the emails that carry it; the email
-    package never changes one once made (it folds from a copy)."""
+    A header object is shared by the emails that carry it: the email
+    package never changes one once made (setting a parameter makes a new
+    one, and folding reads the parse tree without changing it)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._made: dict[str, type[BaseHeader]] = {}
-        self._parsed: dict[tuple[str, str], BaseHeader] = {}
+        self._parsed: OrderedDict[tuple[str, str], BaseHeader] = OrderedDict()
 
     def __call__(self, name: str, value: Any) -> BaseHeader:
         if not isinstance(value, str):  # Address objects and lists: as given
             return super().__call__(name, value)
-        key = (name, value)
+        key = (name, value)  # the name as given: it is written as given
         found = self._parsed.get(key)
         if found is None:
-            found = super().__call__(name, value)
-            if len(self._parsed) >= _PARSED_KEPT:
-                self._parsed.clear()
-            self._parsed[key] = found
+            found = self._parsed[key] = super().__call__(name, value)
+            if len(self._parsed) > _PARSED_KEPT:
+                with suppress(KeyError):  # another thread dropped it first
+                    self._parsed.popitem(last=False)
+        else:
+            with suppress(KeyError):
+                self._parsed.move_to_end(key)
         return found
 
     def __getitem__(self, name: str) -> type[BaseHeader]:
@@ -77,6 +84,7 @@ class _HeaderClasses(HeaderRegistry):
     def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
         super().map_to_type(name, cls)
         self._made.pop(name.lower(), None)
+        self._parsed.clear()  # made by the class this name had
 
 
 def _base64_lines(data: bytes) -> str:
