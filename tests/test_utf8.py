@@ -143,6 +143,10 @@ def test_a_raw_utf8_title_and_name_read_the_same_everywhere(
     (digest,) = [m for m in outbox.to(READER) if page_url in body_text(m)]
     assert TITLE in body_text(digest) and TITLE in body_html(digest)
 
+    # A tick now first: the monthly schedule falls due at its first fire
+    # after it was first seen, and the service's own first tick, which
+    # would have seen it, may still be waiting on a loaded machine.
+    assert main(["tick", "--config", str(settings.source)]) == 0
     assert main(["tick", "--now", first_of_next_month(), "--config", str(settings.source)]) == 0
     (monthly,) = [m for m in outbox.to(ADMIN) if "mailflow report" in body_text(m)]
     assert TITLE in body_text(monthly)
