@@ -25,7 +25,7 @@ from mailflow.parse import ParsedMessage, parse_message
 from mailflow.routing import Destination, Route
 from mailflow.spool import Envelope, Spool, SpoolEntry
 from mailflow.store import queries
-from mailflow.store.db import Database
+from mailflow.store.db import Database, upsert
 from mailflow.store.models import InboundMessage
 from mailflow.triage import (
     Incoming,
@@ -145,20 +145,25 @@ class Runner:
         parsed: ParsedMessage | UnparseableMessage,
     ) -> InboundMessage | None:
         """The record of the message handled; None for a duplicate."""
-        if session.scalar(select(InboundMessage.id).where(InboundMessage.delivery_key == key)):
-            return None
-        record = InboundMessage(
-            delivery_key=key,
-            received_at=envelope.received_at,
-            envelope_sender=envelope.sender[:320],
-            envelope_recipients=", ".join(envelope.recipients),
-            outcome="processing",
-            raw_sha256=raw_name,
-        )
+        values = {
+            "delivery_key": key,
+            "received_at": envelope.received_at,
+            "envelope_sender": envelope.sender[:320],
+            "envelope_recipients": ", ".join(envelope.recipients),
+            "outcome": "processing",
+            "raw_sha256": raw_name,
+        }
         if isinstance(parsed, ParsedMessage):
-            _describe(record, parsed)
-        session.add(record)
-        session.flush()
+            values |= _described(parsed)
+        # One statement: a key already recorded inserts nothing and returns no row.
+        record = session.scalar(
+            upsert(session, InboundMessage)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[InboundMessage.delivery_key])
+            .returning(InboundMessage)
+        )
+        if record is None:
+            return None
         if isinstance(parsed, UnparseableMessage):
             record.outcome, record.detail = "unparseable", parsed.reason
             self._tell_admins(
@@ -271,10 +276,12 @@ def _processed(session: Session, stem: str, record: InboundMessage | None) -> di
     return {"spool": stem, "outcome": record.outcome, "case": ", ".join(cases)}
 
 
-def _describe(record: InboundMessage, parsed: ParsedMessage) -> None:
-    record.message_id = parsed.message_id[:998]
-    record.sender = parsed.sender[:320]
-    record.subject = parsed.subject[:2000]
+def _described(parsed: ParsedMessage) -> dict[str, str]:
+    return {
+        "message_id": parsed.message_id[:998],
+        "sender": parsed.sender[:320],
+        "subject": parsed.subject[:2000],
+    }
 
 
 def _acts_on_machine_mail(destination: Destination, ours_again: bool) -> bool:

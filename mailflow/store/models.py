@@ -244,7 +244,9 @@ class OutboxMessage(Base):
     # The message this email answers automatically (None for notifications):
     # the outbox counts these per address to break loops with robots.
     answers_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"), default=None)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Read only by the drain, which asks for it: loading a row to mark it
+    # sent must not fetch a review email's 400 KB again.
+    raw: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
     lease_until: Mapped[datetime | None] = mapped_column(Timestamp, default=None)

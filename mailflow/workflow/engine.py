@@ -55,6 +55,7 @@ class Engine:
             author_id=author.id,
             thread_id=thread_id,
             created_at=now,
+            documents=[],  # none yet: known, so never read back (versions.keep adds them)
         )
         session.add(case)
         session.flush()

@@ -42,9 +42,10 @@ def keep(
     session: Session, case: Case, incoming: Incoming, workflow: Workflow, document: PickedDocument
 ) -> None:
     """Store ``document`` as the case's newest; the earlier ones stay."""
-    session.add(
+    # Last in the list, as the newest by id: the list is the case's as the
+    # database will have it, without reading it back.
+    case.documents.append(
         Document(
-            case_id=case.id,
             message_id=incoming.record.id,
             filename=document.filename,
             content_type=document.content_type,
@@ -53,8 +54,6 @@ def keep(
             created_at=workflow.clock.now(),
         )
     )
-    session.flush()
-    session.refresh(case, ["documents"])
 
 
 # Text a mail client attaches on its own (a contact card, an invitation):

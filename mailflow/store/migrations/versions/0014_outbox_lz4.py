@@ -49,4 +49,4 @@ def _has_lz4(connection: sa.Connection) -> bool:
     choices = connection.execute(
         sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
     ).scalar()
-    return bool(choices) and "lz4" in choices
+    return "lz4" in (choices or [])  # no such setting before PostgreSQL 14
