@@ -33,6 +33,7 @@ import base64
 import quopri
 import re
 from datetime import UTC, datetime
+from email import feedparser
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import parseaddr
 
@@ -762,3 +763,14 @@ def test_any_text_gives_a_clean_form_and_comment(text: str) -> None:
     """Whatever a body says, the form reader gives single-line values (the
     summary aside) of known fields, and the comment keeps no quoted lines."""
     check_forms(text.replace("\r\n", "\n").replace("\x00", ""))  # as parse hands it on
+
+
+@FUZZ
+@given(text=st.text(alphabet=st.sampled_from("\r\na= -\u00e9"), max_size=40))
+def test_the_end_of_line_search_finds_what_the_email_package_would(text: str) -> None:
+    """``mailflow.parse`` has the email package's parser look for the line
+    break that ends a part from two characters before the end, not from
+    the start: the same match, found without scanning the whole part."""
+    mine = feedparser.NLCRE_eol.search(text)  # type: ignore[attr-defined]
+    theirs = re.compile(r"(\r\n|\r|\n)\Z").search(text)
+    assert (mine and (mine.span(), mine.group(0))) == (theirs and (theirs.span(), theirs.group(0)))
