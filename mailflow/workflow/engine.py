@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mailflow.clock import Clock
 from mailflow.errors import ActionRefused
@@ -86,7 +87,10 @@ class Engine:
         )
         if not getattr(changed, "rowcount", 0):
             raise ActionRefused(f"{case.public_id} changed while '{event}' was being applied")
-        case.state, case.state_since = target, now
+        # As read back, not as changed: the statement above wrote them, and a
+        # flush would write them again.
+        set_committed_value(case, "state", target)
+        set_committed_value(case, "state_since", now)
         self.record(
             session,
             case,
