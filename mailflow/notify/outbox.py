@@ -310,35 +310,48 @@ class Outbox:
         """Send one leased email and record the outcome; 1 if it was sent.
         Delivered outside any transaction: on SQLite an open write
         transaction would hold every other writer for the whole send."""
-        failure: Exception | None = None
         try:
             reply = transport.deliver(
                 leased.recipient, leased.envelope_sender, self._signed(leased.raw), leased.id
             )
-        except (PermanentFailure, OSError) as exc:
-            failure = exc
+        except (PermanentFailure, OSError) as failure:
+            self._record_failure(database, leased, failure, on_failed)
+            return 0
+        with database.transaction() as session:
+            # One statement, not the row read back: the common case.
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == leased.id)
+                .values(sent_at=self._clock.now(), lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+        log.info(
+            "outbox %s to %s (%s) sent: %s",
+            leased.id,
+            leased.recipient,
+            leased.template,
+            reply,
+            extra=_fields(leased, "sent", reply),
+        )
+        return 1
+
+    def _record_failure(
+        self,
+        database: Database,
+        leased: Leased,
+        failure: Exception,
+        on_failed: OnFailed | None,
+    ) -> None:
         with database.transaction() as session:
             row = session.get(OutboxMessage, leased.id)
             assert row is not None
-            if failure is not None:
-                row.attempts += 1
+            row.attempts += 1
             if isinstance(failure, PermanentFailure):
                 self._give_up(row, str(failure))
-            elif failure is not None:
-                self._retry_later(row, str(failure))
             else:
-                row.sent_at, row.lease_until = self._clock.now(), None
-                log.info(
-                    "outbox %s to %s (%s) sent: %s",
-                    row.id,
-                    row.recipient,
-                    row.template,
-                    reply,
-                    extra=_fields(row, "sent", reply),
-                )
+                self._retry_later(row, str(failure))
             if row.failed_at is not None and on_failed is not None:
                 on_failed(session, row)
-        return int(failure is None)
 
     def requeue(self, row: OutboxMessage) -> None:
         """Back in line for sending now, with a fresh count of attempts."""
@@ -394,6 +407,7 @@ class Outbox:
                     OutboxMessage.id,
                     OutboxMessage.recipient,
                     OutboxMessage.envelope_sender,
+                    OutboxMessage.template,
                     OutboxMessage.raw,
                 )
                 .where(OutboxMessage.id.in_(taken))
@@ -438,10 +452,11 @@ class Leased:
     id: int
     recipient: str
     envelope_sender: str
+    template: str
     raw: bytes
 
 
-def _fields(row: OutboxMessage, outcome: str, reply: str) -> dict[str, object]:
+def _fields(row: OutboxMessage | Leased, outcome: str, reply: str) -> dict[str, object]:
     """A delivery's log line, its fields apart for a log collector."""
     return {
         "outbox_id": row.id,
