@@ -43,6 +43,9 @@ class MailmanRun:
     accepted: float  # msg/s, first LMTP send to the last 250
     held: float  # msg/s, first send until every post is held
     notified: float  # msg/s, first send until both notices of every post are in the sink
+    # Posts Mailman's hold chain failed on (an error of Mailman's own, its
+    # shunt queue): neither held nor notified, left out of both rates.
+    shunted: int = 0
 
 
 def mailman_run(messages: list[bytes]) -> MailmanRun:
@@ -61,19 +64,22 @@ def mailman_run(messages: list[bytes]) -> MailmanRun:
             load = send_all(
                 site.ports.lmtp, messages, CONNECTIONS, recipient=LIST, client=smtplib.LMTP
             )
-            held = _until(lambda: site.held() >= count, f"{count} posts held", started)
+            held = _until(
+                lambda: site.held() + site.shunted() >= count, f"{count} posts held", started
+            )
+            taken = site.held()
             notified = _until(
-                lambda: count_files(root / "sink") >= 2 * count,
-                f"{2 * count} notices delivered",
+                lambda: count_files(root / "sink") >= 2 * taken,
+                f"{2 * taken} notices delivered",
                 started,
             )
-            if site.held_by_rest() != count:  # the REST API agrees with the database
-                raise RuntimeError(f"Mailman's REST API does not count {count} held posts")
+            if site.held_by_rest() != taken:  # the REST API agrees with the database
+                raise RuntimeError(f"Mailman's REST API does not count {taken} held posts")
         finally:
             if site is not None:
                 site.stop()
             stop(sink)
-    return MailmanRun(load.per_second, count / held, count / notified)
+    return MailmanRun(load.per_second, taken / held, taken / notified, count - taken)
 
 
 def _until(done: Callable[[], bool], what: str, started: float) -> float:
@@ -206,5 +212,19 @@ def _section(
         "configuration but for paths and ports (SQLite, one instance of each runner); the "
         "senders are list members with `moderation_action = hold`. Load average (1 min): "
         f"{load[0]:.1f} at the start, {load[1]:.1f} at the end; the whole run took "
-        f"{minutes:.0f} min. On SQLite the ratio in each repetition, in order: {per_run}.",
+        f"{minutes:.0f} min. On SQLite the ratio in each repetition, in order: {per_run}."
+        + _shunted(figures.mailman, count),
     ]
+
+
+def _shunted(runs: list[MailmanRun], count: int) -> str:
+    """What Mailman failed on, if anything: its own error, the rates left it out."""
+    shunted = [run.shunted for run in runs]
+    if not any(shunted):
+        return ""
+    return (
+        f" Mailman shunted {', '.join(map(str, shunted))} of the {count} posts (by repetition):"
+        " its hold step failed on them (in `mailman/model/requests.py`, a pickle decoded as"
+        " `raw-unicode-escape` that happened to hold a `\\u`), so they were neither held nor"
+        " notified, and its rates count only the posts it held."
+    )

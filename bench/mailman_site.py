@@ -171,6 +171,10 @@ class MailmanSite:
         finally:
             connection.close()
 
+    def shunted(self) -> int:
+        """Posts a runner failed on, set aside in Mailman's shunt queue."""
+        return sum(1 for _ in (self.folder / "var" / "queue" / "shunt").glob("*.pck"))
+
     def held_by_rest(self) -> int:
         """The same count as Mailman's REST API gives it (checked once a run)."""
         request = urllib.request.Request(
