@@ -6,9 +6,9 @@ encodes an attachment's base64 one line at a time, each a string of its
 own, writes a body two calls per line, and builds a new header class for
 every header set. For a 300 KB document that was half the CPU of composing
 the email. Here the same classes do the same work in bulk: the base64 as
-one string, each body in one write, each header class made once per
-name. The bytes are the email package's own (tests/test_compose.py compares them);
-nothing here may change what is written, only how fast.
+one string, each body in one write, each header class made once per name.
+The bytes are the email package's own (tests/test_compose.py compares
+them); nothing here may change what is written, only how fast.
 
 Also the header rules every email follows: the threading headers, plain
 addresses and text that stays one header.
