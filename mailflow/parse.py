@@ -111,7 +111,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     ) as exc:
         raise UnparseableMessage(f"the MIME structure could not be read ({exc})") from exc
     if not sender or "@" not in sender:
-        raise UnparseableMessage("it has no readable From address")
+        raise UnparseableMessage(_why_no_sender(raw))
     if not answerable(sender):
         raise UnparseableMessage(f"its From address cannot be answered: {sender[:200]!r}")
     return ParsedMessage(
@@ -258,6 +258,25 @@ def _raw_header(raw: bytes, name: str, charset: str) -> str:
     header = BytesHeaderParser(policy=compat32).parsebytes(_header_block(raw))
     value = next((v for n, v in header.raw_items() if n.lower() == name.lower()), "")
     return unfolded(value, charset).replace("\r", "").replace("\n", " ")
+
+
+_FROM_LINE = re.compile(rb"^From:", re.IGNORECASE | re.MULTILINE)
+
+
+def _why_no_sender(raw: bytes) -> str:
+    """The reason the administrator reads. A From line that the parser
+    never reached is a header that ended early: a carriage return alone
+    (no line feed after it) ends a header line for the email package, and
+    the CR LF after it then reads as the blank line that ends the header.
+    Scripts that add a header copied from a CR LF file do that."""
+    block = _header_block(raw)
+    never_reached = "From" not in BytesHeaderParser(policy=compat32).parsebytes(block)
+    if never_reached and _FROM_LINE.search(block):
+        return (
+            "its header ends early, before its From line: a line in it ends in a"
+            " carriage return alone (CR without LF), which reads as the header's end"
+        )
+    return "it has no readable From address"
 
 
 def _message_id(value: str) -> str:

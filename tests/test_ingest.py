@@ -111,6 +111,21 @@ def test_unreadable_mail_is_kept_and_reported_once(
     assert records[0].detail in body_text(reports[0])
 
 
+def test_a_header_cut_short_before_its_from_is_reported_as_such(
+    settings: Settings, app: App, outbox: Mailbox
+) -> None:
+    """A script that added In-Reply-To copied from a CR LF file left a
+    carriage return alone: the email package ends the header there, before
+    the From line. The administrator reads that, not that the From is
+    unreadable."""
+    assert ingest(settings, DATA / "header_cut_short.eml") == 0
+    [record] = inbound(app)
+    assert record.outcome == "unparseable"
+    assert record.detail.startswith("its header ends early, before its From line")
+    [report] = outbox.wait_for(1, ADMIN)
+    assert record.detail in body_text(report)
+
+
 def test_broken_charsets_are_read_forgivingly(
     settings: Settings, app: App, outbox: Mailbox
 ) -> None:
