@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -265,6 +266,40 @@ def test_withdrawing_tells_the_administrators_only_when_reviewers_were_at_work(
         ("review_closed", ADMIN),
         ("case_withdrawn", "ana@example.org"),
     ]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_worker_opening_a_case_waits_for_no_other_workers_transaction(core: App) -> None:
+    """Two workers open cases at once on PostgreSQL: the second does not
+    wait for the first's transaction to end. It did: the case number's
+    counter stayed locked until the commit, so workers took turns. A number
+    whose case is rolled back is not given again: the numbers skip it."""
+    a_case(core, State.INCOMPLETE)  # BP-2026-0001, and its author
+
+    class RolledBack(Exception):
+        pass
+
+    other_worker = ThreadPoolExecutor(1)
+    try:
+        with pytest.raises(RolledBack), core.database.transaction() as session:
+            author = session.scalar(select(Participant))
+            assert author is not None
+            core.workflow.engine.open_case(  # takes 0002; its transaction stays open
+                session,
+                kind=Kind.EXPERIENCE,
+                author=author,
+                state=State.INCOMPLETE,
+                message=None,
+                thread_id="",
+            )
+            other_worker.submit(a_case_in, core, State.INCOMPLETE).result(timeout=10)
+            raise RolledBack
+    finally:
+        other_worker.shutdown()  # after the rollback: a waiting worker can end
+    a_case_in(core, State.INCOMPLETE)
+    with core.database.transaction() as session:
+        opened = session.scalars(select(Case.public_id).order_by(Case.id)).all()
+    assert opened == ["BP-2026-0001", "EX-2026-0003", "EX-2026-0004"]
 
 
 def test_a_move_the_table_forbids_changes_nothing_and_sends_nothing(core: App) -> None:

@@ -48,7 +48,7 @@ class Engine:
         shared = kind is None or kind.is_submission
         sequence = str(now.year) if shared else f"{prefix}-{now.year}"
         case = Case(
-            public_id=f"{prefix}-{now.year}-{next_number(session, sequence):04d}",
+            public_id=f"{prefix}-{now.year}-{case_number(session, sequence):04d}",
             kind=kind.value if kind else None,
             state=state,
             state_since=now,
@@ -140,6 +140,25 @@ def next_number(session: Session, name: str) -> int:
             index_elements=[Counter.name], set_={"value": Counter.value + 1}
         ).returning(Counter.value)
     ).scalar_one()
+
+
+def case_number(session: Session, name: str) -> int:
+    """The next case number of a yearly sequence. On PostgreSQL it is taken
+    in a transaction of its own, committed at once: taken in the caller's,
+    the counter's row stays locked until that commits, so every worker
+    opening a case waited for the one before to finish its whole
+    transaction (rendering both emails, storing the document), and two
+    worker processes kept the two cores 79% busy, not 92%
+    (docs/benchmarks.md). As with a database sequence, a number whose case
+    then does not commit (a kill, an outage) is not given again: the
+    numbers may skip one, and never repeat. SQLite lets one transaction
+    write at a time, so there the caller's transaction takes it and the
+    numbers never skip."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return next_number(session, name)
+    with Session(bind.engine) as apart, apart.begin():
+        return next_number(apart, name)
 
 
 def take_number_below(session: Session, name: str, limit: int) -> int | None:
