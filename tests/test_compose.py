@@ -5,13 +5,14 @@ text in each transfer encoding, bare CRs, headers beyond ASCII, SMTPUTF8)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 
 import pytest
 
-from mailflow.notify.compose import flatten, new_message
+from mailflow.notify.compose import flatten, leave_out, new_message, put_back, stored_payload
 
 
 def _compose(message: EmailMessage, attachment: bytes, text: str, to: str) -> EmailMessage:
@@ -93,3 +94,24 @@ def test_a_body_with_bare_carriage_returns_is_written_as_the_email_package_does(
         return message
 
     assert flatten(compose(new_message())) == compose(EmailMessage()).as_bytes(policy=SMTP)
+
+
+@pytest.mark.parametrize("size", [0, 1, 57, 58, 300_000])
+@pytest.mark.parametrize("to", ["focal@example.org", "josé@ejemplo.cl"])
+def test_a_stored_file_left_out_and_put_back_is_the_email_with_it_attached(
+    size: int, to: str
+) -> None:
+    """The outbox keeps a review email without its document's base64; put
+    back as it is sent, the bytes are those of the email composed with the
+    document attached. A sender's text that spells such a line, without the
+    process's random part, stays text."""
+    document = os.urandom(size)
+    name = hashlib.sha256(document).hexdigest()
+    text = f"Summary: mailflow-stored-{'0' * 32}-{name}\n"
+    whole = _compose(new_message(), document, text, to)
+    stored = _compose(new_message(), document, text, to)
+    pdf = next(stored.iter_attachments())
+    pdf.set_payload(stored_payload(name))
+    raw, places = leave_out(flatten(stored))
+    assert len(raw) < 2_000 and [n for _, n in places] == [name]
+    assert put_back(raw, places, {name: document}.__getitem__) == flatten(whole)

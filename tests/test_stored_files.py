@@ -5,6 +5,8 @@ the database (and back) by the schema migration."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import os
 import shutil
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from alembic import command
@@ -22,6 +25,7 @@ from conftest import Client, Mailbox, wait_until
 from flows import ADMIN, ANA
 from mails import PDF, address, reply, submission
 from sqlalchemy import select, text
+from sqlalchemy.orm import undefer
 from test_crash import start, stop
 
 from mailflow.app import App, build
@@ -30,7 +34,7 @@ from mailflow.config import Settings
 from mailflow.runner import Result
 from mailflow.spool import Envelope
 from mailflow.store.db import Database
-from mailflow.store.models import Case, Document, InboundMessage
+from mailflow.store.models import Case, Document, InboundMessage, OutboxMessage, Participant
 
 # `mailflow ingest` killed with SIGKILL the moment its Nth file is on disk
 # (the raw message is the first, the document the second), before the
@@ -247,3 +251,75 @@ def test_postgresql_compresses_the_outbox_with_lz4_not_pglz(
             text("SELECT pg_column_compression(raw) FROM outbox WHERE template = 'admin_review'")
         )
     assert compression in ("lz4", None)
+
+
+def _a_review_email_waiting(app: App) -> bytes:
+    """A registered author's submission processed, its two emails not sent
+    yet; returns the document, a PDF of 300 KB."""
+    now = datetime.now(UTC)
+    with app.database.transaction() as session:
+        session.add(
+            Participant(email=ANA, name="Ana", economy="CL", created_at=now, confirmed_at=now)
+        )
+    document = b"%PDF-1.4\n" + os.urandom(300_000) + b"\n%%EOF\n"
+    mail = submission(attachment=("seed capital.pdf", document, "application/pdf"))
+    app.spool.put(Envelope(ANA, (address("submit"),), now, "test"), mail.as_bytes())
+    assert app.runner.run_pending() == [Result.DONE]
+    return document
+
+
+def review_row(app: App) -> OutboxMessage:
+    with app.database.transaction() as session:
+        row = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.template == "admin_review")
+            .options(undefer(OutboxMessage.raw))
+        ).one()
+        session.expunge(row)
+        return row
+
+
+def test_a_review_email_waits_without_its_document_and_is_sent_whole(
+    app: App, outbox: Mailbox, settings: Settings
+) -> None:
+    """The outbox keeps the review email without the document's bytes,
+    which the files store keeps already, and puts them back as it sends it.
+    With the files' folder gone (a mount lost) the email waits and is tried
+    again; it is never sent without its document."""
+    document = _a_review_email_waiting(app)
+    waiting = review_row(app)
+    assert len(waiting.raw) < 20_000
+    assert waiting.stored_places == [[ANY, hashlib.sha256(document).hexdigest()]]
+
+    away = settings.files.dir.with_name("files-away")
+    settings.files.dir.rename(away)
+    assert app.drain_outbox() == 1  # the acknowledgement
+    deferred = review_row(app)
+    assert deferred.sent_at is None and deferred.failed_at is None and deferred.attempts == 1
+    assert str(settings.files.dir) in deferred.last_error
+    assert outbox.of("admin_review", ADMIN) == []
+
+    away.rename(settings.files.dir)
+    with app.database.transaction() as session:
+        app.workflow.outbox.requeue(session.get(OutboxMessage, deferred.id))
+    assert app.drain_outbox() == 1
+    [review] = outbox.of("admin_review", ADMIN)
+    [attached] = review.iter_attachments()
+    assert attached.get_content() == document
+    assert review_row(app).raw == waiting.raw  # as stored: the bytes are put back as sent
+
+
+def test_going_back_a_migration_puts_the_document_back_into_waiting_emails(
+    app: App, database: Database
+) -> None:
+    document = _a_review_email_waiting(app)
+    alembic = database._alembic_config()
+    with database.engine.begin() as connection:
+        alembic.attributes["connection"] = connection
+        alembic.attributes["files"] = database.files
+        command.downgrade(alembic, "0014")  # as a database of mailflow before this
+        raw = connection.execute(text("SELECT raw FROM outbox WHERE template = 'admin_review'"))
+        whole = email.message_from_bytes(raw.scalar_one(), policy=email.policy.default)
+        command.upgrade(alembic, "head")
+    [attached] = whole.iter_attachments()
+    assert attached.get_content() == document

@@ -10,6 +10,13 @@ one string, each body in one write, each header class made once per name.
 The bytes are the email package's own (tests/test_compose.py compares
 them); nothing here may change what is written, only how fast.
 
+A review email's attachment is a document the files store keeps already
+(``store/files.py``), so the outbox keeps the email without its base64
+(``leave_out``) and puts it back as the email is sent (``put_back``): as a
+database value it was written into the outbox, the WAL and the TOAST
+table, read back and hex-decoded once more, about a third of PostgreSQL's
+work for a submission and a third of the outbox sender's.
+
 Also the header rules every email follows: the threading headers, plain
 addresses and text that stays one header.
 """
@@ -17,7 +24,10 @@ addresses and text that stays one header.
 from __future__ import annotations
 
 import base64
+import re
+import secrets
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from email.contentmanager import ContentManager, raw_data_manager
 from email.generator import BytesGenerator
@@ -88,6 +98,54 @@ def _base64_lines(data: bytes) -> str:
     """``data`` as the email package's base64 body: lines of 76 characters
     (RFC 2045's most), each ending in a line feed."""
     return base64.encodebytes(data).decode("ascii")
+
+
+def _base64_bytes(data: bytes) -> bytes:
+    """``data`` as ``flatten`` writes an attachment's base64: lines of 76
+    characters, each ending in CR LF."""
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+# The line that stands for a stored file's base64 between composing an
+# email and storing it: random to each process, never written anywhere, so
+# no text of an email (a case's title is a sender's text) can spell it.
+_STORED = f"mailflow-stored-{secrets.token_hex(16)}-"
+_STORED_LINE = re.compile(re.escape(_STORED.encode("ascii")) + rb"([0-9a-f]{64})\r\n")
+
+
+def stored_payload(name: str) -> str:
+    """The payload of an attachment whose bytes are the stored file ``name``
+    (its SHA-256): a line that ``leave_out`` finds."""
+    return f"{_STORED}{name}\n"
+
+
+def leave_out(raw: bytes) -> tuple[bytes, list[tuple[int, str]]]:
+    """A flattened email without its stored files' lines, and where each
+    file's base64 goes back (the offset in the bytes returned, the name)."""
+    kept: list[bytes] = []
+    places: list[tuple[int, str]] = []
+    at = length = 0
+    for found in _STORED_LINE.finditer(raw):
+        kept.append(raw[at : found.start()])
+        length += found.start() - at
+        places.append((length, found.group(1).decode("ascii")))
+        at = found.end()
+    kept.append(raw[at:])
+    return b"".join(kept), places
+
+
+def put_back(raw: bytes, places: Sequence[Sequence[object]], read: Callable[[str], bytes]) -> bytes:
+    """The email's bytes whole: each stored file's base64 where ``leave_out``
+    took its line, byte for byte what ``flatten`` writes for the file
+    attached. ``read`` gives a stored file's bytes."""
+    pieces: list[bytes] = []
+    at = 0
+    for offset, name in places:
+        assert isinstance(offset, int) and isinstance(name, str)
+        pieces += [raw[at:offset], _base64_bytes(read(name))]
+        at = offset
+    pieces.append(raw[at:])
+    return b"".join(pieces)
 
 
 class _Contents(ContentManager):

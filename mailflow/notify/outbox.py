@@ -43,7 +43,10 @@ from mailflow.notify.compose import (
     charset_params,
     flatten,
     header_text,
+    leave_out,
     new_message,
+    put_back,
+    stored_payload,
     thread,
 )
 from mailflow.notify.dkim import Signer
@@ -80,6 +83,10 @@ class FileAttachment:
     filename: str
     content_type: str
     content: bytes
+    # The file's name in the files store when it is kept there (a case's
+    # document): the outbox then keeps the email without these bytes, and
+    # puts them back as it sends it.
+    stored_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,7 @@ class Outbox:
             )
             return None
         message = self.compose(outgoing, self.readers.of(session, outgoing.to))
+        raw, stored_places = leave_out(flatten(message))
         row = OutboxMessage(
             created_at=now,
             recipient=outgoing.to,
@@ -142,7 +150,8 @@ class Outbox:
             template=outgoing.template,
             case_id=outgoing.case.id if outgoing.case else None,
             answers_id=outgoing.answering.record.id if outgoing.answering else None,
-            raw=flatten(message),
+            raw=raw,
+            stored_places=stored_places or None,
             next_attempt_at=now,
         )
         session.add(row)
@@ -219,12 +228,15 @@ class Outbox:
         for attachment in outgoing.attachments:
             maintype, _, subtype = attachment.content_type.partition("/")
             message.add_attachment(
-                attachment.content,
+                b"" if attachment.stored_as else attachment.content,
                 maintype=maintype,
                 subtype=subtype,
                 filename=attachment.filename,
                 params=charset_params(maintype, attachment.content),
             )
+            if attachment.stored_as:  # a line that ``enqueue`` leaves out of the stored bytes
+                *_, added = message.iter_parts()
+                added.set_payload(stored_payload(attachment.stored_as))
         if outgoing.attachments:
             # A boundary of 128 random bits cannot occur in the parts, and
             # spares the generator searching the whole attachment for its
@@ -311,8 +323,11 @@ class Outbox:
         Delivered outside any transaction: on SQLite an open write
         transaction would hold every other writer for the whole send."""
         try:
+            # A stored file that cannot be read now (the folder unmounted)
+            # is tried again later, as a relay that cannot be reached is.
+            raw = put_back(leased.raw, leased.stored_places or (), database.files.read)
             reply = transport.deliver(
-                leased.recipient, leased.envelope_sender, self._signed(leased.raw), leased.id
+                leased.recipient, leased.envelope_sender, self._signed(raw), leased.id
             )
         except (PermanentFailure, OSError) as failure:
             self._record_failure(database, leased, failure, on_failed)
@@ -409,6 +424,7 @@ class Outbox:
                     OutboxMessage.envelope_sender,
                     OutboxMessage.template,
                     OutboxMessage.raw,
+                    OutboxMessage.stored_places,
                 )
                 .where(OutboxMessage.id.in_(taken))
                 .order_by(OutboxMessage.id)
@@ -454,6 +470,7 @@ class Leased:
     envelope_sender: str
     template: str
     raw: bytes
+    stored_places: list[list[int | str]] | None
 
 
 def _fields(row: OutboxMessage | Leased, outcome: str, reply: str) -> dict[str, object]:

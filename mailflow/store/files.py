@@ -5,7 +5,9 @@ is made of. Kept as database values they were written twice (the WAL, then
 the table) inside every transaction, by the one writer SQLite allows; as
 files they are written once (the raw message before its transaction
 begins, the document within it), and the database keeps only their names
-(``inbound_messages.raw_sha256``, ``documents.sha256``).
+(``inbound_messages.raw_sha256``, ``documents.sha256``). A review email
+waiting in the outbox names its document's file too (``stored_places``),
+and is sent with the bytes read from it.
 
 The order makes a crash harmless: a file is written, fsynced and renamed
 into place *before* the transaction that refers to it commits. A kill in

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     DateTime,
     Enum,
     ForeignKey,
@@ -247,6 +248,12 @@ class OutboxMessage(Base):
     # Read only by the drain, which asks for it: loading a row to mark it
     # sent must not fetch a review email's 400 KB again.
     raw: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # Where stored files go back into ``raw`` as it is sent: [[offset,
+    # SHA-256], ...] (notify/compose.py), for a review email's document,
+    # which the files store keeps as long as its document row: for ever.
+    stored_places: Mapped[list[list[int | str]] | None] = mapped_column(
+        JSON(none_as_null=True), default=None
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
     lease_until: Mapped[datetime | None] = mapped_column(Timestamp, default=None)

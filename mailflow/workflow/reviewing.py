@@ -195,7 +195,14 @@ def request_review(
     document = case.document
     linked = document is not None and document_links.too_large(document, workflow)
     attachments = (
-        (FileAttachment(document.filename, document.content_type, document.content),)
+        (
+            FileAttachment(
+                document.filename,
+                document.content_type,
+                document.content,
+                stored_as=document.sha256,
+            ),
+        )
         if document and not linked
         else ()
     )
