@@ -237,11 +237,13 @@ class Outbox:
             if attachment.stored_as:  # a line that ``enqueue`` leaves out of the stored bytes
                 *_, added = message.iter_parts()
                 added.set_payload(stored_payload(attachment.stored_as))
-        if outgoing.attachments:
-            # A boundary of 128 random bits cannot occur in the parts, and
-            # spares the generator searching the whole attachment for its
-            # own (a fifth of the time to write a review email).
-            message.set_boundary(f"=_{secrets.token_hex(16)}")
+        for part in message.walk():
+            if part.is_multipart():
+                # A boundary of 128 random bits cannot occur in the parts,
+                # and spares the generator searching them for its own, with
+                # a regular expression compiled for each (a fifth of the
+                # time to write a review email, with its attachment).
+                part.set_boundary(f"=_{secrets.token_hex(16)}")
         # After the parts: setting the content clears every Content-* header.
         message["Content-Language"] = language
         return message
@@ -485,10 +487,8 @@ def _fields(row: OutboxMessage | Leased, outcome: str, reply: str) -> dict[str, 
 
 
 def case_subject(case: Case, purpose: str) -> str:
-    """Every email about a case has the subject ``[ID] title``, fixed by the
-    first one that has a title to show, so that mail clients that group by
-    subject show one conversation; the email's purpose is its first line.
-    Until the case has a title, the purpose stands in for it."""
-    if not case.subject and case.title:
-        case.subject = f"[{case.public_id}] {' '.join(case.title.split())}"
+    """The case's subject (``Case.keep_subject``); the email's purpose is
+    its first line. Until the case has a title, the purpose stands in for
+    it."""
+    case.keep_subject()
     return case.subject or f"[{case.public_id}] {purpose}"

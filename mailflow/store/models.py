@@ -171,6 +171,13 @@ class Case(Base):
         """The newest document: a revision may bring a new one."""
         return self.documents[-1] if self.documents else None
 
+    def keep_subject(self) -> None:
+        """Every email about a case has the subject ``[ID] title``, fixed
+        once the case has a title, so that mail clients that group by
+        subject show one conversation."""
+        if not self.subject and self.title:
+            self.subject = f"[{self.public_id}] {' '.join(self.title.split())}"
+
 
 class Document(StoredBytes, Base):
     __tablename__ = "documents"

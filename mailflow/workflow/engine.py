@@ -6,6 +6,7 @@ does, together with the emails the change causes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import update
@@ -36,11 +37,14 @@ class Engine:
         message: InboundMessage | None,
         thread_id: str,
         submitted_by: str | None = None,
+        values: Mapping[str, object] | None = None,
     ) -> Case:
         """A new case. Its ID is for life (every email's subject carries it):
         a submission whose kind is not known yet takes the best practices'
         prefix, and keeps it if it turns out to be an experience. The history
-        names who submitted it: the author, or an administrator for them."""
+        names who submitted it: the author, or an administrator for them.
+        ``values`` are the case's other fields (its title, its form's
+        values): given here, the case is written once with them."""
         now = self.clock.now()
         prefix = (kind or Kind.BEST_PRACTICE).prefix
         # Best practices and experiences share a yearly sequence; the others
@@ -57,7 +61,9 @@ class Engine:
             thread_id=thread_id,
             created_at=now,
             documents=[],  # none yet: known, so never read back (versions.keep adds them)
+            **(values or {}),
         )
+        case.keep_subject()
         session.add(case)
         session.flush()
         actor = submitted_by or author.email

@@ -130,10 +130,8 @@ def read_submission(form: dict[str, str], economies: Economies) -> Submission:
     return result
 
 
-def apply(case: Case, submission: Submission) -> list[str]:
-    """Copy the given values onto the case; returns the names of the
-    fields that changed (shown to a reviewer of a revision)."""
-    changed: list[str] = []
+def given(submission: Submission) -> dict[str, str | int]:
+    """The values the form gives, cut to their columns' bounds."""
     values = {
         "title": submission.title,
         "kind": submission.kind.value if submission.kind else None,
@@ -143,10 +141,19 @@ def apply(case: Case, submission: Submission) -> list[str]:
         "summary": submission.summary,
         "second_contact": submission.second_contact,
     }
-    for name, value in values.items():
-        if isinstance(value, str):
-            value = value[: _LONGEST.get(name, 100_000)]
-        if value is not None and getattr(case, name) != value:
+    return {
+        name: value[: _LONGEST.get(name, 100_000)] if isinstance(value, str) else value
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def apply(case: Case, submission: Submission) -> list[str]:
+    """Copy the given values onto the case; returns the names of the
+    fields that changed (shown to a reviewer of a revision)."""
+    changed: list[str] = []
+    for name, value in given(submission).items():
+        if getattr(case, name) != value:
             setattr(case, name, value)
             changed.append(name)
     return changed

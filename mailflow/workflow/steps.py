@@ -11,6 +11,7 @@ asked. Handlers only decide which event happened.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from sqlalchemy.orm import Session
@@ -84,10 +85,15 @@ def move(
 
 
 def open_case(
-    session: Session, workflow: Workflow, incoming: Incoming, author: Participant, kind: Kind | None
+    session: Session,
+    workflow: Workflow,
+    incoming: Incoming,
+    author: Participant,
+    kind: Kind | None,
+    values: Mapping[str, object] | None = None,
 ) -> Case:
     """A new case from ``author``, who must confirm their address first
-    unless they are registered already."""
+    unless they are registered already; ``values`` are its fields."""
     registered = author.confirmed_at is not None
     return workflow.engine.open_case(
         session,
@@ -96,6 +102,7 @@ def open_case(
         state=State.INCOMPLETE if registered else State.PENDING_CONFIRMATION,
         message=incoming.record,
         thread_id=incoming.parsed.message_id,
+        values=values,
     )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, object_session
 
 from mailflow.forms import parse_form
 from mailflow.notify.outbox import Outgoing
-from mailflow.store.models import Case
+from mailflow.store.models import Case, Participant
 from mailflow.store.queries import own_case
 from mailflow.triage import Incoming, failed_dmarc
 from mailflow.vocab import Kind
@@ -124,8 +124,9 @@ def open_submission(session: Session, incoming: Incoming, workflow: Workflow) ->
         return f"{case.public_id}: submitted for {named.email}, waiting for their agreement"
     parsed = incoming.parsed
     author, submission = participants.introduce(session, parsed, workflow.economies, workflow.clock)
-    case = steps.open_case(session, workflow, incoming, author, submission.kind)
-    problems = _fill(session, case, incoming, workflow, submission)
+    values = _opening(incoming, submission, author)
+    case = steps.open_case(session, workflow, incoming, author, submission.kind, values)
+    problems = [*submission.problems, *versions.attach_document(session, case, incoming, workflow)]
     return steps.begin(session, case, workflow, incoming, problems)
 
 
@@ -154,8 +155,9 @@ def open_for_author(
         message=incoming.record,
         thread_id=incoming.parsed.message_id,
         submitted_by=incoming.sender,
+        values=_opening(incoming, submission, author),
     )
-    problems = _fill(session, case, incoming, workflow, submission)
+    problems = [*submission.problems, *versions.attach_document(session, case, incoming, workflow)]
     steps.ask_to_confirm(session, author.email, incoming, workflow, case, problems)
     return case
 
@@ -192,21 +194,19 @@ def refuse_author(session: Session, incoming: Incoming, workflow: Workflow, reas
     return f"submission refused: Author: line ({reason})"
 
 
-def _fill(
-    session: Session,
-    case: Case,
-    incoming: Incoming,
-    workflow: Workflow,
-    submission: fields.Submission,
-) -> list[Problem]:
-    """The case takes the message's title, form and document; returns what
-    in them was wrong."""
-    case.title = fields.title_from_subject(incoming.parsed.subject)[:500]
-    fields.apply(case, submission)
-    case.economy = case.economy or case.author.economy or None
-    case.organization = case.organization or case.author.organization
-    document_problems = versions.attach_document(session, case, incoming, workflow)
-    return [*submission.problems, *document_problems]
+def _opening(
+    incoming: Incoming, submission: fields.Submission, author: Participant
+) -> dict[str, object]:
+    """A new case's fields: the message's title and the form's values, with
+    the author's economy and organization where the form gives none."""
+    values: dict[str, object] = {
+        "title": fields.title_from_subject(incoming.parsed.subject)[:500],
+        **fields.given(submission),
+    }
+    del values["kind"]  # open_case's own, given apart
+    values["economy"] = values.get("economy") or author.economy or None
+    values["organization"] = values.get("organization") or author.organization
+    return values
 
 
 def _from_an_admin(incoming: Incoming, workflow: Workflow) -> bool:
