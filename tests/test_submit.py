@@ -112,6 +112,21 @@ def test_registered_sender_gets_the_acknowledgement_at_once(
     assert states(app) == {"EX-2026-0001": "admin_review"}
 
 
+def test_a_form_without_a_kind_opens_a_case_that_asks_for_it(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """The case is opened with everything the form gives (its title, area,
+    summary) and the author is asked only for the kind."""
+    register(client, outbox)
+    body = "Priority area: 2\nSummary: What we learnt.\n"
+    client.send(submission(subject="Mobile payments for market stalls", body=body))
+    incomplete = outbox.wait_for(3, ANA)[-1]
+    assert incomplete["Subject"] == "[BP-2026-0001] Mobile payments for market stalls"
+    assert "Kind: is missing" in " ".join(body_text(incomplete).split())
+    assert "Priority area: is missing" not in " ".join(body_text(incomplete).split())
+    assert states(app) == {"BP-2026-0001": "incomplete"}
+
+
 def test_incomplete_submission_is_completed_by_a_reply(
     client: Client, outbox: Mailbox, app: App
 ) -> None:

@@ -203,7 +203,7 @@ def _opening(
         "title": fields.title_from_subject(incoming.parsed.subject)[:500],
         **fields.given(submission),
     }
-    del values["kind"]  # open_case's own, given apart
+    values.pop("kind", None)  # open_case's own, given apart
     values["economy"] = values.get("economy") or author.economy or None
     values["organization"] = values.get("organization") or author.organization
     return values
