@@ -198,6 +198,7 @@ def test_a_deputy_stands_in_while_the_focal_point_is_away(
 ) -> None:
     client.send(message(FOCAL, ROSTER, "my deputy", f"Deputy: Dora <{DEPUTY}>\n"))
     done = outbox.wait_for_mail("roster_set", FOCAL)
+    assert done["Subject"] == "Done: your deputy and absence"
     assert f"Your deputy is now {DEPUTY} (for Chile). We asked them to confirm." in said(done)
     invitation = outbox.wait_for_mail("roster_invite", DEPUTY)
     assert invitation["Subject"] == "Please confirm: deputy focal point for Chile"
@@ -249,7 +250,9 @@ def test_a_return_more_than_a_year_away_is_taken_for_a_typo(
 ) -> None:
     typo = date.today().replace(year=date.today().year + 180).isoformat()
     client.send(message(FOCAL, ROSTER, "holidays", f"Away until: {typo}\n"))
-    answer = said(outbox.wait_for_mail("roster_set", FOCAL))
+    mail = outbox.wait_for_mail("roster_set", FOCAL)
+    assert mail["Subject"] == "Nothing changed: your deputy and absence"
+    answer = said(mail)
     assert f'"{typo}" is more than a year away, so nothing changed.' in answer
     assert "Write e.g. Away until: 2027-01-10" in answer
     with app.database.transaction() as session:
