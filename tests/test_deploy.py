@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,6 +80,11 @@ def test_the_systemd_unit_is_valid_and_hardened(tmp_path: Path) -> None:
         "Restart": "on-failure",
     }.items():
         assert found[key] == [value], key
+
+    # The folders several hosts share are mounted before it starts.
+    config = tomllib.loads((DEPLOY / "config.toml").read_text())
+    shared = [config["files"]["dir"], config["archive"]["output_dir"]]
+    assert found["RequiresMountsFor"] == [" ".join(shared)]
 
     # nginx's user passes through to the archive; nothing else is open to it.
     assert (found["StateDirectoryMode"], found["UMask"]) == (["0751"], ["0027"])
