@@ -24,7 +24,6 @@ from mailflow.notify.outbox import Outgoing
 from mailflow.parse import ParsedMessage, parse_message
 from mailflow.routing import Destination, Route
 from mailflow.spool import Envelope, Spool, SpoolEntry
-from mailflow.store import queries
 from mailflow.store.db import Database, upsert
 from mailflow.store.models import InboundMessage
 from mailflow.triage import (
@@ -37,6 +36,7 @@ from mailflow.triage import (
 from mailflow.workflow import absence
 from mailflow.workflow.context import Workflow
 from mailflow.workflow.dispatch import HANDLERS
+from mailflow.workflow.engine import cases_changed
 from mailflow.workflow.participants import note_language
 
 log = logging.getLogger(__name__)
@@ -272,8 +272,7 @@ def _processed(session: Session, stem: str, record: InboundMessage | None) -> di
     changed and what became of it."""
     if record is None:
         return {"spool": stem, "outcome": str(Result.DUPLICATE), "case": ""}
-    cases = queries.case_ids_of_message(session, record.id)
-    return {"spool": stem, "outcome": record.outcome, "case": ", ".join(cases)}
+    return {"spool": stem, "outcome": record.outcome, "case": ", ".join(cases_changed(session))}
 
 
 def _described(parsed: ParsedMessage) -> dict[str, str]:

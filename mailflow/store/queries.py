@@ -430,16 +430,3 @@ def failed_recipients_since(session: Session, since: datetime, limit: int) -> li
             .limit(limit)
         )
     )
-
-
-def case_ids_of_message(session: Session, message_id: int) -> list[str]:
-    """The public IDs of the cases an inbound message changed."""
-    return list(
-        session.scalars(
-            select(Case.public_id)
-            .join(CaseEvent, CaseEvent.case_id == Case.id)
-            .where(CaseEvent.message_id == message_id)
-            .group_by(Case.public_id)
-            .order_by(Case.public_id)
-        )
-    )

@@ -21,6 +21,17 @@ from mailflow.vocab import Kind
 from mailflow.workflow.flow import Flows
 from mailflow.workflow.states import Event, State
 
+# The cases whose history a session wrote for a message, kept in the
+# session as the rows are added: the runner's log line names them without
+# asking the database.
+_CHANGED = "mailflow.cases_changed"
+
+
+def cases_changed(session: Session) -> list[str]:
+    """The IDs of the cases this session wrote history for, for a message."""
+    changed: set[Case] = session.info.get(_CHANGED, set())
+    return sorted({case.public_id for case in changed})
+
 
 class Engine:
     def __init__(self, clock: Clock, flows: Flows) -> None:
@@ -123,6 +134,8 @@ class Engine:
         note: str = "",
         at: datetime | None = None,
     ) -> None:
+        if message is not None:
+            session.info.setdefault(_CHANGED, set()).add(case)
         session.add(
             CaseEvent(
                 case_id=case.id,
