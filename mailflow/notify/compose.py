@@ -14,8 +14,8 @@ A review email's attachment is a document the files store keeps already
 (``store/files.py``), so the outbox keeps the email without its base64
 (``leave_out``) and puts it back as the email is sent (``put_back``): as a
 database value it was written into the outbox, the WAL and the TOAST
-table, read back and hex-decoded once more, about a third of PostgreSQL's
-work for a submission and a third of the outbox sender's.
+table, then read back and hex-decoded, two fifths of PostgreSQL's work
+for a submission (docs/benchmarks.md).
 
 Also the header rules every email follows: the threading headers, plain
 addresses and text that stays one header.
