@@ -44,6 +44,8 @@ def downgrade() -> None:
             outbox.c.stored_places.is_not(None), outbox.c.sent_at.is_(None)
         )
     ).scalars()
+    # One email at a time: whole again, a review email is as large as its
+    # document (up to [outbound] max_attachment_bytes).
     for row_id in list(waiting):
         raw, places = connection.execute(
             sa.select(outbox.c.raw, outbox.c.stored_places).where(outbox.c.id == row_id)
