@@ -13,12 +13,15 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from mails import address, submission
+from sqlalchemy import event, select
 
 from mailflow.app import App, build
 from mailflow.config import Settings, load_settings
 from mailflow.errors import ActionRefused, ConfigError
 from mailflow.notify.render import TEMPLATES
+from mailflow.runner import Result
+from mailflow.spool import Envelope
 from mailflow.store.models import Case, OutboxMessage, Participant
 from mailflow.vocab import Kind
 from mailflow.workflow import decisions, steps
@@ -300,6 +303,50 @@ def test_a_worker_opening_a_case_waits_for_no_other_workers_transaction(core: Ap
     with core.database.transaction() as session:
         opened = session.scalars(select(Case.public_id).order_by(Case.id)).all()
     assert opened == ["BP-2026-0001", "EX-2026-0003", "EX-2026-0004"]
+
+
+def test_a_registered_authors_complete_submission_writes_its_case_once(core: App) -> None:
+    """A submission that moves on at once is written with the state it
+    reaches: one INSERT of the case, its history in order, no UPDATE of it
+    (there was an INSERT, then a compare-and-set UPDATE). One that waits is
+    written before the email asking to confirm is bound to it. The
+    authors' rows are in the session already: their emails' language is
+    read from them, not asked for again."""
+    with core.database.transaction() as session:
+        author = Participant(
+            email="ana@example.org", name="Ana", economy="CL", created_at=now(core)
+        )
+        author.confirmed_at = now(core)
+        session.add(author)
+    statements: list[str] = []
+
+    def seen(_connection: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    event.listen(core.database.engine, "before_cursor_execute", seen)
+    try:
+        for sender in ("ana@example.org", "luis@example.org"):
+            mail = submission(sender=sender).as_bytes()
+            core.spool.put(Envelope(sender, (address("submit"),), now(core), "test"), mail)
+            assert core.runner.run_pending() == [Result.DONE]
+    finally:
+        event.remove(core.database.engine, "before_cursor_execute", seen)
+    assert statements.count("INSERT INTO cases") == 2
+    assert "UPDATE cases SET" not in statements
+    # Only the administrator's language is asked for.
+    assert statements.count("SELECT participants.email, participants.language,") == 1
+    with core.database.transaction() as session:
+        cases = session.scalars(select(Case).order_by(Case.id)).all()
+        assert [c.state for c in cases] == [State.ADMIN_REVIEW, State.PENDING_CONFIRMATION]
+        history = [(e.event, e.from_state, e.to_state) for e in cases[0].events]
+        assert history == [
+            ("submitted", None, State.INCOMPLETE),
+            ("completed", State.INCOMPLETE, State.ADMIN_REVIEW),
+        ]
+        asked = session.scalar(
+            select(OutboxMessage.case_id).where(OutboxMessage.template == "submission_confirm")
+        )
+        assert asked == cases[1].id
 
 
 def test_a_move_the_table_forbids_changes_nothing_and_sends_nothing(core: App) -> None:

@@ -8,11 +8,11 @@ tables they alone use.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, inspect, select
 from sqlalchemy.orm import Session
 
 from mailflow.store.models import (
@@ -79,13 +79,38 @@ def authors_messages(session: Session, case: Case) -> list[InboundMessage]:
 def languages_and_economies(
     session: Session, emails: Iterable[str]
 ) -> dict[str, tuple[str | None, str | None]]:
-    """(Language: line, economy) of each of ``emails`` (lower case) known as a participant."""
-    rows = session.execute(
-        select(Participant.email, Participant.language, Participant.economy).where(
-            Participant.email.in_(set(emails))
+    """(Language: line, economy) of each of ``emails`` (lower case) known
+    as a participant. Those this session holds already are not asked for
+    again: most emails answer the participant whose message it handles."""
+    wanted = set(emails)
+    known: dict[str, tuple[str | None, str | None]] = {
+        person.email: (person.language, person.economy)
+        for person in _participants_held(session)
+        if person.email in wanted
+    }
+    if wanted - known.keys():
+        rows = session.execute(
+            select(Participant.email, Participant.language, Participant.economy).where(
+                Participant.email.in_(wanted - known.keys())
+            )
         )
-    )
-    return {email: (language, economy) for email, language, economy in rows}
+        known.update((email, (language, economy)) for email, language, economy in rows)
+    return known
+
+
+_READ_FOR_LANGUAGE = frozenset({"email", "language", "economy"})
+
+
+def _participants_held(session: Session) -> Iterator[Participant]:
+    """The participants in the session whose address, language and economy
+    are in memory (reading an expired one would cost a query each)."""
+    for person in (*session.identity_map.values(), *session.new):
+        if (
+            isinstance(person, Participant)
+            and person not in session.deleted
+            and not _READ_FOR_LANGUAGE & inspect(person).unloaded
+        ):
+            yield person
 
 
 def participant(session: Session, address: str) -> Participant | None:

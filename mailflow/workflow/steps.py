@@ -93,7 +93,8 @@ def open_case(
     values: Mapping[str, object] | None = None,
 ) -> Case:
     """A new case from ``author``, who must confirm their address first
-    unless they are registered already; ``values`` are its fields."""
+    unless they are registered already; ``values`` are its fields. Not
+    written yet: ``begin`` moves it on or writes it."""
     registered = author.confirmed_at is not None
     return workflow.engine.open_case(
         session,
@@ -103,15 +104,18 @@ def open_case(
         message=incoming.record,
         thread_id=incoming.parsed.message_id,
         values=values,
+        written=False,
     )
 
 
 def begin(
     session: Session, case: Case, workflow: Workflow, incoming: Incoming, problems: list[Problem]
 ) -> str:
-    """A new case goes on: its author is asked to confirm their address,
-    or hears at once what is missing, or the case moves on."""
+    """A new case, not written yet (``open_case``), goes on: its author is
+    asked to confirm their address, or hears at once what is missing, or
+    the case moves on (its first transition writes it)."""
     if case.state == State.PENDING_CONFIRMATION:
+        session.flush()  # it waits: written now, for the token bound to it
         ask_to_confirm(session, case.author.email, incoming, workflow, case, problems)
         return f"{case.public_id}: waiting for the sender to confirm"
     return advance(session, case, workflow, incoming, problems)
@@ -179,6 +183,7 @@ def advance(
     flow = workflow.flows.of(case)
     problems = merge([*problems, *flow.missing(case, workflow)])
     if problems:
+        session.flush()  # a new case waits (begin): written now, for its email
         workflow.send(
             session,
             Outgoing(
