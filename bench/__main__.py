@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -43,7 +44,7 @@ def measure(server: str, messages: list[bytes], connections: int) -> LoadResult:
             stop(process)
 
 
-def run_accept(count: int, sizes: list[int], repetitions: int) -> list[dict[str, object]]:
+def run_accept(count: int, sizes: list[int], repetitions: int) -> list[AcceptRow]:
     rows = []
     for size in sizes:
         messages = [submission(n, size) for n in range(count)]
@@ -61,26 +62,42 @@ def run_accept(count: int, sizes: list[int], repetitions: int) -> list[dict[str,
     return rows
 
 
-def _row(size: int, connections: int, figures: dict[str, list[LoadResult]]) -> dict[str, object]:
+@dataclass(frozen=True)
+class AcceptRow:
+    """One line of the accept table: medians over the repetitions."""
+
+    size: int
+    connections: int
+    limit: float  # msg/s
+    limit_spread: str  # slowest-fastest run
+    mailflow: float
+    mailflow_spread: str
+    mb: float  # mailflow's MB/s
+    p50: float  # ms
+    p99: float
+    ratio: float
+
+
+def _row(size: int, connections: int, figures: dict[str, list[LoadResult]]) -> AcceptRow:
     def rates(server: str) -> list[float]:
         return [r.per_second for r in figures[server]]
 
     mailflow = figures["mailflow"]
-    return {
-        "size": size,
-        "connections": connections,
-        "limit": statistics.median(rates("limit")),
-        "limit_spread": f"{min(rates('limit')):.1f}-{max(rates('limit')):.1f}",
-        "mailflow": statistics.median(rates("mailflow")),
-        "mailflow_spread": f"{min(rates('mailflow')):.1f}-{max(rates('mailflow')):.1f}",
-        "mb": statistics.median(r.megabytes_per_second for r in mailflow),
-        "p50": statistics.median(r.percentile(0.5) for r in mailflow) * 1000,
-        "p99": statistics.median(r.percentile(0.99) for r in mailflow) * 1000,
-        "ratio": statistics.median(rates("mailflow")) / statistics.median(rates("limit")),
-    }
+    return AcceptRow(
+        size=size,
+        connections=connections,
+        limit=statistics.median(rates("limit")),
+        limit_spread=f"{min(rates('limit')):.1f}-{max(rates('limit')):.1f}",
+        mailflow=statistics.median(rates("mailflow")),
+        mailflow_spread=f"{min(rates('mailflow')):.1f}-{max(rates('mailflow')):.1f}",
+        mb=statistics.median(r.megabytes_per_second for r in mailflow),
+        p50=statistics.median(r.percentile(0.5) for r in mailflow) * 1000,
+        p99=statistics.median(r.percentile(0.99) for r in mailflow) * 1000,
+        ratio=statistics.median(rates("mailflow")) / statistics.median(rates("limit")),
+    )
 
 
-def accept_section(rows: list[dict[str, object]], count: int, repetitions: int) -> list[str]:
+def accept_section(rows: list[AcceptRow], count: int, repetitions: int) -> list[str]:
     lines = [
         "## Durable accept (SMTP ingress to 250, message fsynced)",
         "",
@@ -96,9 +113,9 @@ def accept_section(rows: list[dict[str, object]], count: int, repetitions: int) 
     ]
     for r in rows:
         lines.append(
-            f"| {int(r['size']) // 1000} KB | {r['connections']} | {r['limit']:.1f} "  # type: ignore[arg-type]
-            f"({r['limit_spread']}) | {r['mailflow']:.1f} ({r['mailflow_spread']}) "
-            f"| {r['mb']:.1f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['ratio']:.2f}x |"
+            f"| {r.size // 1000} KB | {r.connections} | {r.limit:.1f} ({r.limit_spread}) "
+            f"| {r.mailflow:.1f} ({r.mailflow_spread}) "
+            f"| {r.mb:.1f} | {r.p50:.0f} | {r.p99:.0f} | {r.ratio:.2f}x |"
         )
     return lines
 
