@@ -60,11 +60,16 @@ class UsageError(MailflowError, ValueError):
 
 
 class UnparseableMessage(MailflowError):
-    """The bytes are not a message we can read; ``reason`` says why."""
+    """The bytes are not a message we can read. ``reason`` says why in
+    English, for the record and the log; ``why`` names it, and ``facts``
+    are its numbers, for the administrators' email, which says it in their
+    language (templates/mail/_unreadable.j2, the same English)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, why: str, reason: str, **facts: object) -> None:
         super().__init__(reason)
+        self.why = why
         self.reason = reason
+        self.facts = facts
 
 
 class PermanentFailure(MailflowError):

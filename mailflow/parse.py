@@ -109,11 +109,17 @@ def parse_message(raw: bytes) -> ParsedMessage:
         AttributeError,
         MessageError,
     ) as exc:
-        raise UnparseableMessage(f"the MIME structure could not be read ({exc})") from exc
+        raise UnparseableMessage(
+            "mime", f"the MIME structure could not be read ({exc})", error=str(exc)
+        ) from exc
     if not sender or "@" not in sender:
-        raise UnparseableMessage(_why_no_sender(raw))
+        raise _no_sender(raw)
     if not answerable(sender):
-        raise UnparseableMessage(f"its From address cannot be answered: {sender[:200]!r}")
+        raise UnparseableMessage(
+            "unanswerable",
+            f"its From address cannot be answered: {sender[:200]!r}",
+            address=repr(sender[:200]),
+        )
     return ParsedMessage(
         message_id=_message_id(headers.get("message-id", "")),
         in_reply_to=_message_id(headers.get("in-reply-to", "")),
@@ -158,14 +164,23 @@ def _refuse_bombs(raw: bytes) -> None:
     each multipart a closing one); ``_check_structure`` is the exact test."""
     header = _header_block(raw)
     if len(header) > MAX_HEADER_BYTES:
-        raise UnparseableMessage(f"its header is larger than {MAX_HEADER_BYTES // 1024} KB")
+        raise UnparseableMessage(
+            "header_size",
+            f"its header is larger than {MAX_HEADER_BYTES // 1024} KB",
+            kilobytes=MAX_HEADER_BYTES // 1024,
+        )
     fields = len(_FIELD_START.findall(header))
     if fields > MAX_HEADER_FIELDS:
-        raise UnparseableMessage(f"its header has {fields} fields (at most {MAX_HEADER_FIELDS})")
+        raise UnparseableMessage(
+            "header_fields",
+            f"its header has {fields} fields (at most {MAX_HEADER_FIELDS})",
+            fields=fields,
+            limit=MAX_HEADER_FIELDS,
+        )
     # The values from the message itself: a boundary is case-sensitive.
     boundaries = {raw[m.start(1) : m.end(1)] for m in _BOUNDARY.finditer(raw.lower())}
     if len(boundaries) > MAX_PARTS:
-        raise UnparseableMessage(f"it has more than {MAX_PARTS} MIME parts")
+        raise _too_many_parts()
     # Every delimiter line starts a line with "--": when there are few such
     # lines, there are few parts, and the exact count below can be skipped.
     if not boundaries or raw.count(b"\n--") + 1 <= 2 * MAX_PARTS:
@@ -174,7 +189,7 @@ def _refuse_bombs(raw: bytes) -> None:
         rb"^--(?:" + b"|".join(re.escape(b) for b in boundaries) + rb")", re.MULTILINE
     )
     if sum(1 for _ in delimiter.finditer(raw)) > 2 * MAX_PARTS:
-        raise UnparseableMessage(f"it has more than {MAX_PARTS} MIME parts")
+        raise _too_many_parts()
 
 
 def _check_structure(message: Message) -> None:
@@ -185,9 +200,13 @@ def _check_structure(message: Message) -> None:
         part, depth = stack.pop()
         parts += 1
         if parts > MAX_PARTS:
-            raise UnparseableMessage(f"it has more than {MAX_PARTS} MIME parts")
+            raise _too_many_parts()
         if depth > MAX_DEPTH:
-            raise UnparseableMessage(f"its MIME parts are nested deeper than {MAX_DEPTH} levels")
+            raise UnparseableMessage(
+                "depth",
+                f"its MIME parts are nested deeper than {MAX_DEPTH} levels",
+                limit=MAX_DEPTH,
+            )
         payload = part.get_payload()
         if part.is_multipart() and isinstance(payload, list):
             stack.extend((c, depth + 1) for c in payload if isinstance(c, Message))
@@ -263,7 +282,11 @@ def _raw_header(raw: bytes, name: str, charset: str) -> str:
 _FROM_LINE = re.compile(rb"^From:", re.IGNORECASE | re.MULTILINE)
 
 
-def _why_no_sender(raw: bytes) -> str:
+def _too_many_parts() -> UnparseableMessage:
+    return UnparseableMessage("parts", f"it has more than {MAX_PARTS} MIME parts", limit=MAX_PARTS)
+
+
+def _no_sender(raw: bytes) -> UnparseableMessage:
     """The reason the administrator reads. A From line that the parser
     never reached is a header that ended early: a carriage return alone
     (no line feed after it) ends a header line for the email package, and
@@ -272,11 +295,12 @@ def _why_no_sender(raw: bytes) -> str:
     block = _header_block(raw)
     never_reached = "From" not in BytesHeaderParser(policy=compat32).parsebytes(block)
     if never_reached and _FROM_LINE.search(block):
-        return (
+        return UnparseableMessage(
+            "header_ends_early",
             "its header ends early, before its From line: a line in it ends in a"
-            " carriage return alone (CR without LF), which reads as the header's end"
+            " carriage return alone (CR without LF), which reads as the header's end",
         )
-    return "it has no readable From address"
+    return UnparseableMessage("no_sender", "it has no readable From address")
 
 
 def _message_id(value: str) -> str:
@@ -350,7 +374,7 @@ def _attachment(item: dict[str, object]) -> Attachment:
         try:
             content = base64.b64decode(str(payload))
         except binascii.Error as exc:
-            raise UnparseableMessage("an attachment is not valid base64") from exc
+            raise UnparseableMessage("base64", "an attachment is not valid base64") from exc
     else:
         content = str(payload).encode("utf-8", "replace")
     return Attachment(

@@ -169,7 +169,7 @@ class Runner:
             self._tell_admins(
                 session,
                 "admin_bad_message",
-                {"record": record, "reason": parsed.reason, "envelope": envelope},
+                {"record": record, "unreadable": parsed, "envelope": envelope},
             )
             return record
         record.outcome, record.detail = self._dispatch(session, parsed, envelope, record)

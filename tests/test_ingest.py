@@ -4,20 +4,27 @@ mail for none of our addresses is kept as unroutable, never answered."""
 
 from __future__ import annotations
 
+import html
 import io
 import subprocess
 import sys
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import DATA, Mailbox, body_text, headline
+from conftest import DATA, Mailbox, body_html, body_text, headline
 from mails import PDF, address, message, submission
 from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.cli import EX_DATAERR, main
 from mailflow.config import Settings
+from mailflow.errors import UnparseableMessage
+from mailflow.languages import SHIPPED
+from mailflow.notify.outbox import Outgoing
+from mailflow.parse import MAX_HEADER_BYTES, MAX_HEADER_FIELDS, parse_message
+from mailflow.spool import Envelope
 from mailflow.store.models import Document, InboundMessage
 
 ADMIN = "admin@mailflow.localhost"
@@ -172,3 +179,50 @@ def test_a_zip_bomb_is_not_unpacked(settings: Settings, app: App, tmp_path: Path
     assert ingest(settings, path) == 0
     with app.database.transaction() as session:
         assert session.scalars(select(Document)).all() == []
+
+
+def _unreadable(raw: bytes) -> UnparseableMessage:
+    with pytest.raises(UnparseableMessage) as refused:
+        parse_message(raw)
+    return refused.value
+
+
+def _every_reason() -> list[UnparseableMessage]:
+    """One message for each reason a message cannot be read, but the
+    parser's own errors (``mime``), which no message here sets off."""
+    corpus = [
+        (DATA / f"{name}.eml").read_bytes()
+        for name in ("deep_nesting", "many_parts", "no_from", "header_cut_short", "bad_base64")
+    ]
+    ordinary = submission().as_bytes()
+    corpus += [
+        b"X-Long: " + b"a" * (MAX_HEADER_BYTES + 10) + b"\r\n\r\nbody\r\n",
+        b"".join(b"X-Field-%d: v\r\n" % n for n in range(MAX_HEADER_FIELDS + 1)) + b"\r\nbody\r\n",
+        ordinary.replace(b"From: Ana Perez <ana@example.org>", b'From: <"ana perez"@example.org>'),
+    ]
+    found = [_unreadable(raw) for raw in corpus]
+    found.append(UnparseableMessage("mime", "the MIME structure could not be read (x)", error="x"))
+    return found
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the mail alone
+@pytest.mark.parametrize("tag", SHIPPED)
+def test_why_a_message_could_not_be_read_is_said_in_the_administrators_language(
+    app: App, tag: str
+) -> None:
+    """The English is what the record keeps; every other language has its own."""
+    reasons = _every_reason()
+    assert {r.why for r in reasons} == {
+        "depth", "parts", "no_sender", "header_ends_early", "base64",
+        "header_size", "header_fields", "unanswerable", "mime",
+    }  # fmt: skip
+    envelope = Envelope("", (address("submit"),), datetime(2026, 12, 5, tzinfo=UTC), "smtp")
+    for unreadable in reasons:
+        context = {"unreadable": unreadable, "envelope": envelope, "record": InboundMessage(id=7)}
+        mail = app.workflow.outbox.compose(Outgoing("admin_bad_message", ADMIN, context), tag)
+        for body in (body_text(mail), html.unescape(body_html(mail))):
+            if tag == "en":
+                assert unreadable.reason in body
+            else:
+                assert unreadable.reason not in body, (tag, unreadable.why)
+                assert all(str(fact) in body for fact in unreadable.facts.values()), tag
