@@ -9,6 +9,8 @@ the functions holding most samples are listed.
 
 ``run_processes``: the same on PostgreSQL with the spool workers as
 threads and as 1, 2 and 4 worker processes (``[spool].processes``), and
+on 2 hosts (two `mailflow run` on the one database, each with its
+threads, the load split between them, as behind one Postfix), and
 the memory of the whole process tree after start, after the run, and at
 rest once the idle worker processes were replaced by fresh ones: resident
 (RSS, which counts a page shared by a parent and its forked children once
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,61 +153,117 @@ def end_to_end(
     profile: Path | None,
     processes: int = 0,
     settle: float = 0.0,
+    hosts: int = 1,
 ) -> Run:
     """The rate, first send to the last review email written, and the
     memory ``settle`` seconds after start and after the last email, and
     again once the idle worker processes were replaced (at rest only when
-    given the time to settle)."""
+    given the time to settle). With ``hosts``, that many `mailflow run` on
+    the one database, as several machines (deploy/README.md section 8):
+    each its own folder, spool and SMTP port, the load split between them;
+    one files folder, outbox and token key. Memory is then all of them."""
     with tempfile.TemporaryDirectory(prefix="mailflow-bench-e2e-") as folder:
         root = Path(folder)
         register_senders(root, database_url, len(messages))
-        process, port = start_mailflow(root, database_url, processes)
+        shared = _shared(root, hosts)
+        started = [
+            start_mailflow(_host_folder(root, n, hosts), database_url, processes, shared)
+            for n in range(hosts)
+        ]
+        pids = [process.pid for process, _ in started]
         time.sleep(settle)
-        at_start = tree_memory(process.pid)
-        sampler = None
-        if profile is not None:
-            sampler = subprocess.Popen(
-                [
-                    _py_spy(),
-                    "record",
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "200",
-                    "--output",
-                    str(profile),
-                    "--pid",
-                    str(process.pid),
-                    "--nonblocking",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(1)
+        at_start = hosts_memory(pids)
+        sampler = _sample(pids[0], profile) if profile is not None else None
         outbox = root / "var" / "outbox" / "new"
         try:
-            started = time.perf_counter()
-            load = send_all(port, messages, CONNECTIONS)
+            began = time.perf_counter()
+            accepted = _send_to_all([port for _, port in started], messages)
             expected = 2 * len(messages)  # an acknowledgement and a review each
             deadline = time.monotonic() + 900
             while count_files(outbox) < expected:
-                if time.monotonic() > deadline or process.poll() is not None:
+                stopped = any(process.poll() is not None for process, _ in started)
+                if time.monotonic() > deadline or stopped:
                     raise RuntimeError(f"only {count_files(outbox)} of {expected} emails written")
                 time.sleep(0.05)
-            seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - began
             time.sleep(settle)
-            after = tree_memory(process.pid)
+            after = hosts_memory(pids)
             if settle >= SETTLE_SECONDS:  # the quick smoke run does not wait for it
                 time.sleep(PROCESS_IDLE_SECONDS + settle)
-            at_rest = tree_memory(process.pid)
+            at_rest = hosts_memory(pids)
         finally:
             try:
                 if sampler is not None:
                     sampler.send_signal(2)
                     sampler.wait(60)
             finally:
-                stop(process)  # also when the profiler hangs
-    return Run(len(messages) / seconds, at_start, after, at_rest, load.per_second)
+                for process, _ in started:
+                    stop(process)  # also when the profiler hangs
+    return Run(len(messages) / seconds, at_start, after, at_rest, accepted)
+
+
+def _host_folder(root: Path, number: int, hosts: int) -> Path:
+    """One host's folder: the run's own when it is the only one."""
+    if hosts == 1:
+        return root
+    folder = root / f"host{number}"
+    folder.mkdir()
+    return folder
+
+
+def _shared(root: Path, hosts: int) -> str:
+    """What every host of a run shares, as an NFS mount or one relay would
+    be shared: where the senders' registration left them (``root``)."""
+    if hosts == 1:
+        return ""
+    var = root / "var"
+    return (
+        f'\n[files]\ndir = "{var / "files"}"\n\n[outbound]\nmaildir = "{var / "outbox"}"\n'
+        f'\n[security]\ntoken_key_file = "{var / "token.key"}"\n'
+    )
+
+
+def _send_to_all(ports: list[int], messages: list[bytes]) -> float:
+    """The messages over CONNECTIONS connections in all, spread evenly over
+    the hosts; the load generator's rate, first send to last 250."""
+    shares = [messages[n :: len(ports)] for n in range(len(ports))]
+    with ThreadPoolExecutor(len(ports)) as senders:
+        loads = list(
+            senders.map(
+                lambda port, share: send_all(port, share, CONNECTIONS // len(ports)),
+                ports,
+                shares,
+            )
+        )
+    return len(messages) / max(load.seconds for load in loads)
+
+
+def hosts_memory(pids: list[int]) -> Memory:
+    """Of every host's `mailflow run` and its descendants."""
+    trees = [tree_memory(pid) for pid in pids]
+    return Memory(rss=sum(m.rss for m in trees), pss=sum(m.pss for m in trees))
+
+
+def _sample(pid: int, profile: Path) -> subprocess.Popen[bytes]:
+    sampler = subprocess.Popen(
+        [
+            _py_spy(),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(profile),
+            "--pid",
+            str(pid),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)
+    return sampler
 
 
 def _py_spy() -> str:
@@ -333,8 +392,16 @@ def run_endtoend(quick: bool) -> list[str]:
     return lines
 
 
-WAYS = {"threads (2)": 0, "1 process": 1, "2 processes": 2, "4 processes": 4}
-QUICK_WAYS = ("threads (2)", "2 processes")  # enough for the smoke test to run every part
+# How the spool is worked: worker threads (0), or processes; and on how many hosts.
+WAYS = {
+    "threads (2)": (0, 1),
+    "1 process": (1, 1),
+    "2 processes": (2, 1),
+    "4 processes": (4, 1),
+    "2 hosts, threads (2) each": (0, 2),
+}
+# Enough for the smoke test to run every part.
+QUICK_WAYS = ("threads (2)", "2 processes", "2 hosts, threads (2) each")
 
 
 def run_processes(quick: bool, count: int = 1_000, repetitions: int = 3) -> list[str]:
@@ -351,13 +418,13 @@ def run_processes(quick: bool, count: int = 1_000, repetitions: int = 3) -> list
     for _ in range(repetitions):
         limits.append(limit(messages))
         print(f"limit {limits[-1]:.1f} msg/s", flush=True)
-        for way, processes in ways.items():
+        for way, (processes, hosts) in ways.items():
             postgres = fresh_postgres()
             if postgres is None:
                 return ["## Worker processes", "", "PostgreSQL was not reachable: not measured."]
             url, name = postgres
             try:
-                runs[way].append(end_to_end(messages, url, None, processes, settle))
+                runs[way].append(end_to_end(messages, url, None, processes, settle, hosts))
             finally:
                 drop_postgres(name)
             found = runs[way][-1]
@@ -391,7 +458,10 @@ def _processes_section(
         "",
         f"{count} submissions of {size // 1000} KB from registered senders over {CONNECTIONS} "
         "SMTP connections on PostgreSQL, as in the end-to-end section, with the spool "
-        "workers as the default 2 threads and as `[spool].processes` = 1, 2 and 4; the "
+        "workers as the default 2 threads and as `[spool].processes` = 1, 2 and 4, and on "
+        "2 hosts: two `mailflow run` on the one database, each with its own spool, SMTP "
+        "port and 2 worker threads, the connections split between them, one files folder "
+        "and outbox (deploy/README.md section 8; on this one machine they share its cores); the "
         f"limit measured in the same run, taking turns; median of {repetitions} "
         "(spread: slowest-fastest). Memory is of `mailflow run` and all its child "
         f"processes, {settle:g} s after start, {settle:g} s after the last email, and "

@@ -47,24 +47,27 @@ def start_sink(folder: Path, seconds: float = 900) -> tuple[subprocess.Popen[byt
 PROCESS_IDLE_SECONDS = 5
 
 
-def mailflow_config(folder: Path, database_url: str = "", processes: int = 0) -> tuple[Path, int]:
+def mailflow_config(
+    folder: Path, database_url: str = "", processes: int = 0, extra: str = ""
+) -> tuple[Path, int]:
     """A config for a benchmark run in its own folder (SQLite there unless
-    a database URL is given; worker threads unless ``processes``); returns
-    it and its SMTP port."""
+    a database URL is given; worker threads unless ``processes``; ``extra``
+    TOML appended); returns it and its SMTP port."""
     port = free_port()
     config = folder / "config.toml"
     database = f'[database]\nurl = "{database_url}"\n\n' if database_url else ""
     config.write_text(
         f"{database}[smtp]\nport = {port}\n\n[archive]\nhttp_port = 0\n\n[monitor]\nhttp_port = 0\n"
         f"\n[spool]\nprocesses = {processes}\nprocess_idle_seconds = {PROCESS_IDLE_SECONDS}\n"
+        + extra
     )
     return config, port
 
 
 def start_mailflow(
-    folder: Path, database_url: str = "", processes: int = 0
+    folder: Path, database_url: str = "", processes: int = 0, extra: str = ""
 ) -> tuple[subprocess.Popen[bytes], int]:
-    config, port = mailflow_config(folder, database_url, processes)
+    config, port = mailflow_config(folder, database_url, processes, extra)
     process = subprocess.Popen(
         [sys.executable, "-m", "mailflow", "run", "--config", str(config)],
         cwd=ROOT,
