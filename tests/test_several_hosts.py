@@ -225,10 +225,12 @@ def test_three_hosts_with_one_killed_twice_lose_and_double_nothing(
 
     # Each outgoing email was sent by one host; again only if a kill fell
     # between its delivery and the commit that records it (one per kill
-    # at most: a host sends one email at a time).
+    # at most: a host sends one email at a time). A kill between that
+    # commit and the log line after it leaves one sent email unlogged
+    # (the maildir above has it once).
     logs = [(s.source.parent / "run.log").read_text() for s in hosts]
     sends = Counter(re.findall(r"outbox (\d+) to \S+ \(\w+\) sent:", "".join(logs)))
-    assert len(sends) >= MESSAGES
+    assert len(sends) >= MESSAGES - KILLS
     assert sum(count - 1 for count in sends.values()) <= KILLS
 
     for settings in hosts:
