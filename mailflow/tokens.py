@@ -98,6 +98,8 @@ class Tokens:
         token to the case but not to a stage (the author's reply address)."""
         secret = base64.b32encode(secrets.token_bytes(TOKEN_BYTES)).decode().lower()
         now = self._clock.now()
+        if case is not None and case.id is None:
+            session.flush()  # a case not written yet (Engine.open_case): its id first
         session.add(
             Token(
                 digest=self._digest(secret),

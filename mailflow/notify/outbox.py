@@ -139,6 +139,8 @@ class Outbox:
                 outgoing.template,
             )
             return None
+        if outgoing.case is not None and outgoing.case.id is None:
+            session.flush()  # a case not written yet (Engine.open_case): its id first
         message = self.compose(outgoing, self.readers.of(session, outgoing.to))
         raw, stored_places = leave_out(flatten(message))
         row = OutboxMessage(

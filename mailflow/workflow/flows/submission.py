@@ -224,7 +224,11 @@ def missing(case: Case, workflow: Workflow) -> list[Problem]:
     session = object_session(case)
     assert session is not None
     # Read the earlier messages again only when a field is still lacking: a
-    # complete case (the usual one) is not parsed twice.
+    # complete case (the usual one) is not parsed twice. Such a case waits:
+    # a new one (steps.begin) is written first, so that its history, read
+    # here, holds this message too.
+    if lacking:
+        session.flush()
     recalled = recall.unrecognised(session, case, workflow.economies) if lacking else []
     problems = [*recalled, *lacking]
     if case.document is None:
