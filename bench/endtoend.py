@@ -166,16 +166,17 @@ def end_to_end(
         root = Path(folder)
         register_senders(root, database_url, len(messages))
         shared = _shared(root, hosts)
-        started = [
-            start_mailflow(_host_folder(root, n, hosts), database_url, processes, shared)
-            for n in range(hosts)
-        ]
-        pids = [process.pid for process, _ in started]
-        time.sleep(settle)
-        at_start = hosts_memory(pids)
-        sampler = _sample(pids[0], profile) if profile is not None else None
         outbox = root / "var" / "outbox" / "new"
-        try:
+        started: list[tuple[subprocess.Popen[bytes], int]] = []
+        sampler = None
+        try:  # every host started is stopped, whatever fails after it started
+            for number in range(hosts):
+                folder_of_host = _host_folder(root, number, hosts)
+                started.append(start_mailflow(folder_of_host, database_url, processes, shared))
+            pids = [process.pid for process, _ in started]
+            time.sleep(settle)
+            at_start = hosts_memory(pids)
+            sampler = _sample(pids[0], profile) if profile is not None else None
             began = time.perf_counter()
             accepted = _send_to_all([port for _, port in started], messages)
             expected = 2 * len(messages)  # an acknowledgement and a review each
