@@ -124,14 +124,18 @@ class Readers:
 
     def choose(self, address: str, chosen: str | None = None, economy: str | None = None) -> str:
         """The language of one recipient from what we know of them."""
+        return self._placed(address, chosen, economy) or self.site
+
+    def _placed(self, address: str, chosen: str | None, economy: str | None) -> str | None:
+        """Their language if what we know of them places them, else None
+        (they read ``[site].language``)."""
         if chosen in SHIPPED:
             return str(chosen)
-        address = address.lower()
-        if address in self.staff:
+        if address.lower() in self.staff:
             return self.admin
         if economy and economy.upper() in self.economies:
             return self.economies[economy.upper()]
-        return self.site
+        return None
 
     def of(self, session: Session, address: str) -> str:
         """The language of one recipient."""
@@ -146,18 +150,17 @@ class Readers:
         people = queries.languages_and_economies(session, folded.values())
         # The roster only for those whom nothing else places (most
         # recipients are participants or staff): one query fewer an email.
-        unplaced = [email for email in folded.values() if self._unplaced(email, people.get(email))]
+        unplaced = [
+            email
+            for email in folded.values()
+            if self._placed(email, *people.get(email, (None, None))) is None
+        ]
         served = roster.economies_served(session, unplaced) if unplaced else {}
         languages = {}
         for address, email in folded.items():
             chosen, economy = people.get(email, (None, None))
             languages[address] = self.choose(email, chosen, economy or served.get(email))
         return languages
-
-    def _unplaced(self, email: str, known: tuple[str | None, str | None] | None) -> bool:
-        """Whether ``choose`` would need the economy the roster gives them."""
-        chosen, economy = known or (None, None)
-        return chosen not in SHIPPED and email not in self.staff and not economy
 
 
 ENGLISH_ONLY = Readers.build(site=ENGLISH, admin=ENGLISH, staff=(), economies=())
