@@ -131,6 +131,8 @@ class Outbox:
         if self._router.is_ours(outgoing.to):
             log.warning("not sending %s to our own address %s", outgoing.template, outgoing.to)
             return None
+        if outgoing.case is not None and outgoing.case.id is None:
+            session.flush()  # a case not written yet (Engine.open_case): its id first
         now = self._clock.now()
         if outgoing.answering is not None and self._answered_enough(session, outgoing, now):
             log.warning(
@@ -139,8 +141,6 @@ class Outbox:
                 outgoing.template,
             )
             return None
-        if outgoing.case is not None and outgoing.case.id is None:
-            session.flush()  # a case not written yet (Engine.open_case): its id first
         message = self.compose(outgoing, self.readers.of(session, outgoing.to))
         raw, stored_places = leave_out(flatten(message))
         row = OutboxMessage(

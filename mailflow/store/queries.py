@@ -81,7 +81,8 @@ def languages_and_economies(
 ) -> dict[str, tuple[str | None, str | None]]:
     """(Language: line, economy) of each of ``emails`` (lower case) known
     as a participant. Those this session holds already are not asked for
-    again: most emails answer the participant whose message it handles."""
+    again: most emails answer the participant whose message it handles.
+    (One added in this transaction is asked for: autoflush writes it.)"""
     wanted = set(emails)
     known: dict[str, tuple[str | None, str | None]] = {
         person.email: (person.language, person.economy)
@@ -102,12 +103,15 @@ _READ_FOR_LANGUAGE = frozenset({"email", "language", "economy"})
 
 
 def _participants_held(session: Session) -> Iterator[Participant]:
-    """The participants in the session whose address, language and economy
-    are in memory (reading an expired one would cost a query each)."""
-    for person in (*session.identity_map.values(), *session.new):
+    """The participants the session holds, written, whose address, language
+    and economy are in memory (reading an expired one would cost a query
+    each). Not the new rows: a transaction writing many emails holds them
+    all until it flushes, and this runs for every email."""
+    deleted = session.deleted
+    for person in session.identity_map.values():
         if (
             isinstance(person, Participant)
-            and person not in session.deleted
+            and person not in deleted
             and not _READ_FOR_LANGUAGE & inspect(person).unloaded
         ):
             yield person

@@ -63,8 +63,9 @@ class Engine:
         (``steps.begin``): it is returned not written yet, without an
         ``id``, and its first ``transition`` writes it with the state it
         reaches, in one INSERT instead of an INSERT and then an UPDATE. A
-        case that waits instead is written by that caller's flush, before
-        anything is bound to its ``id``."""
+        case that waits instead is written by the next flush: a token or an
+        email bound to it writes it first (``Tokens.issue``,
+        ``Outbox.enqueue``), and a query by its ``id`` must flush before."""
         now = self.clock.now()
         prefix = (kind or Kind.BEST_PRACTICE).prefix
         # Best practices and experiences share a yearly sequence; the others

@@ -115,7 +115,7 @@ def begin(
     asked to confirm their address, or hears at once what is missing, or
     the case moves on (its first transition writes it)."""
     if case.state == State.PENDING_CONFIRMATION:
-        session.flush()  # it waits: written now, for the token bound to it
+        session.flush()  # it waits: written now, as ask_to_confirm reads its history
         ask_to_confirm(session, case.author.email, incoming, workflow, case, problems)
         return f"{case.public_id}: waiting for the sender to confirm"
     return advance(session, case, workflow, incoming, problems)
@@ -183,7 +183,6 @@ def advance(
     flow = workflow.flows.of(case)
     problems = merge([*problems, *flow.missing(case, workflow)])
     if problems:
-        session.flush()  # a new case waits (begin): written now, for its email
         workflow.send(
             session,
             Outgoing(
