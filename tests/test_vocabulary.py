@@ -77,15 +77,26 @@ def test_the_closest_area(written: str, number: int) -> None:
 
 @pytest.mark.parametrize(
     ("written", "code"),
-    [("Vietnum", "VN"), ("Philipines", "PH"), ("Hongkong", "HK"), ("Chille", "CL")],
+    [
+        ("Vietnum", "VN"),
+        ("Philipines", "PH"),
+        ("Hongkong", "HK"),
+        ("Chille", "CL"),
+        ("Peur", "PE"),
+        ("Mexcio", "MX"),
+    ],
 )
 def test_the_closest_economy(written: str, code: str) -> None:
     economy = ECONOMIES.closest(written)
     assert economy is not None and economy.code == code
 
 
+@pytest.mark.parametrize("written", ["Atlantis", "Narnia", "Spain", "India"])
+def test_no_economy_is_suggested_when_none_is_close(written: str) -> None:
+    assert ECONOMIES.closest(written) is None
+
+
 def test_nothing_is_suggested_when_nothing_is_close() -> None:
-    assert ECONOMIES.closest("Atlantis") is None
     assert closest_area("7") is None
     assert closest_kind("Case study") is None
     assert closest("", [("chile", "CL")]) is None
