@@ -118,6 +118,24 @@ def test_unreadable_mail_is_kept_and_reported_once(
     assert records[0].detail in body_text(reports[0])
 
 
+def test_messages_enclosed_deeper_than_the_parser_goes_are_refused_as_too_deep(
+    settings: Settings, app: App, outbox: Mailbox, tmp_path: Path
+) -> None:
+    """Messages in messages (message/rfc822), 3,000 deep: no boundary to
+    count first, so the email package runs out of depth itself. That is the
+    refusal for depth, told to the administrator, not a crash of the worker
+    (mail-parser turned it into an error of its own, which went uncaught)."""
+    path = tmp_path / "enclosed.eml"
+    enclosing = b"Content-Type: message/rfc822\r\n\r\n" * 3000
+    path.write_bytes(b"From: ana@example.org\r\n" + enclosing + b"hello\r\n")
+    assert ingest(settings, path) == 0
+    [record] = inbound(app)
+    assert record.outcome == "unparseable"
+    assert record.detail == "its MIME parts are nested deeper than 12 levels"
+    [report] = outbox.wait_for(1, ADMIN)
+    assert record.detail in body_text(report)
+
+
 def test_a_header_cut_short_before_its_from_is_reported_as_such(
     settings: Settings, app: App, outbox: Mailbox
 ) -> None:

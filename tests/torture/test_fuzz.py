@@ -30,25 +30,28 @@ message as an ``@example`` once fixed. For a coverage-guided run, each test's
 from __future__ import annotations
 
 import base64
+import email
 import quopri
 import re
 from datetime import UTC, datetime
 from email import feedparser
+from email.message import Message
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import parseaddr
 
 import pytest
-from conftest import property_settings
+from conftest import DATA, property_settings
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 from mails import DOMAIN, PDF, submission
 
+from bench.corpus import submission as bench_submission
 from mailflow.config import AddressSettings
 from mailflow.documents import Document, pick_document
 from mailflow.economies import Economies, builtin_economies
 from mailflow.errors import UnparseableMessage
 from mailflow.forms import RUNS_TO_NEXT_KEY, SUBMISSION_KEYS, comment_text, parse_form
-from mailflow.parse import ParsedMessage, parse_message
+from mailflow.parse import ParsedMessage, parse_message, read_structure
 from mailflow.routing import Router
 from mailflow.spool import Envelope
 from mailflow.triage import SILENT_RULES, destinations, failed_dmarc, must_stay_silent
@@ -774,3 +777,47 @@ def test_the_end_of_line_search_finds_what_the_email_package_would(text: str) ->
     mine = feedparser.NLCRE_eol.search(text)  # type: ignore[attr-defined]
     theirs = re.compile(r"(\r\n|\r|\n)\Z").search(text)
     assert (mine and (mine.span(), mine.group(0))) == (theirs and (theirs.span(), theirs.group(0)))
+
+
+def anatomy(message: Message) -> list[tuple[object, ...]]:
+    """All the parser read, part by part, as it left it."""
+    return [
+        (
+            part.get_unixfrom(),
+            list(part.raw_items()),
+            part.preamble,
+            part.epilogue,
+            [type(defect).__name__ for defect in part.defects],
+            part._payload if isinstance(part._payload, str) else None,  # type: ignore[attr-defined]
+        )
+        for part in message.walk()
+    ]
+
+
+# Base64 written by ``base64.encodebytes`` ends its lines in LF alone: the
+# runs read at once are lines ending in CR LF, as mail has them.
+crlf_messages = messages().map(lambda raw: raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+
+
+@FUZZ
+@example(
+    raw=b"Content-Type: multipart/mixed; boundary=b\r\nAAAA\r\n\r\nQUJD\r\nREVG\r\n--b\r\n"
+    b"Content-Type: message/rfc822\r\n\r\nQUJD\r\n\r\nQUJD\r\nQUJD\r\n--b--\r\nQUJD\r\nQUJD\r\n"
+)
+@given(raw=st.one_of(messages(), crlf_messages))
+def test_base64_runs_read_at_once_make_the_message_the_email_package_makes(raw: bytes) -> None:
+    """``parse.read_structure`` reads each long run of base64 lines as one
+    line standing for it, and puts the run back where that line landed:
+    every header, payload, preamble, epilogue and defect is the email
+    package's own. Every run is stood in for here, however short."""
+    ours = anatomy(read_structure(raw, shortest_run=1))
+    assert ours == anatomy(email.message_from_bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [bench_submission(1, 300_000), *(p.read_bytes() for p in sorted(DATA.glob("*.eml")))],
+)
+def test_real_messages_read_at_once_are_the_email_packages(raw: bytes) -> None:
+    assert anatomy(read_structure(raw)) == anatomy(email.message_from_bytes(raw))
+    assert anatomy(read_structure(raw, shortest_run=1)) == anatomy(email.message_from_bytes(raw))
