@@ -317,6 +317,9 @@ class Service:
         recovered = self.app.spool.recover()
         if recovered:
             log.info("recovered %d message(s) claimed before a crash", recovered)
+        freed = self.app.workflow.outbox.free_the_dead(self.app.database)
+        if freed:
+            log.info("freed %d email(s) leased by a process gone before sending", freed)
         if self.worker_processes:
             self.worker_processes.start()  # first: no thread may run at a fork
             self._spawn("worker-tallies", self._count_worker_processes)

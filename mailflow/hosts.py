@@ -54,7 +54,28 @@ FORGET_AFTER = timedelta(days=1)
 
 def host_name(configured: str) -> str:
     """``[hosts].name``, else hostname:pid: unique among running hosts."""
-    return configured or f"{socket.gethostname()}:{os.getpid()}"
+    return configured or this_process()
+
+
+def this_process() -> str:
+    """This machine and process: unique among running processes."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def gone(process: str) -> bool:
+    """Whether a process named by ``this_process`` on this machine has
+    ended. A process that had this one's pid has (a container's first
+    process has pid 1 at every start); a pid taken again since by another
+    process reads as alive, the safe way round."""
+    if process == this_process():
+        return True
+    try:
+        os.kill(int(process.rpartition(":")[2]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 class Roles:

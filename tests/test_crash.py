@@ -7,16 +7,18 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import Mailbox, wait_until
 from mails import address, submission
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mailflow.config import Settings, load_settings
 from mailflow.store.db import Database
@@ -151,3 +153,57 @@ def test_sigkill_mid_processing_loses_and_doubles_nothing(
     ):
         assert list(folder.iterdir()) == [], folder
     assert address("submit") not in confirmations
+
+
+def test_a_host_started_again_sends_at_once_what_its_killed_process_had_leased(
+    crash_settings: Settings, running: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Killed while sending, a host leaves the emails it had leased to wait
+    out their lease (here an hour). Started again on the same machine, it
+    frees those of its dead process at once; one leased by a process still
+    alive (this test) keeps waiting."""
+    settings, log = crash_settings, tmp_path / "run.log"
+    outbox = Mailbox(settings.outbound.maildir)
+    running.append(start(settings, log))
+    with smtplib.SMTP(settings.smtp.host, settings.smtp.port, timeout=30) as smtp:
+        for sender in ("ana@example.org", "luis@example.org"):
+            smtp.send_message(submission(sender=sender))
+    wait_until(lambda: len(outbox.messages()) == 2, 30, "both confirmation requests")
+    killed = running[0]
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(10)
+    machine = socket.gethostname()
+    database = Database(settings.database.url)
+    try:
+        # As a kill mid-send leaves them: leased, not sent.
+        with database.transaction() as session:
+            for recipient, process in (
+                ("ana@example.org", killed.pid),
+                ("luis@example.org", os.getpid()),
+            ):
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.recipient == recipient)
+                    .values(
+                        sent_at=None,
+                        lease_until=datetime.now(UTC) + timedelta(hours=1),
+                        leased_by=f"{machine}:{process}",
+                    )
+                )
+        running.append(start(settings, log))
+
+        def waiting() -> list[str]:
+            with database.transaction() as session:
+                return list(
+                    session.scalars(
+                        select(OutboxMessage.recipient).where(OutboxMessage.sent_at.is_(None))
+                    )
+                )
+
+        wait_until(lambda: waiting() == ["luis@example.org"], 30, "the dead process's email sent")
+    finally:
+        database.dispose()
+    assert "freed 1 email(s) leased by a process gone before sending" in log.read_text()
+    # Written again under its own name: the maildir holds it once.
+    delivered = Counter(str(m["Delivered-To"]) for m in outbox.messages())
+    assert delivered == Counter({"ana@example.org": 1, "luis@example.org": 1})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
 from mailflow.errors import PermanentFailure
+from mailflow.hosts import gone, this_process
 from mailflow.languages import ENGLISH_ONLY, Readers
 from mailflow.notify.compose import (
     address_header,
@@ -263,7 +265,8 @@ class Outbox:
         returns how many were sent.
 
         A process killed mid-send delays its batch by the lease (twice
-        what one delivery may take); each email is marked sent right after
+        what one delivery may take), unless its host starts again first
+        (``free_the_dead``); each email is marked sent right after
         its delivery, so a kill never sends one twice but the one being
         delivered at that instant."""
         try:
@@ -377,6 +380,31 @@ class Outbox:
         row.failed_at, row.lease_until = None, None
         row.attempts, row.next_attempt_at = 0, self._clock.now()
 
+    def free_the_dead(self, database: Database) -> int:
+        """Free the emails leased by processes of this machine that are gone
+        (a host killed mid-send, started again): sent now, not once their
+        lease runs out. A living process's lease (another host on this
+        machine, a `mailflow` command at work) stays. Returns how many."""
+        machine = socket.gethostname() + ":"
+        unsent = (OutboxMessage.sent_at.is_(None), OutboxMessage.lease_until.is_not(None))
+        with database.transaction() as session:
+            holders = session.scalars(
+                select(OutboxMessage.leased_by)
+                .where(*unsent, OutboxMessage.leased_by.startswith(machine, autoescape=True))
+                .distinct()
+            ).all()
+            dead = [holder for holder in holders if holder is not None and gone(holder)]
+            if not dead:
+                return 0
+            freed = session.scalars(
+                update(OutboxMessage)
+                .where(*unsent, OutboxMessage.leased_by.in_(dead))
+                .values(lease_until=None)
+                .returning(OutboxMessage.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+        return len(freed)
+
     def _lease_batch(
         self, database: Database, lease: timedelta, size: int
     ) -> tuple[datetime, list[Leased]]:
@@ -417,7 +445,7 @@ class Outbox:
             taken = session.scalars(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(candidates), OutboxMessage.sent_at.is_(None), free)
-                .values(lease_until=until)
+                .values(lease_until=until, leased_by=this_process())
                 .returning(OutboxMessage.id)
                 .execution_options(synchronize_session=False)
             ).all()
