@@ -33,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -54,28 +55,56 @@ FORGET_AFTER = timedelta(days=1)
 
 def host_name(configured: str) -> str:
     """``[hosts].name``, else hostname:pid: unique among running hosts."""
-    return configured or this_process()
+    return configured or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def this_process() -> str:
-    """This machine and process: unique among running processes."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def process_identity(pid: int | None = None) -> str:
+    """This process (or another of this machine) as no other process has
+    been, here or on another machine: this kernel's boot and pid namespace
+    (``this_kernel``), the pid, and when the process started. What an
+    outbox lease names. Where /proc does not say (not Linux), machine:pid,
+    never judged gone."""
+    pid = os.getpid() if pid is None else pid
+    kernel = this_kernel()
+    if not kernel:
+        return f"{socket.gethostname()}:{pid}"
+    return f"{kernel}{pid}/{_started(pid)}"
 
 
-def gone(process: str) -> bool:
-    """Whether a process named by ``this_process`` on this machine has
-    ended. A process that had this one's pid has (a container's first
-    process has pid 1 at every start); a pid taken again since by another
-    process reads as alive, the safe way round."""
-    if process == this_process():
-        return True
+def this_kernel() -> str:
+    """This machine's name, its kernel's boot and this process's pid
+    namespace: where a pid means the same process as it does here ("" where
+    /proc does not say). Two containers on one kernel differ in the
+    namespace; two machines of one name, in the boot."""
     try:
-        os.kill(int(process.rpartition(":")[2]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{socket.gethostname()}/{boot}/{namespace}/"
+
+
+def gone(identity: str) -> bool:
+    """Whether the process ``process_identity`` named has ended. Judged only
+    for a process of this kernel and pid namespace, whose pid means the same
+    here; one whose pid another process has taken since has ended too. A
+    process ended but not yet reaped reads as alive, the safe way round."""
+    kernel = this_kernel()
+    if not kernel or not identity.startswith(kernel):
         return False
-    return False
+    pid, _, started = identity[len(kernel) :].partition("/")
+    return not pid.isdigit() or _started(int(pid)) != started
+
+
+def _started(pid: int) -> str | None:
+    """When a process started, in clock ticks since boot; None if there is
+    no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (name) state ppid ...": the name may hold spaces; starttime is field 22.
+    return stat.rpartition(")")[2].split()[19]
 
 
 class Roles:

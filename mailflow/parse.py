@@ -97,7 +97,7 @@ class ParsedMessage:
 def parse_message(raw: bytes) -> ParsedMessage:
     _refuse_bombs(raw)
     try:
-        mail = mailparser.MailParser(read_structure(raw))
+        mail = mailparser.MailParser(_tree(raw))
         _check_structure(mail.message)
         charset = _declared_charset(mail.message)
         headers = _headers(mail.message, charset)
@@ -115,13 +115,10 @@ def parse_message(raw: bytes) -> ParsedMessage:
             text = _text_again(mail.message) or text
     except UnparseableMessage:
         raise
-    except RecursionError as exc:
-        # Messages enclosed in messages (message/rfc822) have no boundary
-        # that _refuse_bombs could count first: the parser itself gives up.
-        raise _too_deep() from exc
     # MessageError too: mail-parser lets the email package's own errors out,
     # e.g. HeaderParseError for a one-character base64 word in a From name.
     except (
+        RecursionError,
         LookupError,
         ValueError,
         TypeError,
@@ -209,6 +206,16 @@ def _refuse_bombs(raw: bytes) -> None:
     )
     if sum(1 for _ in delimiter.finditer(raw)) > 2 * MAX_PARTS:
         raise _too_many_parts()
+
+
+def _tree(raw: bytes) -> Message:
+    """The MIME tree. Messages enclosed in messages (message/rfc822) have no
+    boundary that _refuse_bombs could count first: the parser itself runs
+    out of depth, and that is the refusal for depth."""
+    try:
+        return read_structure(raw)
+    except RecursionError as exc:
+        raise _too_deep() from exc
 
 
 def read_structure(raw: bytes, shortest_run: int = _LONG_RUN) -> Message:

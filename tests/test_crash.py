@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +20,7 @@ from mails import address, submission
 from sqlalchemy import func, select, update
 
 from mailflow.config import Settings, load_settings
+from mailflow.hosts import gone, process_identity
 from mailflow.store.db import Database
 from mailflow.store.models import Case, InboundMessage, OutboxMessage
 
@@ -170,24 +170,24 @@ def test_a_host_started_again_sends_at_once_what_its_killed_process_had_leased(
             smtp.send_message(submission(sender=sender))
     wait_until(lambda: len(outbox.messages()) == 2, 30, "both confirmation requests")
     killed = running[0]
+    holders = {
+        "ana@example.org": process_identity(killed.pid),
+        "luis@example.org": process_identity(),  # alive: this test
+    }
     killed.send_signal(signal.SIGKILL)
     killed.wait(10)
-    machine = socket.gethostname()
     database = Database(settings.database.url)
     try:
         # As a kill mid-send leaves them: leased, not sent.
         with database.transaction() as session:
-            for recipient, process in (
-                ("ana@example.org", killed.pid),
-                ("luis@example.org", os.getpid()),
-            ):
+            for recipient, holder in holders.items():
                 session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.recipient == recipient)
                     .values(
                         sent_at=None,
                         lease_until=datetime.now(UTC) + timedelta(hours=1),
-                        leased_by=f"{machine}:{process}",
+                        leased_by=holder,
                     )
                 )
         running.append(start(settings, log))
@@ -207,3 +207,24 @@ def test_a_host_started_again_sends_at_once_what_its_killed_process_had_leased(
     # Written again under its own name: the maildir holds it once.
     delivered = Counter(str(m["Delivered-To"]) for m in outbox.messages())
     assert delivered == Counter({"ana@example.org": 1, "luis@example.org": 1})
+
+
+def test_only_a_process_of_this_kernel_and_pid_namespace_is_judged_gone() -> None:
+    """A pid means a process only in its own kernel's boot and pid namespace:
+    another machine's or container's lease is never freed early, whatever
+    its pid; here, a process that ended, or whose pid another took since,
+    has gone."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    alive = process_identity(sleeper.pid)
+    try:
+        assert not gone(alive)
+        assert not gone(process_identity())
+    finally:
+        sleeper.kill()
+        sleeper.wait(10)
+    assert gone(alive)
+    machine, boot, namespace, pid, started = alive.split("/")
+    assert gone(process_identity().rsplit("/", 1)[0] + "/0")  # this pid, another start
+    assert not gone("/".join([machine, "another-boot", namespace, pid, started]))
+    assert not gone("/".join([machine, boot, "1", pid, started]))  # another pid namespace
+    assert not gone(f"vm:{pid}")  # named as where /proc does not say

@@ -84,6 +84,10 @@ def test_the_closest_area(written: str, number: int) -> None:
         ("Chille", "CL"),
         ("Peur", "PE"),
         ("Mexcio", "MX"),
+        ("Cadada", "CA"),
+        ("新加玻", "SG"),  # an input method's slip: one character of three
+        ("菲律滨", "PH"),
+        ("ロシヤ", "RU"),
     ],
 )
 def test_the_closest_economy(written: str, code: str) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.clock import Clock
 from mailflow.errors import PermanentFailure
-from mailflow.hosts import gone, this_process
+from mailflow.hosts import gone, process_identity, this_kernel
 from mailflow.languages import ENGLISH_ONLY, Readers
 from mailflow.notify.compose import (
     address_header,
@@ -315,7 +314,7 @@ class Outbox:
                     OutboxMessage.sent_at.is_(None),
                     OutboxMessage.lease_until == until,
                 )
-                .values(lease_until=None)
+                .values(lease_until=None, leased_by=None)
                 .execution_options(synchronize_session=False)
             )
 
@@ -344,7 +343,7 @@ class Outbox:
             session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == leased.id)
-                .values(sent_at=self._clock.now(), lease_until=None)
+                .values(sent_at=self._clock.now(), lease_until=None, leased_by=None)
                 .execution_options(synchronize_session=False)
             )
         log.info(
@@ -377,20 +376,24 @@ class Outbox:
 
     def requeue(self, row: OutboxMessage) -> None:
         """Back in line for sending now, with a fresh count of attempts."""
-        row.failed_at, row.lease_until = None, None
+        row.failed_at, row.lease_until, row.leased_by = None, None, None
         row.attempts, row.next_attempt_at = 0, self._clock.now()
 
     def free_the_dead(self, database: Database) -> int:
         """Free the emails leased by processes of this machine that are gone
         (a host killed mid-send, started again): sent now, not once their
         lease runs out. A living process's lease (another host on this
-        machine, a `mailflow` command at work) stays. Returns how many."""
-        machine = socket.gethostname() + ":"
+        machine, a `mailflow` command at work) stays, and so does one of
+        another machine or container, whose processes it cannot see.
+        Returns how many."""
+        kernel = this_kernel()
+        if not kernel:
+            return 0
         unsent = (OutboxMessage.sent_at.is_(None), OutboxMessage.lease_until.is_not(None))
         with database.transaction() as session:
             holders = session.scalars(
                 select(OutboxMessage.leased_by)
-                .where(*unsent, OutboxMessage.leased_by.startswith(machine, autoescape=True))
+                .where(*unsent, OutboxMessage.leased_by.startswith(kernel, autoescape=True))
                 .distinct()
             ).all()
             dead = [holder for holder in holders if holder is not None and gone(holder)]
@@ -399,7 +402,7 @@ class Outbox:
             freed = session.scalars(
                 update(OutboxMessage)
                 .where(*unsent, OutboxMessage.leased_by.in_(dead))
-                .values(lease_until=None)
+                .values(lease_until=None, leased_by=None)
                 .returning(OutboxMessage.id)
                 .execution_options(synchronize_session=False)
             ).all()
@@ -445,7 +448,7 @@ class Outbox:
             taken = session.scalars(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(candidates), OutboxMessage.sent_at.is_(None), free)
-                .values(lease_until=until, leased_by=this_process())
+                .values(lease_until=until, leased_by=process_identity())
                 .returning(OutboxMessage.id)
                 .execution_options(synchronize_session=False)
             ).all()
@@ -465,7 +468,7 @@ class Outbox:
 
     def _retry_later(self, row: OutboxMessage, error: str) -> None:
         row.last_error = error[:2000]
-        row.lease_until = None
+        row.lease_until = row.leased_by = None
         if row.attempts >= MAX_ATTEMPTS:
             self._give_up(row, error)
             return
@@ -482,7 +485,8 @@ class Outbox:
         )
 
     def _give_up(self, row: OutboxMessage, error: str) -> None:
-        row.failed_at, row.last_error, row.lease_until = self._clock.now(), error[:2000], None
+        row.failed_at, row.last_error = self._clock.now(), error[:2000]
+        row.lease_until = row.leased_by = None
         log.error(
             "outbox %s to %s (%s) failed for good: %s",
             row.id,

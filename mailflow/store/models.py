@@ -264,9 +264,9 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
     lease_until: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
-    # The process that took the lease last (machine:pid, ``hosts.this_process``),
-    # read only while ``lease_until`` is set: a host starting again frees
-    # at once what its machine's dead processes held (``Outbox.free_the_dead``).
+    # The process holding the lease (``hosts.process_identity``): a host
+    # starting again frees at once what its machine's dead processes held
+    # (``Outbox.free_the_dead``).
     leased_by: Mapped[str | None] = mapped_column(String(300), default=None)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
     failed_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)

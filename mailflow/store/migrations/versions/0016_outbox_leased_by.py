@@ -6,9 +6,10 @@ Create Date: 2026-12-06 03:00:00
 
 A ``mailflow run`` killed while sending leaves the emails it had leased
 to wait for the lease to run out (up to 3 minutes with SMTP). The lease
-now names its process (machine:pid), and a host starting on that machine
-frees at once the leases of its processes that are gone. Emails leased
-before this step name no one: their leases run out as before.
+now names its process (its machine's boot and pid namespace, its pid and
+when it started), and a host starting on that machine frees at once the
+leases of its processes that are gone. Emails leased before this step
+name no one: their leases run out as before.
 """
 
 from __future__ import annotations
