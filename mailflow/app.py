@@ -317,9 +317,6 @@ class Service:
         recovered = self.app.spool.recover()
         if recovered:
             log.info("recovered %d message(s) claimed before a crash", recovered)
-        freed = self.app.workflow.outbox.free_the_dead(self.app.database)
-        if freed:
-            log.info("freed %d email(s) leased by a process gone before sending", freed)
         if self.worker_processes:
             self.worker_processes.start()  # first: no thread may run at a fork
             self._spawn("worker-tallies", self._count_worker_processes)
@@ -330,6 +327,12 @@ class Service:
         # holds its roles from the start.
         self.roles.renew()
         self._spawn("roles", self._hold_roles)
+        # With the worker processes forked (they must share no connection of
+        # this process's) and before the first pass of the outbox, which then
+        # sends what this machine's dead processes had leased.
+        freed = self.app.workflow.outbox.free_the_dead(self.app.database)
+        if freed:
+            log.info("freed %d email(s) leased by a process gone before sending", freed)
         self._spawn("outbox", self._send)
         self._spawn("archive", self._publish)
         self.ingress.start()
