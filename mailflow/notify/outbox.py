@@ -176,6 +176,11 @@ class Outbox:
         return self._signer.sign(raw)
 
     def _answered_enough(self, session: Session, outgoing: Outgoing, now: datetime) -> bool:
+        replies_to_us = self._replies_to_us(outgoing.answering)
+        if outgoing.earned and not replies_to_us:
+            # Neither cap can withhold it: no query (an acknowledgement of
+            # every submission was one of a submission's fourteen).
+            return False
         answers = (
             select(OutboxMessage.template, OutboxMessage.case_id)
             .where(
@@ -188,7 +193,7 @@ class Outbox:
         recent = session.execute(answers).all()
         if len(recent) >= ANSWERS_PER_WINDOW and not outgoing.earned:
             return True
-        if not self._replies_to_us(outgoing.answering):
+        if not replies_to_us:
             return False
         this = (outgoing.template, outgoing.case.id if outgoing.case else None)
         return sum(1 for answer in recent if tuple(answer) == this) >= SAME_ANSWERS_PER_WINDOW
@@ -338,14 +343,12 @@ class Outbox:
         except (PermanentFailure, OSError) as failure:
             self._record_failure(database, leased, failure, on_failed)
             return 0
-        with database.transaction() as session:
-            # One statement, not the row read back: the common case.
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == leased.id)
-                .values(sent_at=self._clock.now(), lease_until=None, leased_by=None)
-                .execution_options(synchronize_session=False)
-            )
+        # One statement, not the row read back: the common case.
+        database.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == leased.id)
+            .values(sent_at=self._clock.now(), lease_until=None, leased_by=None)
+        )
         log.info(
             "outbox %s to %s (%s) sent: %s",
             leased.id,
