@@ -311,8 +311,9 @@ def test_a_registered_authors_complete_submission_writes_its_case_once(core: App
     (there was an INSERT, then a compare-and-set UPDATE). One that waits is
     written before the email asking to confirm is bound to it. The
     authors' rows are in the session already: their emails' language is
-    read from them, not asked for again. An earned acknowledgement does not
-    look for the answers of the last hour."""
+    read from them, not asked for again. An earned acknowledgement that
+    replies to none of our emails does not look for the answers of the
+    last hour."""
     with core.database.transaction() as session:
         author = Participant(
             email="ana@example.org", name="Ana", economy="CL", created_at=now(core)
@@ -337,7 +338,8 @@ def test_a_registered_authors_complete_submission_writes_its_case_once(core: App
     # Only the administrator's language is asked for.
     assert statements.count("SELECT participants.email, participants.language,") == 1
     # The answers of the last hour only for the request to confirm: the
-    # registered author's acknowledgement is earned, and no cap withholds it.
+    # registered author's acknowledgement is earned and replies to none of
+    # our emails, so no cap can withhold it.
     assert statements.count("SELECT outbox.template, outbox.case_id") == 1
     with core.database.transaction() as session:
         cases = session.scalars(select(Case).order_by(Case.id)).all()

@@ -159,6 +159,26 @@ def test_status_lists_the_senders_cases(client: Client, outbox: Mailbox, app: Ap
     assert "We have no cases from bo@example.org" in " ".join(body_text(none).split())
 
 
+def test_an_earned_answer_comes_twice_an_hour_to_replies_and_always_otherwise(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """A confirmed participant's status request is answered however often
+    it comes on its own (the cap meant for robots never withholds what a
+    distinct message earns, SPEC section 7); to replies threaded under our
+    emails, the same answer comes at most twice an hour, which is what
+    stops a participant's robot that answers each of ours."""
+    submitted(client, outbox)
+    ack = outbox.wait_for_mail("submission_ack", ANA)
+    for _ in range(3):
+        client.send(reply(ack, ANA, "status"))
+    processed(app, 5)
+    assert emails(app).count((ANA, "status")) == 2
+    for _ in range(3):
+        client.send(message(ANA, address("status"), "status", ""))
+    processed(app, 8)
+    assert emails(app).count((ANA, "status")) == 5
+
+
 def _senders_and_reply_tos(messages: list[EmailMessage]) -> set[str]:
     found: set[str] = set()
     for mail in messages:

@@ -178,8 +178,9 @@ class Outbox:
     def _answered_enough(self, session: Session, outgoing: Outgoing, now: datetime) -> bool:
         replies_to_us = self._replies_to_us(outgoing.answering)
         if outgoing.earned and not replies_to_us:
-            # Neither cap can withhold it: no query (an acknowledgement of
-            # every submission was one of a submission's fourteen).
+            # Neither cap can withhold it, so no query: the cap on answers
+            # of any kind spares earned ones, and the cap on the same answer
+            # counts only replies to our emails.
             return False
         answers = (
             select(OutboxMessage.template, OutboxMessage.case_id)
