@@ -103,8 +103,9 @@ def test_a_stored_file_left_out_and_put_back_is_the_email_with_it_attached(
 ) -> None:
     """The outbox keeps a review email without its document's base64; put
     back as it is sent, the bytes are those of the email composed with the
-    document attached. A sender's text that spells such a line, without the
-    process's random part, stays text."""
+    document attached (or, for a maildir, the same with every line ending
+    in LF). A sender's text that spells such a line, without the process's
+    random part, stays text."""
     document = os.urandom(size)
     name = hashlib.sha256(document).hexdigest()
     text = f"Summary: mailflow-stored-{'0' * 32}-{name}\n"
@@ -115,3 +116,6 @@ def test_a_stored_file_left_out_and_put_back_is_the_email_with_it_attached(
     raw, places = leave_out(flatten(stored))
     assert len(raw) < 2_000 and [n for _, n in places] == [name]
     assert put_back(raw, places, {name: document}.__getitem__) == flatten(whole)
+    # For a maildir: the same lines, each ending in LF.
+    in_maildir = put_back(raw, places, {name: document}.__getitem__, b"\n")
+    assert in_maildir == flatten(whole).replace(b"\r\n", b"\n")

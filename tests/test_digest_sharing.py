@@ -70,13 +70,13 @@ def without_secret(raw: bytes, secret: str) -> tuple[list[tuple[str, str]], byte
     would have them: the reader's secret replaced, quoted-printable's soft
     line breaks joined (where a line breaks depends on length only, so the
     secret may be cut in two, at the same place in every copy)."""
-    head, _, body = raw.partition(b"\r\n\r\n")
-    unfolded = re.sub(rb"\r\n(?=[ \t])", b"", head).decode("ascii")
+    head, _, body = raw.partition(b"\n\n")  # a maildir file: lines end in LF
+    unfolded = re.sub(rb"\n(?=[ \t])", b"", head).decode("ascii")
     fields = [
         (name.lower(), value.strip().replace(secret, "SECRET"))
-        for name, _, value in (line.partition(":") for line in unfolded.split("\r\n"))
+        for name, _, value in (line.partition(":") for line in unfolded.split("\n"))
     ]
-    joined = body.replace(b"=\r\n", b"").replace(secret.encode(), b"SECRET")
+    joined = body.replace(b"=\n", b"").replace(secret.encode(), b"SECRET")
     return fields, joined
 
 

@@ -112,6 +112,25 @@ def test_registered_sender_gets_the_acknowledgement_at_once(
     assert states(app) == {"EX-2026-0001": "admin_review"}
 
 
+def test_the_outbound_maildir_ends_its_lines_as_a_maildir_does(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """Each file in the outbound maildir ends its lines in LF, as a local
+    delivery agent writes them, so a mail reader opening it shows no
+    ``^M``; what was sent is the same email (the review email's document
+    byte for byte)."""
+    register(client, outbox)
+    client.send(submission(attachment=("seed.pdf", PDF, "application/pdf")))
+    review = outbox.wait_for(1, ADMIN)[-1]
+    files = sorted((outbox.root / "new").iterdir())
+    assert len(files) == 4  # confirmation, welcome, acknowledgement, review
+    for path in files:
+        text = path.read_bytes()
+        assert b"\r" not in text and text.startswith(b"Return-Path: <")
+    (document,) = [p for p in review.iter_attachments() if p.get_filename() == "seed.pdf"]
+    assert document.get_content() == PDF
+
+
 def test_a_form_without_a_kind_opens_a_case_that_asks_for_it(
     client: Client, outbox: Mailbox, app: App
 ) -> None:

@@ -70,7 +70,7 @@ def heading(page: bytes) -> Any:
 
 def maildir_texts(outbox: Mailbox) -> list[str]:
     """Every email written, as UTF-8 text (an SMTPUTF8 message is UTF-8;
-    any other is ASCII)."""
+    any other is ASCII), its lines ending in LF as in any maildir."""
     folder = outbox.root / "new"
     return [path.read_bytes().decode("utf-8") for path in sorted(folder.iterdir())]
 
@@ -198,8 +198,8 @@ def test_an_smtputf8_sender_is_answered_at_their_exact_address(
     assert confirm["To"] == written_as
     assert "Capital semilla" in body_text(confirm)
     (raw,) = [text for text in maildir_texts(outbox) if "Capital semilla" in text]
-    header = raw.partition("\r\n\r\n")[0]
-    assert f"\r\nTo: {written_as}\r\n" in header
+    header = raw.partition("\n\n")[0]
+    assert f"\nTo: {written_as}\n" in header
     # Raw UTF-8 only where the address has no ASCII form; else RFC 2047.
     assert header.isascii() == written_as.isascii()
 
@@ -222,7 +222,7 @@ def test_a_question_from_an_smtputf8_sender_is_answerable_by_a_person(
     questions = lambda: [m for m in outbox.to(ADMIN) if "Cómo envío" in body_text(m)]  # noqa: E731
     (forwarded,) = wait_until(questions, what="the question forwarded")
     assert forwarded["Reply-To"] == person
-    (raw,) = [text for text in maildir_texts(outbox) if f"\r\nReply-To: {person}\r\n" in text]
+    (raw,) = [text for text in maildir_texts(outbox) if f"\nReply-To: {person}\n" in text]
     assert f"Delivered-To: {ADMIN}" in raw
     assert_no_replacement_anywhere(outbox)
 

@@ -100,10 +100,14 @@ def _base64_lines(data: bytes) -> str:
     return base64.encodebytes(data).decode("ascii")
 
 
-def _base64_bytes(data: bytes) -> bytes:
+CRLF = b"\r\n"
+
+
+def _base64_bytes(data: bytes, line_end: bytes = CRLF) -> bytes:
     """``data`` as ``flatten`` writes an attachment's base64: lines of 76
-    characters, each ending in CR LF."""
-    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+    characters, each ending in CR LF (or ``line_end``)."""
+    lines = base64.encodebytes(data)  # each ending in LF
+    return lines if line_end == b"\n" else lines.replace(b"\n", line_end)
 
 
 # The line that stands for a stored file's base64 between composing an
@@ -134,18 +138,32 @@ def leave_out(raw: bytes) -> tuple[bytes, list[tuple[int, str]]]:
     return b"".join(kept), places
 
 
-def put_back(raw: bytes, places: Sequence[Sequence[object]], read: Callable[[str], bytes]) -> bytes:
+def put_back(
+    raw: bytes,
+    places: Sequence[Sequence[object]],
+    read: Callable[[str], bytes],
+    line_end: bytes = CRLF,
+) -> bytes:
     """The email's bytes whole: each stored file's base64 where ``leave_out``
     took its line, byte for byte what ``flatten`` writes for the file
-    attached. ``read`` gives a stored file's bytes."""
+    attached. ``read`` gives a stored file's bytes. With ``line_end`` LF,
+    each line ends in LF instead, as a maildir keeps a message: written so,
+    not converted afterwards (a review email's 400 KB took 0.4 to 0.8 ms
+    to convert, in the outbox's one thread)."""
     pieces: list[bytes] = []
     at = 0
     for offset, name in places:
         assert isinstance(offset, int) and isinstance(name, str)
-        pieces += [raw[at:offset], _base64_bytes(read(name))]
+        # A stored line starts after a line end and ends with its own, so
+        # no CR LF is cut in two here.
+        pieces += [_ended(raw[at:offset], line_end), _base64_bytes(read(name), line_end)]
         at = offset
-    pieces.append(raw[at:])
+    pieces.append(_ended(raw[at:], line_end))
     return b"".join(pieces)
+
+
+def _ended(text: bytes, line_end: bytes) -> bytes:
+    return text if line_end == CRLF else text.replace(CRLF, line_end)
 
 
 class _Contents(ContentManager):

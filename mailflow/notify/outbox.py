@@ -40,6 +40,7 @@ from mailflow.errors import PermanentFailure
 from mailflow.hosts import gone, process_identity, this_kernel
 from mailflow.languages import ENGLISH_ONLY, Readers
 from mailflow.notify.compose import (
+    CRLF,
     address_header,
     charset_params,
     flatten,
@@ -159,6 +160,16 @@ class Outbox:
         )
         session.add(row)
         return row
+
+    def _as_sent(self, leased: Leased, read: Callable[[str], bytes], line_end: bytes) -> bytes:
+        """The email whole, signed when DKIM is on, its lines ending as the
+        transport's do. A signature is made over CR LF, as SMTP carries the
+        email: a signed one for a maildir is converted after."""
+        places = leased.stored_places or ()
+        if self._signer is None:
+            return put_back(leased.raw, places, read, line_end)
+        signed = self._signed(put_back(leased.raw, places, read))
+        return signed if line_end == CRLF else signed.replace(CRLF, line_end)
 
     def _signed(self, raw: bytes) -> bytes:
         """``raw`` with its DKIM signature in front when DKIM is on.
@@ -337,10 +348,8 @@ class Outbox:
         try:
             # A stored file that cannot be read now (the folder unmounted)
             # is tried again later, as a relay that cannot be reached is.
-            raw = put_back(leased.raw, leased.stored_places or (), database.files.read)
-            reply = transport.deliver(
-                leased.recipient, leased.envelope_sender, self._signed(raw), leased.id
-            )
+            raw = self._as_sent(leased, database.files.read, transport.line_end)
+            reply = transport.deliver(leased.recipient, leased.envelope_sender, raw, leased.id)
         except (PermanentFailure, OSError) as failure:
             self._record_failure(database, leased, failure, on_failed)
             return 0

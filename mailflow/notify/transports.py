@@ -38,6 +38,9 @@ class Transport(Protocol):
     # How long one delivery may take: a row is leased for that long, so a
     # sender killed mid-delivery holds the row back no longer than this.
     lease: timedelta
+    # How each line of the email it is given ends: CR LF, as SMTP sends
+    # it, or LF, as a maildir keeps it.
+    line_end: bytes
 
     def deliver(self, recipient: str, envelope_sender: str, raw: bytes, row_id: int) -> str: ...
 
@@ -47,9 +50,12 @@ class Transport(Protocol):
 
 class MaildirTransport:
     """One file per recipient in ``<maildir>/new``, with the ``Delivered-To``
-    and ``Return-Path`` headers a local delivery agent would add."""
+    and ``Return-Path`` headers a local delivery agent would add, and its
+    line ends: LF, as Postfix's and Dovecot's delivery write a maildir (a
+    mail reader such as mutt shows each CR as ``^M``)."""
 
     lease = timedelta(seconds=10)
+    line_end = b"\n"
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -60,7 +66,7 @@ class MaildirTransport:
         digest = hashlib.sha256(recipient.encode()).hexdigest()[:12]
         name = f"{row_id:010d}.{digest}.{socket.gethostname()}"
         delivered_to = outgoing_address(recipient)  # as the SMTP envelope has it
-        headers = f"Return-Path: <{envelope_sender}>\r\nDelivered-To: {delivered_to}\r\n".encode()
+        headers = f"Return-Path: <{envelope_sender}>\nDelivered-To: {delivered_to}\n".encode()
         write_file(self.root / "tmp" / name, self.root / "new" / name, (headers, raw))
         return f"written to {self.root / 'new' / name}"
 
@@ -86,6 +92,8 @@ class SmtpTransport:
     """Relay through an SMTP server, with optional STARTTLS and login. The
     password comes from the environment variable the config names. Each
     thread that drains the outbox has a connection of its own."""
+
+    line_end = b"\r\n"
 
     def __init__(
         self,
