@@ -52,9 +52,10 @@ class Relay:
             return "451 4.3.0 Temporary lookup failure, try again later"
         assert isinstance(envelope.content, bytes) and envelope.mail_from
         self.delivered += 1
-        MaildirTransport(self.maildir).deliver(
-            recipient, envelope.mail_from, envelope.content, self.delivered
-        )
+        # Kept as a local delivery agent keeps it: lines ending in LF.
+        transport = MaildirTransport(self.maildir)
+        text = envelope.content.replace(b"\r\n", transport.line_end)
+        transport.deliver(recipient, envelope.mail_from, text, self.delivered)
         return "250 2.0.0 Ok: queued"
 
 

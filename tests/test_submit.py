@@ -117,11 +117,11 @@ def test_the_outbound_maildir_ends_its_lines_as_a_maildir_does(
 ) -> None:
     """Each file in the outbound maildir ends its lines in LF, as a local
     delivery agent writes them, so a mail reader opening it shows no
-    ``^M``; what was sent is the same email (the review email's document
-    byte for byte)."""
+    ``^M``; the review email's document comes through byte for byte."""
     register(client, outbox)
     client.send(submission(attachment=("seed.pdf", PDF, "application/pdf")))
     review = outbox.wait_for(1, ADMIN)[-1]
+    outbox.wait_for(3, ANA)
     files = sorted((outbox.root / "new").iterdir())
     assert len(files) == 4  # confirmation, welcome, acknowledgement, review
     for path in files:

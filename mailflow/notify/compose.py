@@ -107,14 +107,14 @@ def _base64_bytes(data: bytes, line_end: bytes = CRLF) -> bytes:
     """``data`` as ``flatten`` writes an attachment's base64: lines of 76
     characters, each ending in CR LF (or ``line_end``)."""
     lines = base64.encodebytes(data)  # each ending in LF
-    return lines if line_end == b"\n" else lines.replace(b"\n", line_end)
+    return lines if line_end != CRLF else lines.replace(b"\n", CRLF)
 
 
 # The line that stands for a stored file's base64 between composing an
 # email and storing it: random to each process, never written anywhere, so
 # no text of an email (a case's title is a sender's text) can spell it.
 _STORED = f"mailflow-stored-{secrets.token_hex(16)}-"
-_STORED_LINE = re.compile(re.escape(_STORED.encode("ascii")) + rb"([0-9a-f]{64})\r\n")
+_STORED_LINE = re.compile(rb"(?<=\n)" + re.escape(_STORED.encode("ascii")) + rb"([0-9a-f]{64})\r\n")
 
 
 def stored_payload(name: str) -> str:
@@ -148,14 +148,15 @@ def put_back(
     took its line, byte for byte what ``flatten`` writes for the file
     attached. ``read`` gives a stored file's bytes. With ``line_end`` LF,
     each line ends in LF instead, as a maildir keeps a message: written so,
-    not converted afterwards (a review email's 400 KB took 0.4 to 0.8 ms
-    to convert, in the outbox's one thread)."""
+    not converted afterwards, since converting the document's base64 costs
+    more than writing it so (docs/benchmarks.md)."""
     pieces: list[bytes] = []
     at = 0
     for offset, name in places:
         assert isinstance(offset, int) and isinstance(name, str)
-        # A stored line starts after a line end and ends with its own, so
-        # no CR LF is cut in two here.
+        # The stored line was a part's whole body: the blank line ending
+        # the part's header is before it, its own line end after it. No CR
+        # LF is cut in two where the base64 goes back.
         pieces += [_ended(raw[at:offset], line_end), _base64_bytes(read(name), line_end)]
         at = offset
     pieces.append(_ended(raw[at:], line_end))
@@ -163,6 +164,7 @@ def put_back(
 
 
 def _ended(text: bytes, line_end: bytes) -> bytes:
+    """``text`` (CR LF, as stored) with its lines ending in ``line_end``."""
     return text if line_end == CRLF else text.replace(CRLF, line_end)
 
 

@@ -5,7 +5,9 @@ cryptography.
 
 The outbox signs the bytes it stored as it hands them to the transport;
 nothing may change a signed header or the body afterwards (the transports
-only add ``Return-Path`` and ``Delivered-To``, which are not signed).
+only add ``Return-Path`` and ``Delivered-To``, which are not signed). The
+maildir's copy ends its lines in LF: the signature is made over CR LF, as
+SMTP carries the email, and a verifier reading a file puts CR LF back.
 """
 
 from __future__ import annotations
