@@ -131,6 +131,18 @@ def test_the_outbound_maildir_ends_its_lines_as_a_maildir_does(
     assert document.get_content() == PDF
 
 
+def test_an_author_without_a_name_is_shown_by_address_alone(
+    client: Client, outbox: Mailbox
+) -> None:
+    """A sender whose From has no name: the review email names the author
+    by address, with no blank where the name would be."""
+    client.send(submission(sender=ANA))
+    client.send(reply(outbox.wait_for(1, ANA)[-1], ANA, "yes"))
+    review = outbox.wait_for(1, ADMIN)[-1]
+    assert f"Author: <{ANA}>" in body_text(review)
+    assert f"<td>&lt;{ANA}&gt;</td>" in body_html(review)
+
+
 def test_a_form_without_a_kind_opens_a_case_that_asks_for_it(
     client: Client, outbox: Mailbox, app: App
 ) -> None:

@@ -111,9 +111,9 @@ class Database:
             yield session
 
     def execute(self, statement: Executable) -> None:
-        """One statement in a transaction of its own, without a session,
-        whose bookkeeping is a good part of the cost of a statement sent
-        as often as the outbox's mark of each email sent."""
+        """One statement in a transaction of its own, without a session: for
+        a statement as frequent as the outbox's mark of each email sent, a
+        session's bookkeeping is a good part of its cost."""
         with self.engine.begin() as connection:
             connection.execute(statement)
 
