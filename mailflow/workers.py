@@ -9,10 +9,10 @@ single-threaded: it forks the workers, and forks another whenever one
 dies. Every child starts as a copy of the parent with everything imported
 and the application built, so the pages they share are not copied until
 written: memory at rest grows by what each worker touches, not by a whole
-interpreter. The mail templates are not among them: a fresh worker compiles
-those its first message needs (about 60 ms of CPU for a submission's two
-emails), which costs less than compiling all 150 before the fork (2 s at
-every start, and their pages for good).
+interpreter. The mail templates and the catalogs are not among them: a
+fresh worker compiles and loads those its first messages need, which costs
+less than doing it for all of them before the fork (docs/benchmarks.md,
+the worker-process notes).
 
 Three pipes join them; an end closing is how each learns the other is gone:
 

@@ -169,9 +169,13 @@ def test_an_earned_answer_comes_twice_an_hour_to_replies_and_always_otherwise(
     stops a participant's robot that answers each of ours."""
     submitted(client, outbox)
     ack = outbox.wait_for_mail("submission_ack", ANA)
-    for _ in range(3):
+    # One after another, as a robot answering each of our emails sends
+    # them. Replies handled in the same instant by two workers do not see
+    # each other's answer before it commits: the cap breaks a loop, it is
+    # not an exact count.
+    for sent in range(3):
         client.send(reply(ack, ANA, "status"))
-    processed(app, 5)
+        processed(app, 3 + sent)
     assert emails(app).count((ANA, "status")) == 2
     for _ in range(3):
         client.send(message(ANA, address("status"), "status", ""))

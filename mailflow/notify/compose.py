@@ -8,7 +8,11 @@ every header set. For a 300 KB document that was half the CPU of composing
 the email. Here the same classes do the same work in bulk: the base64 as
 one string, each body in one write, each header class made once per name.
 The bytes are the email package's own (tests/test_compose.py compares
-them); nothing here may change what is written, only how fast.
+them); nothing here may change what is written, only how fast. The only
+importer of pybase64: its ``encodebytes`` writes the standard library's
+bytes in one call, where the standard library makes one call per 57-byte
+line, and a document is encoded again each time a review email carrying
+it is sent (docs/benchmarks.md).
 
 A review email's attachment is a document the files store keeps already
 (``store/files.py``), so the outbox keeps the email without its base64
@@ -106,13 +110,7 @@ CRLF = b"\r\n"
 
 def _base64_bytes(data: bytes, line_end: bytes = CRLF) -> bytes:
     """``data`` as ``flatten`` writes an attachment's base64: lines of 76
-    characters, each ending in CR LF (or ``line_end``).
-
-    pybase64 writes the same bytes as ``base64.encodebytes`` five times as
-    fast (0.18 against 0.86 ms for a 300 KB document): the standard
-    library encodes one 57-byte line per call, and a review email's
-    document, encoded again each time it is sent, was the sending
-    thread's largest own cost (docs/benchmarks.md)."""
+    characters, each ending in CR LF (or ``line_end``)."""
     lines = pybase64.encodebytes(data)  # each ending in LF
     return lines if line_end != CRLF else lines.replace(b"\n", CRLF)
 
