@@ -190,6 +190,24 @@ def test_incomplete_submission_is_completed_by_a_reply(
     assert states(app) == {"BP-2026-0001": "admin_review"}
 
 
+def test_a_file_that_is_no_document_is_named_again_after_confirming(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """An unregistered sender's only file is not a document: the answer to
+    the confirmation names that file again, as the confirmation request
+    did, and never says that no file was attached (one was)."""
+    not_a_pdf = ("practice.pdf", bytes(range(256)) * 8, "application/pdf")
+    client.send(submission(attachment=not_a_pdf))
+    confirm = outbox.wait_for(1, ANA)[-1]
+    refused = "practice is not a PDF, DOCX, DOC, ODT, RTF or TXT file"
+    assert refused in " ".join(body_text(confirm).split())
+    client.send(reply(confirm, ANA, "yes"))
+    said = " ".join(body_text(outbox.wait_for(2, ANA)[-1]).split())
+    assert f"Document: is missing ({refused})" in said
+    assert "no file was attached" not in said
+    assert states(app) == {"BP-2026-0001": "incomplete"}
+
+
 def test_reply_by_case_id_in_subject_also_revises(
     client: Client, outbox: Mailbox, app: App
 ) -> None:

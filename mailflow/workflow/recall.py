@@ -1,32 +1,47 @@
 """What the author's earlier messages about a case said that we could not
-recognise, read again from the messages themselves.
+take, read again from the messages themselves.
 
 A problem found when a message arrived is told at once only when the case
 can go on at once; a submission from an unconfirmed sender waits for the
 confirmation, and the reply that lists what to fix comes after it. The raw
 message is the source of truth, so the problems are read again from it
 rather than stored: "Priority area: Marketing" stays "not recognised, did
-you mean 3 ...?" and never becomes "missing".
+you mean 3 ...?", and a file that is no document stays "practice is not a
+PDF ... file"; neither ever becomes "missing" as if nothing had been sent.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from mailflow.documents import pick_document
 from mailflow.economies import Economies
 from mailflow.forms import parse_form
-from mailflow.parse import parse_message
+from mailflow.parse import ParsedMessage, parse_message
 from mailflow.store import queries
 from mailflow.store.models import Case
 from mailflow.workflow.fields import Problem, read_submission
 
 
-def unrecognised(session: Session, case: Case, economies: Economies) -> list[Problem]:
-    """The values we could not recognise in the author's messages about
-    the case, for the fields the case still lacks, the newest first."""
+def authors_messages(session: Session, case: Case) -> list[ParsedMessage]:
+    """The author's messages about the case, parsed again, the newest first."""
+    return [parse_message(message.raw) for message in queries.authors_messages(session, case)]
+
+
+def unrecognised(messages: list[ParsedMessage], case: Case, economies: Economies) -> list[Problem]:
+    """The values we could not recognise in ``messages``, for the fields
+    the case still lacks."""
     found: list[Problem] = []
-    for message in queries.authors_messages(session, case):
-        form = parse_form(parse_message(message.raw).text)
-        problems = read_submission(form, economies).problems
+    for message in messages:
+        problems = read_submission(parse_form(message.text), economies).problems
         found += [p for p in problems if not getattr(case, p.field, None)]
     return found
+
+
+def refused_files(messages: list[ParsedMessage]) -> list[str]:
+    """The names of the files in ``messages`` that were no document."""
+    names: list[str] = []
+    for message in messages:
+        _, refused = pick_document(message.attachments)
+        names += [name for name in refused if name not in names]
+    return names

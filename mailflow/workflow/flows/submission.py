@@ -219,20 +219,20 @@ def _from_an_admin(incoming: Incoming, workflow: Workflow) -> bool:
 
 def missing(case: Case, workflow: Workflow) -> list[Problem]:
     """What the case lacks; a value the author wrote and we could not
-    recognise is named as such, also after they confirmed their address."""
+    recognise, or a file they sent that is no document, is named as such,
+    also after they confirmed their address."""
     lacking = fields.missing(case)
+    if not lacking and case.document is not None:
+        return []  # complete (the usual case): its messages are not parsed again
     session = object_session(case)
     assert session is not None
-    # Read the earlier messages again only when a field is still lacking: a
-    # complete case (the usual one) is not parsed twice. Such a case waits:
-    # a new one (steps.begin) is written first, so that its history, read
-    # here, holds this message too.
-    if lacking:
-        session.flush()
-    recalled = recall.unrecognised(session, case, workflow.economies) if lacking else []
-    problems = [*recalled, *lacking]
+    # Such a case waits: a new one (steps.begin) is written first, so that
+    # its history, read here, holds this message too.
+    session.flush()
+    earlier = recall.authors_messages(session, case)
+    problems = [*recall.unrecognised(earlier, case, workflow.economies), *lacking]
     if case.document is None:
-        problems.append(fields.missing_document([]))
+        problems.append(fields.missing_document(recall.refused_files(earlier)))
     return problems
 
 
