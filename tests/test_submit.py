@@ -208,6 +208,21 @@ def test_a_file_that_is_no_document_is_named_again_after_confirming(
     assert states(app) == {"BP-2026-0001": "incomplete"}
 
 
+def test_the_economies_to_choose_from_are_told_apart(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """An economy's name may hold a comma ("Hong Kong, China"): the list
+    of economies to write one of is separated by semicolons, so that it
+    cannot be read as "Hong Kong" and "China"."""
+    register(client, outbox)
+    client.send(
+        submission(body="Kind: Best practice\nEconomy: Atlantis\nPriority area: 2\nSummary: S.\n")
+    )
+    said = " ".join(body_text(outbox.wait_for(3, ANA)[-1]).split())
+    assert "Write one of: Australia; Brunei Darussalam; Canada; Chile; China;" in said
+    assert "; Chinese Taipei; Hong Kong, China; Indonesia;" in said
+
+
 def test_reply_by_case_id_in_subject_also_revises(
     client: Client, outbox: Mailbox, app: App
 ) -> None:
