@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import Client, Mailbox, body_html, body_text, wait_until
 from flows import ADMIN, ANA, FOCAL, click, submitted
-from mails import FORM, address, message, submission
+from mails import FORM, address, message, reply, submission
 
 from mailflow import catalogs, languages
 from mailflow.config import Settings, load_settings
@@ -171,6 +171,23 @@ def test_one_event_tells_each_recipient_in_their_own_language(
     assert (endorse["Content-Language"], done["Content-Language"]) == ("es", "en")
     assert SPANISH_FOOTER in body_text(endorse)
     assert ENGLISH_FOOTER in body_text(done)
+
+
+def test_the_economy_a_reply_to_the_confirmation_names_sets_the_language(
+    client: Client, outbox: Mailbox
+) -> None:
+    """A first submission names no economy: the confirmation request is in
+    the site's language. The reply that confirms names Chile among the
+    lines it adds: it is the sender's economy, named in the message
+    itself, so the answer to it is Spanish (SPEC section 3a)."""
+    luis = "luis@example.cl"
+    client.send(submission(f"Luis <{luis}>", body="Kind: Best practice\nPriority area: 1\n"))
+    confirm = outbox.wait_for(1, luis)[-1]
+    assert confirm["Content-Language"] == "en"
+    client.send(reply(confirm, luis, "Economy: Chile\nOrganization: SERCOTEC\nSummary: Seed.\n"))
+    answer = outbox.wait_for(2, luis)[-1]
+    assert answer["Content-Language"] == "es"
+    assert SPANISH_FOOTER in body_text(answer)
 
 
 def test_a_language_line_in_any_message_makes_later_emails_that_language(

@@ -43,6 +43,18 @@ def introduce(
     return participant, form
 
 
+def learn_from_confirming(
+    participant: Participant, parsed: ParsedMessage, economies: Economies
+) -> None:
+    """What the reply that confirms an address says about its sender (an
+    Economy: line the first message lacked, say), taken as a first
+    message's would be: the sender is not registered until this reply, and
+    its answer is already in their economy's language (SPEC section 3a).
+    The From line's name is not taken: it may be shorter than the first's."""
+    form = read_submission(parse_form(parsed.text), economies)
+    learn(participant, name=form.name, economy=form.economy, organization=form.organization)
+
+
 def learn(
     participant: Participant, *, name: str | None, economy: str | None, organization: str | None
 ) -> None:

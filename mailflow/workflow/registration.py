@@ -66,6 +66,7 @@ def handle_register(session: Session, incoming: Incoming, workflow: Workflow) ->
 def confirm(session: Session, incoming: Incoming, workflow: Workflow, token: Token) -> str:
     participant = session.get(Participant, token.participant_id)
     assert participant is not None
+    participants.learn_from_confirming(participant, incoming.parsed, workflow.economies)
     participant.confirmed_at = workflow.clock.now()
     subscriptions.registered(session, participant.email, workflow)
     waiting = queries.waiting_for_confirmation(session, participant.id)
@@ -109,6 +110,7 @@ def agree(session: Session, incoming: Incoming, workflow: Workflow, token: Token
     author = case.author
     newly_registered = author.confirmed_at is None
     if newly_registered:
+        participants.learn_from_confirming(author, incoming.parsed, workflow.economies)
         author.confirmed_at = workflow.clock.now()
         subscriptions.registered(session, author.email, workflow)
     # Like a confirmation, the reply may bring what the case lacked.
