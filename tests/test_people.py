@@ -146,6 +146,7 @@ def test_status_lists_the_senders_cases(client: Client, outbox: Mailbox, app: Ap
     assert 'BP-2026-0001 "Seed capital for micro entrepreneurs"' in text
     assert "the administrator is checking it now" in text
     assert "waiting with the administrator" in text
+    assert "To withdraw a case, reply" in text
     assert "BP-2026-0001" in body_html(answer)
 
     client.send(reply(ack, ANA, "status"))
@@ -157,6 +158,20 @@ def test_status_lists_the_senders_cases(client: Client, outbox: Mailbox, app: Ap
     client.send(message(BO, address("status"), "status", ""))
     [none] = outbox.wait_for(1, BO)
     assert "We have no cases from bo@example.org" in " ".join(body_text(none).split())
+
+
+def test_status_offers_to_withdraw_only_a_case_that_can_be(
+    client: Client, outbox: Mailbox, app: App
+) -> None:
+    """An author whose only case is published is not told how to withdraw
+    it: a published case cannot be withdrawn (SPEC section 4)."""
+    case_id = published(client, outbox, app, economy="Peru")
+    before = len(outbox.to(ANA))
+    client.send(message(ANA, address("status"), "status", ""))
+    answer = outbox.wait_for(before + 1, ANA)[-1]
+    text = " ".join(body_text(answer).split())
+    assert case_id in text and "withdraw" not in text
+    assert "withdraw" not in body_html(answer)
 
 
 def test_an_earned_answer_comes_twice_an_hour_to_replies_and_always_otherwise(

@@ -16,6 +16,7 @@ from mailflow.scheduling import waiting
 from mailflow.store import queries
 from mailflow.triage import Incoming
 from mailflow.workflow.context import Workflow
+from mailflow.workflow.states import Event
 
 
 def answer_status(session: Session, incoming: Incoming, workflow: Workflow) -> str:
@@ -25,12 +26,17 @@ def answer_status(session: Session, incoming: Incoming, workflow: Workflow) -> s
         waiting.describe(session, case, workflow)
         for case in queries.cases_of(session, incoming.sender)
     ]
+    # How to withdraw is told only where it can be done: not for a case
+    # that is published, rejected or withdrawn already.
+    withdrawable = any(
+        workflow.flows.of(w.case).next_state(w.case.state, Event.WITHDRAWN) for w in cases
+    )
     workflow.send(
         session,
         Outgoing(
             "status",
             incoming.sender,
-            {"cases": cases, "sender": incoming.sender},
+            {"cases": cases, "sender": incoming.sender, "withdrawable": withdrawable},
             answering=incoming,
             earned=bool(cases),
         ),
