@@ -10,9 +10,10 @@ dies. Every child starts as a copy of the parent with everything imported
 and the application built, so the pages they share are not copied until
 written: memory at rest grows by what each worker touches, not by a whole
 interpreter. The mail templates and the catalogs are not among them: a
-fresh worker compiles and loads those its first messages need, which costs
-less than doing it for all of them before the fork (docs/benchmarks.md,
-the worker-process notes).
+fresh worker compiles and loads those its first messages need, about 60 ms
+once per burst of mail, where doing it for all of them before the fork
+would cost every start 0.4 s and the supervisor their memory for good
+(docs/benchmarks.md, the worker-process notes).
 
 Three pipes join them; an end closing is how each learns the other is gone:
 

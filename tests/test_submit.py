@@ -6,6 +6,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 from email.policy import SMTP
 
+import pytest
 from conftest import Client, Mailbox, body_html, body_text, purpose
 from flows import emails, processed
 from mails import FORM, PDF, address, message, reply, submission
@@ -208,6 +209,24 @@ def test_a_file_that_is_no_document_is_named_again_after_confirming(
     assert states(app) == {"BP-2026-0001": "incomplete"}
 
 
+@pytest.mark.parametrize("config_text", ["[limits]\nmax_attachment_bytes = 2048\n"])
+def test_a_document_too_large_stays_too_large_after_confirming(
+    client: Client, outbox: Mailbox, app: App, config_text: str
+) -> None:
+    """A document over [limits].max_attachment_bytes, next to a file that is
+    no document: after the confirmation the answer still says the document
+    is too large, not that the other file is no document."""
+    big = PDF.replace(b"%%EOF", b"%" + b"x" * 4096 + b"\n%%EOF")
+    mail = submission(attachment=("big.pdf", big, "application/pdf"))
+    mail.add_attachment(bytes(range(256)), "application", "octet-stream", filename="logo.xyz")
+    client.send(mail)
+    confirm = outbox.wait_for(1, ANA)[-1]
+    assert "big.pdf is larger than" in " ".join(body_text(confirm).split())
+    client.send(reply(confirm, ANA, "yes"))
+    said = " ".join(body_text(outbox.wait_for(2, ANA)[-1]).split())
+    assert "big.pdf is larger than" in said and "logo" not in said
+
+
 def test_the_economies_to_choose_from_are_told_apart(
     client: Client, outbox: Mailbox, app: App
 ) -> None:
@@ -283,6 +302,9 @@ def test_help_answers_with_the_form(client: Client, outbox: Mailbox) -> None:
     assert "submit@mailflow.localhost" in text
     assert "Priority area: 1" in text and "Capacity Building" in text
     assert "Papua New Guinea" in " ".join(text.split())
+    # Told apart: "Hong Kong, China" is one economy.
+    assert "; Chinese Taipei; Hong Kong, China; Indonesia;" in " ".join(text.split())
+    assert "; Chinese Taipei; Hong Kong, China; Indonesia;" in body_html(answer)
     assert "Organization: Your organization" in text and "Kind: Best practice" in text
 
 

@@ -50,7 +50,11 @@ def learn_from_confirming(
     Economy: line the first message lacked, say), taken as a first
     message's would be: the sender is not registered until this reply, and
     its answer is already in their economy's language (SPEC section 3a).
-    The From line's name is not taken: it may be shorter than the first's."""
+    The From line's name is not taken: it may be shorter than the first's.
+    Nor is anything from another address ([security].token_only lets one
+    use the token): it says nothing about this participant."""
+    if parsed.sender.strip().lower() != participant.email:
+        return
     form = read_submission(parse_form(parsed.text), economies)
     learn(participant, name=form.name, economy=form.economy, organization=form.organization)
 

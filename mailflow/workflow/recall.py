@@ -7,7 +7,8 @@ confirmation, and the reply that lists what to fix comes after it. The raw
 message is the source of truth, so the problems are read again from it
 rather than stored: "Priority area: Marketing" stays "not recognised, did
 you mean 3 ...?", and a file that is no document stays "practice is not a
-PDF ... file"; neither ever becomes "missing" as if nothing had been sent.
+PDF ... file" (a document too large, "larger than"); none of them ever
+becomes "missing" as if nothing had been sent.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mailflow.forms import parse_form
 from mailflow.parse import ParsedMessage, parse_message
 from mailflow.store import queries
 from mailflow.store.models import Case
+from mailflow.workflow import fields
 from mailflow.workflow.fields import Problem, read_submission
 
 
@@ -38,10 +40,16 @@ def unrecognised(messages: list[ParsedMessage], case: Case, economies: Economies
     return found
 
 
-def refused_files(messages: list[ParsedMessage]) -> list[str]:
-    """The names of the files in ``messages`` that were no document."""
-    names: list[str] = []
+def document_problem(messages: list[ParsedMessage], largest: int) -> Problem:
+    """Why the case has no document, as the newest of ``messages`` that
+    brought files said it: its document was larger than ``largest`` bytes,
+    or none of its files was a document; "missing" when none brought one."""
     for message in messages:
-        _, refused = pick_document(message.attachments)
-        names += [name for name in refused if name not in names]
-    return names
+        if not message.attachments:
+            continue
+        document, refused = pick_document(message.attachments)
+        if document is not None and len(document.content) > largest:
+            return fields.document_too_large(document.filename)
+        if document is None:
+            return fields.missing_document(refused)
+    return fields.missing_document([])

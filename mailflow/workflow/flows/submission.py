@@ -232,7 +232,8 @@ def missing(case: Case, workflow: Workflow) -> list[Problem]:
     earlier = recall.authors_messages(session, case)
     problems = [*recall.unrecognised(earlier, case, workflow.economies), *lacking]
     if case.document is None:
-        problems.append(fields.missing_document(recall.refused_files(earlier)))
+        largest = workflow.settings.limits.max_attachment_bytes
+        problems.append(recall.document_problem(earlier, largest))
     return problems
 
 
