@@ -162,13 +162,13 @@ def put_back(
         # The stored line was a part's whole body: the blank line ending
         # the part's header is before it, its own line end after it. No CR
         # LF is cut in two where the base64 goes back.
-        pieces += [_ended(raw[at:offset], line_end), _base64_bytes(read(name), line_end)]
+        pieces += [ended(raw[at:offset], line_end), _base64_bytes(read(name), line_end)]
         at = offset
-    pieces.append(_ended(raw[at:], line_end))
+    pieces.append(ended(raw[at:], line_end))
     return b"".join(pieces)
 
 
-def _ended(text: bytes, line_end: bytes) -> bytes:
+def ended(text: bytes, line_end: bytes) -> bytes:
     """``text`` (CR LF, as stored) with its lines ending in ``line_end``."""
     return text if line_end == CRLF else text.replace(CRLF, line_end)
 

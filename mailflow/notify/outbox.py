@@ -40,9 +40,9 @@ from mailflow.errors import PermanentFailure
 from mailflow.hosts import gone, process_identity, this_kernel
 from mailflow.languages import ENGLISH_ONLY, Readers
 from mailflow.notify.compose import (
-    CRLF,
     address_header,
     charset_params,
+    ended,
     flatten,
     header_text,
     leave_out,
@@ -169,7 +169,7 @@ class Outbox:
         if self._signer is None:
             return put_back(leased.raw, places, read, line_end)
         signed = self._signed(put_back(leased.raw, places, read))
-        return signed if line_end == CRLF else signed.replace(CRLF, line_end)
+        return ended(signed, line_end)
 
     def _signed(self, raw: bytes) -> bytes:
         """``raw`` with its DKIM signature in front when DKIM is on.

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from mailflow.documents import pick_document
 from mailflow.economies import Economies
 from mailflow.forms import parse_form
 from mailflow.parse import ParsedMessage, parse_message
 from mailflow.store import queries
 from mailflow.store.models import Case
-from mailflow.workflow import fields
+from mailflow.workflow import fields, versions
 from mailflow.workflow.fields import Problem, read_submission
 
 
@@ -45,11 +44,7 @@ def document_problem(messages: list[ParsedMessage], largest: int) -> Problem:
     brought files said it: its document was larger than ``largest`` bytes,
     or none of its files was a document; "missing" when none brought one."""
     for message in messages:
-        if not message.attachments:
-            continue
-        document, refused = pick_document(message.attachments)
-        if document is not None and len(document.content) > largest:
-            return fields.document_too_large(document.filename)
-        if document is None:
-            return fields.missing_document(refused)
+        found = versions.acceptable(message.attachments, largest) if message.attachments else None
+        if isinstance(found, Problem):
+            return found
     return fields.missing_document([])

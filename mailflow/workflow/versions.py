@@ -11,6 +11,7 @@ from mailflow.documents import Document as PickedDocument
 from mailflow.documents import pick_document
 from mailflow.forms import parse_form, strip_reply
 from mailflow.notify.outbox import Outgoing
+from mailflow.parse import Attachment
 from mailflow.store.files import files_of
 from mailflow.store.models import Case, Document
 from mailflow.triage import Incoming
@@ -29,13 +30,22 @@ def attach_document(
     attachments = incoming.parsed.attachments
     if not attachments:
         return []
+    found = acceptable(attachments, workflow.settings.limits.max_attachment_bytes)
+    if isinstance(found, Problem):
+        return [found]
+    keep(session, case, incoming, workflow, found)
+    return []
+
+
+def acceptable(attachments: tuple[Attachment, ...], largest: int) -> PickedDocument | Problem:
+    """The document to keep among a message's files, or why there is none:
+    none of them is a document, or it is larger than ``largest`` bytes."""
     document, refused = pick_document(attachments)
     if document is None:
-        return [fields.missing_document(refused)]
-    if len(document.content) > workflow.settings.limits.max_attachment_bytes:
-        return [fields.document_too_large(document.filename)]
-    keep(session, case, incoming, workflow, document)
-    return []
+        return fields.missing_document(refused)
+    if len(document.content) > largest:
+        return fields.document_too_large(document.filename)
+    return document
 
 
 def keep(
